@@ -1,0 +1,8 @@
+"""myapp: a self-hosted data workspace on DuckDB."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("myapp")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0+source"

@@ -1,0 +1,3 @@
+from myapp.cli import main
+
+main()

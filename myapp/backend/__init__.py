@@ -1,0 +1,1 @@
+"""The backend role: FastAPI over DuckDB. The only package that imports duckdb."""

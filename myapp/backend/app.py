@@ -1,0 +1,88 @@
+"""create_api(settings): the backend's FastAPI application."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+
+from myapp import __version__
+from myapp.models import ErrorBody
+from myapp.settings import Settings
+
+from .errors import install_error_handlers
+from .middleware import RequestLogMiddleware
+from .routes import audit, auth, datasets, health, queries, query, tokens, users
+from .store.database import Database
+
+log = logging.getLogger("myapp.backend")
+
+API_PREFIX = "/api"
+STATIC_DIR = Path(__file__).parent / "static"
+SWAGGER_DIR = "swagger-ui-5.35.0"
+
+ROUTERS = (health, auth, users, tokens, datasets, query, queries, audit)
+
+
+def create_api(settings: Settings, *, role: str = "backend") -> FastAPI:
+    """Build the API. DuckDB is opened in the lifespan, not here, so building is cheap and safe."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        database = Database(settings)
+        # Opening may wait for a lock held by another process; keep the event loop free.
+        await run_in_threadpool(database.open)
+        app.state.database = database
+        try:
+            yield
+        finally:
+            await run_in_threadpool(database.close)
+
+    app = FastAPI(
+        title="myapp API",
+        version=__version__,
+        description=(
+            "Every action of myapp as JSON: datasets, SQL queries, saved queries, exports, "
+            'tokens. Errors always have the body `{"error": {"code", "message", "detail"}}`.'
+        ),
+        lifespan=lifespan,
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+        responses={
+            "4XX": {"model": ErrorBody, "description": "A request the client can correct"},
+            "5XX": {"model": ErrorBody, "description": "A failure on the server"},
+        },
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.add_middleware(RequestLogMiddleware, role=role)
+
+    for module in ROUTERS:
+        app.include_router(module.router, prefix=API_PREFIX)
+
+    app.mount(
+        f"{API_PREFIX}/static",
+        StaticFiles(directory=STATIC_DIR),
+        name="api-static",
+    )
+
+    @app.get(f"{API_PREFIX}/docs", include_in_schema=False)
+    def read_docs(request: Request) -> HTMLResponse:
+        static = f"{API_PREFIX}/static/{SWAGGER_DIR}"
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "",
+            title="myapp API",
+            swagger_js_url=f"{static}/swagger-ui-bundle.js",
+            swagger_css_url=f"{static}/swagger-ui.css",
+            swagger_favicon_url=f"{static}/favicon-32x32.png",
+        )
+
+    return app

@@ -1,0 +1,33 @@
+"""Annotated dependency aliases every route uses."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from myapp.settings import Settings
+
+from .security import Actor, require
+from .store.database import Database
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_database(request: Request) -> Database:
+    return request.app.state.database
+
+
+def get_request_id(request: Request) -> str:
+    return request.scope.get("state", {}).get("request_id", "")
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+DatabaseDep = Annotated[Database, Depends(get_database)]
+RequestIdDep = Annotated[str, Depends(get_request_id)]
+
+ViewerDep = Annotated[Actor, Depends(require("viewer"))]
+EditorDep = Annotated[Actor, Depends(require("editor"))]
+AdminDep = Annotated[Actor, Depends(require("admin"))]

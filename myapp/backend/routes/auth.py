@@ -1,0 +1,7 @@
+"""The auth resource's routes."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["auth"])

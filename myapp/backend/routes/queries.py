@@ -1,0 +1,7 @@
+"""The queries resource's routes."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["queries"])

@@ -1,0 +1,7 @@
+"""The query resource's routes."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["query"])

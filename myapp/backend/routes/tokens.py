@@ -1,0 +1,7 @@
+"""The tokens resource's routes."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["tokens"])

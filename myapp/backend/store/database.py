@@ -1,0 +1,190 @@
+"""The one DuckDB connection of the backend process, its cursors, its sandbox and its schema.
+
+Facts this module is built on (measured, see DESIGN.md): a connection is not for sharing between
+threads, so every request takes its own `cursor()`; a second process cannot open the file, so the
+backend is one process and waits a bounded time for a lock held by an old instance; the sandbox
+settings must be applied in order and then locked.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+from myapp.settings import Settings
+
+from .schema import MIGRATIONS, SCHEMA_VERSION, apply_migrations
+from .sql import INTERNAL_SCHEMA
+
+log = logging.getLogger("myapp.backend.database")
+
+# Re-try interval while another process (an old container during a rolling deploy) holds the
+# database file's lock.
+LOCK_RETRY_INTERVAL_S = 0.5
+
+
+class DatabaseLockedError(RuntimeError):
+    """Another process holds the database file for longer than the configured wait."""
+
+
+class Database:
+    """Owns the process's only DuckDB connection. Thread-safe through per-call cursors."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.path: Path = settings.database_path
+        self._conn: duckdb.DuckDBPyConnection | None = None
+        # Serialises catalog-changing transactions (ingest swaps, renames, deletes) so they never
+        # fail on DuckDB's optimistic write conflicts; readers are not blocked by it.
+        self.write_lock = threading.RLock()
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def open(self) -> None:
+        settings = self.settings
+        for directory in (
+            settings.data_dir,
+            self.path.parent,
+            settings.staging_dir,
+            settings.export_dir,
+            settings.spill_dir,
+        ):
+            directory.mkdir(parents=True, exist_ok=True)
+        # Leftovers of a crash: staging uploads and unfinished exports are never resumed.
+        for directory in (settings.staging_dir, settings.export_dir):
+            for child in directory.iterdir():
+                if child.is_dir():
+                    shutil.rmtree(child, ignore_errors=True)
+                else:
+                    child.unlink(missing_ok=True)
+
+        self._conn = self._connect_with_retry()
+        try:
+            self._apply_sandbox(self._conn)
+            with self.cursor() as cur:
+                apply_migrations(cur)
+        except BaseException:
+            self._conn.close()
+            self._conn = None
+            raise
+        log.info(
+            "database open: %s (schema version %s, %d migrations)",
+            self.path,
+            SCHEMA_VERSION,
+            len(MIGRATIONS),
+        )
+
+    def _connect_with_retry(self) -> duckdb.DuckDBPyConnection:
+        settings = self.settings
+        config: dict[str, str | int | bool] = {
+            "memory_limit": settings.memory_limit,
+            "temp_directory": str(settings.spill_dir.resolve()),
+            "max_temp_directory_size": settings.temp_dir_limit,
+            # Users' SQL must not install or load code; nothing can be downloaded here anyway.
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+        }
+        if settings.threads:
+            config["threads"] = settings.threads
+        deadline = time.monotonic() + settings.lock_timeout_s
+        warned = False
+        while True:
+            try:
+                return duckdb.connect(str(self.path), config=config)
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower():
+                    raise
+                if time.monotonic() >= deadline:
+                    raise DatabaseLockedError(
+                        f"the database file {self.path} is locked by another process "
+                        f"(waited {settings.lock_timeout_s:g} s, MYAPP_LOCK_TIMEOUT_S); only one "
+                        f"backend may open it at a time: stop the other backend and start again"
+                    ) from None
+                if not warned:
+                    log.warning(
+                        "database %s is locked by another process; waiting up to %g s",
+                        self.path,
+                        settings.lock_timeout_s,
+                    )
+                    warned = True
+                time.sleep(LOCK_RETRY_INTERVAL_S)
+
+    def _apply_sandbox(self, conn: duckdb.DuckDBPyConnection) -> None:
+        """Limit file access to the app's own directories, then lock the configuration.
+
+        Order matters: allowed_directories cannot be set once external access is off, and
+        nothing can be set once the configuration is locked.
+        """
+        allowed = sorted(
+            {
+                str(self.settings.data_dir.resolve()) + "/",
+                str(self.path.parent.resolve()) + "/",
+            }
+        )
+        conn.execute("SET allowed_directories = $dirs", {"dirs": allowed})
+        conn.execute("SET enable_external_access = false")
+        conn.execute("SET lock_configuration = true")
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            # A checkpoint folds the WAL into the file so a clean stop leaves no .wal behind.
+            conn.execute("CHECKPOINT")
+        except duckdb.Error as exc:
+            log.warning("checkpoint at shutdown failed: %s", exc)
+        finally:
+            conn.close()
+        log.info("database closed: %s", self.path)
+
+    # -- use --------------------------------------------------------------------------------
+    @property
+    def is_open(self) -> bool:
+        return self._conn is not None
+
+    @property
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        if self._conn is None:
+            raise RuntimeError("the database is not open")
+        return self._conn
+
+    @contextmanager
+    def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor of its own for one request or task; closed afterwards."""
+        cur = self.connection.cursor()
+        try:
+            yield cur
+        finally:
+            cur.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A write transaction under the write lock: committed on success, rolled back on error."""
+        with self.write_lock, self.cursor() as cur:
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                yield cur
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            cur.execute("COMMIT")
+
+    def healthy(self) -> bool:
+        if self._conn is None:
+            return False
+        try:
+            with self.cursor() as cur:
+                cur.execute(
+                    "SELECT count(*) FROM duckdb_tables() WHERE schema_name = $s",
+                    {"s": INTERNAL_SCHEMA},
+                ).fetchone()
+            return True
+        except duckdb.Error:
+            return False

@@ -1,0 +1,89 @@
+"""The internal schema, as an ordered list of migrations applied once each at start.
+
+A migration is never edited after it has shipped: change the schema by appending a new one with
+a new id to the list of its resource. Each id is recorded in `migrations` when applied, inside
+the same transaction as its statements, so a crash never leaves half a migration behind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import duckdb
+
+from .sql import INTERNAL_SCHEMA, internal
+
+
+@dataclass(frozen=True)
+class Migration:
+    id: str
+    statements: tuple[str, ...]
+
+
+CORE: list[Migration] = [
+    Migration(
+        "core-0001-meta",
+        (
+            f"CREATE TABLE IF NOT EXISTS {internal('meta')} "
+            "(key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)",
+        ),
+    ),
+]
+
+# One list per resource; each resource appends its own migrations to its own list.
+DATASETS: list[Migration] = []
+QUERIES: list[Migration] = []
+AUTH: list[Migration] = []
+
+MIGRATIONS: list[Migration] = [*CORE, *DATASETS, *QUERIES, *AUTH]
+
+# The schema version recorded in meta: the number of migrations this code knows.
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def apply_migrations(cur: duckdb.DuckDBPyConnection) -> list[str]:
+    """Apply every migration not yet recorded; return the ids applied now."""
+    cur.execute(f"CREATE SCHEMA IF NOT EXISTS {INTERNAL_SCHEMA}")
+    cur.execute(
+        f"CREATE TABLE IF NOT EXISTS {internal('migrations')} "
+        "(id VARCHAR PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL)"
+    )
+    done = {row[0] for row in cur.execute(f"SELECT id FROM {internal('migrations')}").fetchall()}
+    known = {m.id for m in MIGRATIONS}
+    unknown = done - known
+    if unknown:
+        raise RuntimeError(
+            "the database was written by a newer myapp (unknown migrations: "
+            + ", ".join(sorted(unknown))
+            + "); upgrade myapp to open it"
+        )
+    applied = []
+    for migration in MIGRATIONS:
+        if migration.id in done:
+            continue
+        cur.execute("BEGIN TRANSACTION")
+        try:
+            for statement in migration.statements:
+                cur.execute(statement)
+            cur.execute(
+                f"INSERT INTO {internal('migrations')} VALUES ($id, $at)",
+                {"id": migration.id, "at": datetime.now(UTC)},
+            )
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        applied.append(migration.id)
+    cur.execute(
+        f"INSERT OR REPLACE INTO {internal('meta')} VALUES ('schema_version', $v)",
+        {"v": str(SCHEMA_VERSION)},
+    )
+    return applied
+
+
+def schema_version(cur: duckdb.DuckDBPyConnection) -> int:
+    row = cur.execute(
+        f"SELECT value FROM {internal('meta')} WHERE key = 'schema_version'"
+    ).fetchone()
+    return int(row[0]) if row else 0

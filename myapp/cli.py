@@ -1,0 +1,114 @@
+"""The `myapp` command: serve a role, and client commands that talk to the API."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from myapp import __version__
+from myapp.settings import SettingsError, load_settings
+
+ROLES = ("backend", "frontend", "all")
+
+# Exit code for bad configuration, as for a command-line usage error.
+EXIT_CONFIG = 2
+
+
+def fail(message: str, code: int = EXIT_CONFIG) -> None:
+    click.echo(f"myapp: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="myapp")
+def main() -> None:
+    """myapp: a self-hosted data workspace on DuckDB.
+
+    Upload CSV, Parquet and JSON files, browse and profile them, query them with SQL, chart and
+    export the results, from a browser or through the JSON API.
+    """
+
+
+@main.command()
+@click.option(
+    "--role",
+    type=click.Choice(ROLES),
+    default=None,
+    help="What to run: backend (API + DuckDB, :12000), frontend (pages, :12001) or all "
+    "(both in one process, :12001). Default: MYAPP_ROLE, else all.",
+)
+@click.option(
+    "--host", default=None, help="Address to listen on. Default: MYAPP_HOST, else 127.0.0.1."
+)
+@click.option(
+    "--port",
+    default=None,
+    metavar="PORT",
+    help="Port to listen on. Default: MYAPP_PORT, else 12000 (backend) or 12001 (frontend, all).",
+)
+@click.option(
+    "--workers",
+    default=None,
+    metavar="N",
+    help="Frontend worker processes (default 2). The backend always runs exactly one.",
+)
+@click.option("--reload", is_flag=True, help="Restart on code changes (development only).")
+def serve(
+    role: str | None, host: str | None, port: str | None, workers: str | None, reload: bool
+) -> None:
+    """Run a role of myapp until stopped (SIGTERM or Ctrl+C drains requests, then exits 0)."""
+    from myapp.server import ServeError, run_role, self_url
+
+    try:
+        settings = load_settings(role=role, host=host, port=port, workers=workers)
+        chosen = settings.effective_role
+        listen_port = settings.effective_port
+        if chosen == "backend" and (settings.workers or 1) > 1:
+            raise SettingsError(
+                "the backend runs as exactly one process: DuckDB lets only one process open "
+                f"{settings.database_path} (a second fails with 'Could not set lock on file'); "
+                "it serves requests concurrently with threads, so leave --workers unset"
+            )
+        if chosen == "all" and (settings.workers or 1) > 1:
+            raise SettingsError(
+                "role all runs in one process (it opens DuckDB); "
+                "use --role frontend for more workers"
+            )
+        if chosen == "all":
+            # The pages of role all reach the API in the same process, over loopback.
+            settings = settings.model_copy(
+                update={"backend_url": self_url(settings.host, listen_port)}
+            )
+        settings.check(chosen)
+    except SettingsError as exc:
+        fail(str(exc))
+        return
+
+    if reload:
+        # The reloader rebuilds the app in a fresh process from the environment.
+        os.environ.update(
+            {
+                "MYAPP_ROLE": chosen,
+                "MYAPP_HOST": settings.host,
+                "MYAPP_PORT": str(listen_port),
+                "MYAPP_BACKEND_URL": settings.backend_url,
+            }
+        )
+    try:
+        code = run_role(settings, chosen, settings.host, listen_port, reload)
+    except ServeError as exc:
+        fail(str(exc), code=1)
+        return
+    sys.exit(code)
+
+
+def _register_client_commands() -> None:
+    from myapp.commands import COMMANDS
+
+    for command in COMMANDS:
+        main.add_command(command)
+
+
+_register_client_commands()

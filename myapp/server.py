@@ -1,0 +1,245 @@
+"""Running the roles: gunicorn for backend and frontend, one uvicorn process for `all`.
+
+Apps are built inside the serving process (gunicorn's load() runs in the worker), never at
+import time, so DuckDB is opened only where requests are served.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from myapp.logs import configure_logging
+from myapp.settings import Settings
+
+log = logging.getLogger("myapp.server")
+
+# Gunicorn kills a worker that has not checked in for this long. The backend's worker may spend
+# the lock wait in its lifespan before it checks in, so the allowance grows with that wait.
+WORKER_TIMEOUT_FLOOR_S = 60
+
+LOCK_POLL_INTERVAL_S = 0.5
+
+
+class ServeError(RuntimeError):
+    """The server cannot start; the message is one line for the person running it."""
+
+
+def _log_config(level: str) -> dict[str, Any]:
+    """Gunicorn's loggers go to stdout through the root logger, in our one format."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {
+            "plain": {"format": "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"}
+        },
+        "handlers": {
+            "stdout": {
+                "class": "logging.StreamHandler",
+                "formatter": "plain",
+                "stream": "ext://sys.stdout",
+            }
+        },
+        "root": {"level": level.upper(), "handlers": ["stdout"]},
+        "loggers": {
+            "gunicorn.error": {"level": level.upper(), "handlers": [], "propagate": True},
+            "gunicorn.access": {"level": "WARNING", "handlers": [], "propagate": False},
+        },
+    }
+
+
+class GunicornApp(BaseApplication):
+    def __init__(self, factory: Callable[[], Any], options: dict[str, Any], level: str) -> None:
+        self.factory = factory
+        self.options = options
+        self.level = level
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        # Runs in the worker after fork: our handlers replace the ones the worker installed.
+        configure_logging(self.level)
+        return self.factory()
+
+
+def wait_for_database_lock(path: Path, timeout_s: float) -> None:
+    """Wait until no other process holds DuckDB's lock on `path`.
+
+    DuckDB takes a POSIX write lock on the file; testing it with fcntl tells whether another
+    process holds it without opening DuckDB here (the workers open it after fork).
+    """
+    if not path.exists():
+        return
+    deadline = time.monotonic() + timeout_s
+    warned = False
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except OSError as exc:
+            raise ServeError(f"cannot open the database file {path}: {exc.strerror}") from None
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.lockf(fd, fcntl.LOCK_UN)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EACCES, errno.EAGAIN):
+                raise
+        finally:
+            os.close(fd)
+        if time.monotonic() >= deadline:
+            raise ServeError(
+                f"the database file {path} is locked by another process (waited "
+                f"{timeout_s:g} s, MYAPP_LOCK_TIMEOUT_S); only one backend may open it at a "
+                f"time: stop the other backend and start again"
+            )
+        if not warned:
+            log.warning(
+                "database %s is locked by another process; waiting up to %g s", path, timeout_s
+            )
+            warned = True
+        time.sleep(LOCK_POLL_INTERVAL_S)
+
+
+def self_url(host: str, port: int) -> str:
+    """Where the pages of the `all` role reach their own /api."""
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104 - a wildcard bind is reachable on loopback
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def serve_backend(settings: Settings, host: str, port: int) -> None:
+    from myapp.backend.app import create_api
+
+    wait_for_database_lock(settings.database_path, settings.lock_timeout_s)
+    GunicornApp(
+        lambda: create_api(settings),
+        {
+            "bind": _bind(host, port),
+            # DuckDB allows one process per database file: one worker, concurrency by threads.
+            "workers": 1,
+            "worker_class": "uvicorn_worker.UvicornWorker",
+            "graceful_timeout": settings.graceful_timeout_s,
+            "timeout": max(WORKER_TIMEOUT_FLOOR_S, int(settings.lock_timeout_s) + 30),
+            "keepalive": 5,
+            "forwarded_allow_ips": settings.forwarded_allow_ips,
+            "proc_name": "myapp-backend",
+            "logconfig_dict": _log_config(settings.log_level),
+            "accesslog": None,
+            # The control socket could add workers at run time (two backends would fight over
+            # the database lock), and two roles on one host would share its default path.
+            "control_socket_disable": True,
+        },
+        settings.log_level,
+    ).run()
+
+
+def serve_frontend(settings: Settings, host: str, port: int) -> None:
+    from myapp.frontend.app import create_web
+
+    GunicornApp(
+        lambda: create_web(settings),
+        {
+            "bind": _bind(host, port),
+            "workers": settings.workers or 2,
+            "worker_class": "gthread",
+            "threads": settings.web_threads,
+            "graceful_timeout": settings.graceful_timeout_s,
+            # A page may wait on a query for as long as the query time limit allows.
+            "timeout": max(WORKER_TIMEOUT_FLOOR_S, settings.query_timeout_ms // 1000 + 30),
+            "keepalive": 5,
+            "forwarded_allow_ips": settings.forwarded_allow_ips,
+            "proc_name": "myapp-frontend",
+            "logconfig_dict": _log_config(settings.log_level),
+            "accesslog": None,
+            # The control socket could add workers at run time (two backends would fight over
+            # the database lock), and two roles on one host would share its default path.
+            "control_socket_disable": True,
+        },
+        settings.log_level,
+    ).run()
+
+
+def serve_all(settings: Settings, host: str, port: int) -> int:
+    import uvicorn
+
+    from myapp.asgi import create_all
+
+    wait_for_database_lock(settings.database_path, settings.lock_timeout_s)
+    config = uvicorn.Config(
+        create_all(settings),
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=settings.graceful_timeout_s,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+
+    # uvicorn re-raises the signal that stopped it once it has shut down; a no-op handler makes
+    # that re-raise harmless so a drained SIGTERM ends with exit code 0.
+    def _ignore(signum: int, frame: object) -> None:
+        return None
+
+    signal.signal(signal.SIGTERM, _ignore)
+    signal.signal(signal.SIGINT, _ignore)
+    server.run()
+    if not server.started:
+        return 3
+    return 0
+
+
+def serve_reload(role: str, host: str, port: int, level: str) -> None:
+    """Development: uvicorn with auto-reload; the app is rebuilt from the environment."""
+    import uvicorn
+
+    factory = {
+        "backend": "myapp.asgi:backend_from_environment",
+        "frontend": "myapp.asgi:frontend_from_environment",
+        "all": "myapp.asgi:all_from_environment",
+    }[role]
+    uvicorn.run(
+        factory,
+        factory=True,
+        host=host,
+        port=port,
+        reload=True,
+        reload_dirs=[str(Path(__file__).parent)],
+        log_config=None,
+        access_log=False,
+        log_level=level,
+    )
+
+
+def _bind(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def run_role(settings: Settings, role: str, host: str, port: int, reload: bool) -> int:
+    configure_logging(settings.log_level)
+    if reload:
+        serve_reload(role, host, port, settings.log_level)
+        return 0
+    if role == "backend":
+        serve_backend(settings, host, port)
+    elif role == "frontend":
+        serve_frontend(settings, host, port)
+    else:
+        return serve_all(settings, host, port)
+    return 0
