@@ -15,11 +15,11 @@ from myapp.logs import REQUEST_ID_HEADER, log_request, request_id_from
 from myapp.settings import Settings
 
 from .api_client import ApiClient, BackendError, BackendUnavailable
-from .views import home
+from .views import account, datasets, home, queries, sql
 
 log = logging.getLogger("myapp.frontend")
 
-BLUEPRINTS = (home.bp,)
+BLUEPRINTS = (home.bp, account.bp, datasets.bp, sql.bp, queries.bp)
 
 # Main navigation; an entry shows once a blueprint provides its endpoint.
 NAV_ITEMS = (

@@ -29,6 +29,15 @@ CORE: list[Migration] = [
             "(key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)",
         ),
     ),
+    Migration(
+        "core-0002-audit-log",
+        (
+            f"CREATE SEQUENCE IF NOT EXISTS {INTERNAL_SCHEMA}.audit_seq",
+            f"CREATE TABLE IF NOT EXISTS {internal('audit_log')} ("
+            'id BIGINT PRIMARY KEY, "at" TIMESTAMPTZ NOT NULL, actor VARCHAR, '
+            "action VARCHAR NOT NULL, target VARCHAR, ip VARCHAR, detail JSON)",
+        ),
+    ),
 ]
 
 # One list per resource; each resource appends its own migrations to its own list.
