@@ -43,9 +43,13 @@ def create_all(settings: Settings) -> FastAPI:
 # Factories for `myapp serve --reload`: uvicorn re-imports them on every change, and the CLI has
 # put its flags into the environment, so settings come from there.
 def _settings_from_environment() -> Settings:
+    from myapp.logs import configure_logging
     from myapp.settings import load_settings
 
-    return load_settings()
+    settings = load_settings()
+    # The reloader's child process starts without the parent's logging setup.
+    configure_logging(settings.log_level)
+    return settings
 
 
 def all_from_environment() -> FastAPI:
