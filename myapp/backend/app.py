@@ -20,6 +20,7 @@ from myapp.settings import Settings
 from .errors import install_error_handlers
 from .middleware import RequestLogMiddleware
 from .routes import audit, auth, datasets, health, queries, query, tokens, users
+from .security import bootstrap, install_security
 from .store.database import Database
 
 log = logging.getLogger("myapp.backend")
@@ -41,6 +42,8 @@ def create_api(settings: Settings, *, role: str = "backend") -> FastAPI:
         await run_in_threadpool(database.open)
         app.state.database = database
         try:
+            # Applies MYAPP_ADMIN_PASSWORD; inside the try so the database closes if it fails.
+            await run_in_threadpool(bootstrap, app)
             yield
         finally:
             await run_in_threadpool(database.close)
@@ -85,4 +88,5 @@ def create_api(settings: Settings, *, role: str = "backend") -> FastAPI:
             swagger_favicon_url=f"{static}/favicon-32x32.png",
         )
 
+    install_security(app, settings, docs_path=f"{API_PREFIX}/docs")
     return app

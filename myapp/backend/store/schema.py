@@ -43,7 +43,28 @@ CORE: list[Migration] = [
 # One list per resource; each resource appends its own migrations to its own list.
 DATASETS: list[Migration] = []
 QUERIES: list[Migration] = []
-AUTH: list[Migration] = []
+AUTH: list[Migration] = [
+    Migration(
+        "auth-0001-accounts",
+        (
+            f"CREATE SEQUENCE IF NOT EXISTS {INTERNAL_SCHEMA}.account_seq",
+            f"CREATE TABLE IF NOT EXISTS {internal('accounts')} ("
+            "id BIGINT PRIMARY KEY, username VARCHAR NOT NULL UNIQUE, role VARCHAR NOT NULL, "
+            "password_hash VARCHAR NOT NULL, created_at TIMESTAMPTZ NOT NULL, "
+            "updated_at TIMESTAMPTZ NOT NULL, last_login_at TIMESTAMPTZ)",
+        ),
+    ),
+    Migration(
+        "auth-0002-tokens",
+        (
+            f"CREATE TABLE IF NOT EXISTS {internal('tokens')} ("
+            "id VARCHAR PRIMARY KEY, account_id BIGINT NOT NULL, kind VARCHAR NOT NULL, "
+            "name VARCHAR NOT NULL, scope VARCHAR NOT NULL, token_hash VARCHAR NOT NULL UNIQUE, "
+            "hint VARCHAR NOT NULL, created_at TIMESTAMPTZ NOT NULL, expires_at TIMESTAMPTZ, "
+            "last_used_at TIMESTAMPTZ, revoked_at TIMESTAMPTZ)",
+        ),
+    ),
+]
 
 MIGRATIONS: list[Migration] = [*CORE, *DATASETS, *QUERIES, *AUTH]
 
