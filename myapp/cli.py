@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import secrets
 import sys
 
 import click
+from pydantic import SecretStr
 
 from myapp import __version__
 from myapp.settings import SettingsError, load_settings
@@ -82,8 +84,22 @@ def serve(
                 update={"backend_url": self_url(settings.host, listen_port)}
             )
         settings.check(chosen)
+        if chosen in ("backend", "all"):
+            # Before anything binds: a public address nobody can sign in to is refused here.
+            from myapp.backend.security import check_startup
+
+            check_startup(settings)
+        if settings.secret_key is None:
+            # One key shared by every worker forked below, so a session cookie signed by one
+            # worker is accepted by the others.
+            settings = settings.model_copy(
+                update={"secret_key": SecretStr(secrets.token_urlsafe(32))}
+            )
     except SettingsError as exc:
         fail(str(exc))
+        return
+    except ServeError as exc:
+        fail(str(exc), code=1)
         return
 
     if reload:
