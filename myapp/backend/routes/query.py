@@ -1,7 +1,201 @@
-"""The query resource's routes."""
+"""Run SQL: one read-only SELECT at a time, followed, cancelled, charted or exported."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import json
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Response
+from fastapi.responses import StreamingResponse
+
+from myapp.models import ErrorBody
+from myapp.models.query import (
+    MAX_CHART_POINTS,
+    MAX_SQL_CHARS,
+    ChartData,
+    ChartRequest,
+    ExportFormatName,
+    ExportRequest,
+    QueryRequest,
+    QueryResult,
+    QueryStatus,
+)
+
+from ..deps import DatabaseDep, SettingsDep, ViewerDep
+from ..errors import BadRequest, Conflict
+from ..responses import export_response
+from ..store import query as store
+from ..store.exports import FORMATS, download_filename
 
 router = APIRouter(tags=["query"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "Refused, invalid SQL, or the time limit passed"},
+    409: {"model": ErrorBody, "description": "Cancelled while running"},
+    422: {"model": ErrorBody, "description": "Needs more memory or disk than allowed"},
+}
+
+
+@router.post(
+    "/query",
+    response_model=QueryResult,
+    responses=_ERRORS,
+    summary="Run one read-only SELECT",
+)
+def run_query(
+    body: QueryRequest, actor: ViewerDep, database: DatabaseDep, settings: SettingsDep
+) -> dict[str, Any]:
+    return store.run_select(
+        database,
+        settings,
+        sql=body.sql,
+        params=body.params,
+        limit=body.limit,
+        timeout_ms=body.timeout_ms,
+        run_id=store.new_run_id(body.id),
+        owner=actor.username,
+    )
+
+
+@router.post(
+    "/query/chart",
+    response_model=ChartData,
+    responses=_ERRORS,
+    summary="The data of a chart of a SELECT's result, cut to at most 10,000 points by DuckDB",
+)
+def chart_query(
+    body: ChartRequest, actor: ViewerDep, database: DatabaseDep, settings: SettingsDep
+) -> dict[str, Any]:
+    return store.chart_select(
+        database,
+        settings,
+        sql=body.sql,
+        params=body.params,
+        chart=body.chart.model_dump(),
+        timeout_ms=body.timeout_ms,
+        run_id=store.new_run_id(body.id),
+        owner=actor.username,
+        max_points=MAX_CHART_POINTS,
+    )
+
+
+def _export(
+    database: DatabaseDep,
+    settings: SettingsDep,
+    actor: Any,
+    *,
+    sql: str,
+    params: dict[str, Any] | None,
+    fmt: str,
+    filename: str | None,
+    run_id: UUID | None,
+) -> StreamingResponse:
+    export_format = FORMATS[fmt]
+    export = store.export_select(
+        database,
+        settings,
+        sql=sql,
+        params=params,
+        fmt=export_format,
+        timeout_ms=None,
+        run_id=store.new_run_id(run_id),
+        owner=actor.username,
+    )
+    stem = filename or f"query-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+    return export_response(export, download_filename(stem, export_format))
+
+
+@router.get(
+    "/query/export",
+    response_class=StreamingResponse,
+    responses={200: {"description": "The whole result as a file"}, **_ERRORS},
+    summary="Export the whole result of a SELECT (no row cap) as a download",
+)
+def export_query_get(
+    actor: ViewerDep,
+    database: DatabaseDep,
+    settings: SettingsDep,
+    sql: str = Query(min_length=1, max_length=MAX_SQL_CHARS),
+    format: ExportFormatName = "csv",
+    params: str | None = Query(None, description="The parameters as a JSON object."),
+    filename: str | None = Query(None, max_length=200),
+    id: UUID | None = None,
+) -> StreamingResponse:
+    values = parse_params_json(params)
+    return _export(
+        database,
+        settings,
+        actor,
+        sql=sql,
+        params=values,
+        fmt=format,
+        filename=filename,
+        run_id=id,
+    )
+
+
+@router.post(
+    "/query/export",
+    response_class=StreamingResponse,
+    responses={200: {"description": "The whole result as a file"}, **_ERRORS},
+    summary="Export the whole result of a SELECT (no row cap) as a download",
+)
+def export_query_post(
+    body: ExportRequest, actor: ViewerDep, database: DatabaseDep, settings: SettingsDep
+) -> StreamingResponse:
+    return _export(
+        database,
+        settings,
+        actor,
+        sql=body.sql,
+        params=body.params,
+        fmt=body.format,
+        filename=body.filename,
+        run_id=body.id,
+    )
+
+
+@router.get(
+    "/query/{query_id}",
+    response_model=QueryStatus,
+    summary="State and progress of a query run (running or recently ended)",
+)
+def read_query_status(query_id: UUID, actor: ViewerDep) -> dict[str, Any]:
+    run = store.get_run(str(query_id), actor_name=actor.username, is_admin=actor.can("admin"))
+    return run.status()
+
+
+@router.delete(
+    "/query/{query_id}",
+    status_code=204,
+    responses={409: {"model": ErrorBody, "description": "The query has already ended"}},
+    summary="Cancel a running query; its own request answers 409 query_cancelled",
+)
+def cancel_query(query_id: UUID, actor: ViewerDep) -> Response:
+    run = store.get_run(str(query_id), actor_name=actor.username, is_admin=actor.can("admin"))
+    if not run.stop("cancel"):
+        raise Conflict(
+            f"The query has already ended ({run.state.replace('_', ' ')}).",
+            code="query_not_running",
+            detail={"state": run.state},
+        )
+    return Response(status_code=204)
+
+
+def parse_params_json(text: str | None) -> dict[str, Any] | None:
+    """`params` given in a query string, as a JSON object."""
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise BadRequest(
+            'params must be a JSON object, such as {"city": "Oslo"}.', code="bad_params"
+        ) from None
+    if not isinstance(value, dict):
+        raise BadRequest(
+            'params must be a JSON object, such as {"city": "Oslo"}.', code="bad_params"
+        )
+    return value

@@ -9,6 +9,7 @@ settings must be applied in order and then locked.
 from __future__ import annotations
 
 import logging
+import queue
 import shutil
 import threading
 import time
@@ -29,6 +30,12 @@ log = logging.getLogger("myapp.backend.database")
 # database file's lock.
 LOCK_RETRY_INTERVAL_S = 0.5
 
+# DuckDB tracks a query's progress only on a connection whose local `enable_progress_bar` is on,
+# and nothing can turn it on once the configuration is locked. So a few cursors for user SQL are
+# prepared before the lock and lent out one query at a time; when all are busy, a query runs on
+# a plain cursor and simply reports no progress.
+QUERY_CURSORS = 8
+
 
 class DatabaseLockedError(RuntimeError):
     """Another process holds the database file for longer than the configured wait."""
@@ -44,6 +51,7 @@ class Database:
         # Serialises catalog-changing transactions (ingest swaps, renames, deletes) so they never
         # fail on DuckDB's optimistic write conflicts; readers are not blocked by it.
         self.write_lock = threading.RLock()
+        self._query_cursors: queue.SimpleQueue[duckdb.DuckDBPyConnection] = queue.SimpleQueue()
 
     # -- lifecycle --------------------------------------------------------------------------
     def open(self) -> None:
@@ -129,12 +137,20 @@ class Database:
         )
         conn.execute("SET allowed_directories = $dirs", {"dirs": allowed})
         conn.execute("SET enable_external_access = false")
+        for _ in range(QUERY_CURSORS):
+            cur = conn.cursor()
+            cur.execute("SET enable_progress_bar = true")
+            cur.execute("SET enable_progress_bar_print = false")
+            cur.execute("SET progress_bar_time = 0")
+            self._query_cursors.put(cur)
         conn.execute("SET lock_configuration = true")
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is None:
             return
+        while not self._query_cursors.empty():
+            self._query_cursors.get_nowait().close()
         try:
             # A checkpoint folds the WAL into the file so a clean stop leaves no .wal behind.
             conn.execute("CHECKPOINT")
@@ -163,6 +179,24 @@ class Database:
             yield cur
         finally:
             cur.close()
+
+    @contextmanager
+    def query_cursor(self) -> Iterator[tuple[duckdb.DuckDBPyConnection, bool]]:
+        """A cursor for one user query and whether it reports progress (see QUERY_CURSORS).
+
+        The borrower must leave it as it found it: no open transaction.
+        """
+        try:
+            cur, pooled = self._query_cursors.get_nowait(), True
+        except queue.Empty:
+            cur, pooled = self.connection.cursor(), False
+        try:
+            yield cur, pooled
+        finally:
+            if pooled and self._conn is not None:
+                self._query_cursors.put(cur)
+            else:
+                cur.close()
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:

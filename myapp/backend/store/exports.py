@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 from urllib.parse import quote
 
+import duckdb
+
 from myapp.settings import Settings
 
 from .database import Database
@@ -73,20 +75,26 @@ def write_export(
     select_sql: str,
     params: Mapping[str, Any] | None,
     fmt: ExportFormat,
+    *,
+    cursor: duckdb.DuckDBPyConnection | None = None,
 ) -> ExportFile:
     """Run `select_sql` (already vetted: one read-only SELECT) into a file and open it.
 
-    The returned file is already unlinked; iterate `chunks()` to stream and close it.
+    The returned file is already unlinked; iterate `chunks()` to stream and close it. With
+    `cursor`, the COPY runs on it (user SQL: inside its read-only transaction, under its time
+    limit); otherwise on a cursor of its own.
     """
     path = settings.export_dir / f"{uuid.uuid4().hex}.{fmt.extension}"
     # The path is ours (a fresh uuid under the data dir), never user text; quoted as a literal.
     target = "'" + str(path.resolve()).replace("'", "''") + "'"
+    # Newlines around the query so a trailing line comment cannot swallow the COPY tail.
+    statement = f"COPY (\n{select_sql}\n) TO {target} ({fmt.copy_options})"
     try:
-        with database.cursor() as cur:
-            # Newlines around the query so a trailing line comment cannot swallow the COPY tail.
-            cur.execute(
-                f"COPY (\n{select_sql}\n) TO {target} ({fmt.copy_options})", dict(params or {})
-            )
+        if cursor is not None:
+            cursor.execute(statement, dict(params or {}))
+        else:
+            with database.cursor() as cur:
+                cur.execute(statement, dict(params or {}))
         handle = path.open("rb")
     finally:
         # Unlinking while open keeps the data readable through the handle only.
