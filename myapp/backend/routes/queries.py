@@ -1,7 +1,237 @@
-"""The queries resource's routes."""
+"""Saved queries: create, read, edit (a new version each time), delete, run, chart, export."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Any
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from myapp.models import ErrorBody
+from myapp.models.queries import (
+    SavedQueryChartRequest,
+    SavedQueryCreate,
+    SavedQueryList,
+    SavedQueryPublic,
+    SavedQueryRun,
+    SavedQueryUpdate,
+    SavedQueryVersions,
+)
+from myapp.models.query import MAX_CHART_POINTS, ChartData, ExportFormatName, QueryResult
+
+from ..deps import DatabaseDep, EditorDep, SettingsDep, ViewerDep
+from ..errors import BadRequest
+from ..responses import export_response
+from ..security import client_address
+from ..store import queries as store
+from ..store import query as runner
+from ..store.exports import FORMATS, download_filename
+from .query import parse_params_json
 
 router = APIRouter(tags=["queries"])
+
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "No such saved query or version"}
+}
+_RUN_ERRORS: dict[int | str, dict[str, Any]] = {
+    **_NOT_FOUND,
+    400: {"model": ErrorBody, "description": "Invalid parameters, SQL error or time limit"},
+    409: {"model": ErrorBody, "description": "Cancelled while running"},
+}
+
+
+def _fields(body: SavedQueryCreate | SavedQueryUpdate) -> dict[str, Any]:
+    return body.model_dump(mode="json", exclude={"base_version"})
+
+
+@router.get("/queries", response_model=SavedQueryList, summary="List saved queries")
+def list_queries(
+    actor: ViewerDep,
+    database: DatabaseDep,
+    q: str | None = Query(None, max_length=200, description="Search titles and descriptions."),
+) -> dict[str, Any]:
+    return {"queries": store.list_queries(database, q)}
+
+
+@router.post(
+    "/queries",
+    status_code=201,
+    response_model=SavedQueryPublic,
+    responses={
+        400: {"model": ErrorBody, "description": "The SQL is refused or invalid"},
+        409: {"model": ErrorBody, "description": "The slug is taken"},
+    },
+    summary="Save a query (version 1)",
+)
+def create_query(
+    body: SavedQueryCreate, request: Request, actor: EditorDep, database: DatabaseDep
+) -> JSONResponse:
+    saved = store.create_query(
+        database, _fields(body), actor=actor.username, ip=client_address(request)
+    )
+    public = SavedQueryPublic.model_validate(saved).model_dump(mode="json")
+    return JSONResponse(
+        public, status_code=201, headers={"Location": f"/api/queries/{saved['slug']}"}
+    )
+
+
+@router.get(
+    "/queries/{slug}",
+    response_model=SavedQueryPublic,
+    responses=_NOT_FOUND,
+    summary="A saved query, its latest version or the one asked for",
+)
+def read_query(
+    slug: str, actor: ViewerDep, database: DatabaseDep, version: int | None = Query(None, ge=1)
+) -> dict[str, Any]:
+    return store.get_query(database, slug, version)
+
+
+@router.put(
+    "/queries/{slug}",
+    response_model=SavedQueryPublic,
+    responses={**_NOT_FOUND, 409: {"model": ErrorBody, "description": "Edited meanwhile"}},
+    summary="Edit a saved query: saves a new version (unless nothing changed)",
+)
+def update_query(
+    slug: str,
+    body: SavedQueryUpdate,
+    request: Request,
+    actor: EditorDep,
+    database: DatabaseDep,
+) -> dict[str, Any]:
+    saved, _ = store.update_query(
+        database,
+        slug,
+        _fields(body),
+        base_version=body.base_version,
+        actor=actor.username,
+        ip=client_address(request),
+    )
+    return saved
+
+
+@router.delete(
+    "/queries/{slug}",
+    status_code=204,
+    responses=_NOT_FOUND,
+    summary="Delete a saved query and all its versions",
+)
+def delete_query(slug: str, request: Request, actor: EditorDep, database: DatabaseDep) -> Response:
+    store.delete_query(database, slug, actor=actor.username, ip=client_address(request))
+    return Response(status_code=204)
+
+
+@router.get(
+    "/queries/{slug}/versions",
+    response_model=SavedQueryVersions,
+    responses=_NOT_FOUND,
+    summary="The versions of a saved query, newest first",
+)
+def list_versions(slug: str, actor: ViewerDep, database: DatabaseDep) -> dict[str, Any]:
+    return {"slug": slug, "versions": store.list_versions(database, slug)}
+
+
+@router.get(
+    "/queries/{slug}/versions/{version}",
+    response_model=SavedQueryPublic,
+    responses=_NOT_FOUND,
+    summary="One version of a saved query",
+)
+def read_version(slug: str, version: int, actor: ViewerDep, database: DatabaseDep) -> dict:
+    return store.get_query(database, slug, version)
+
+
+@router.post(
+    "/queries/{slug}/run",
+    response_model=QueryResult,
+    responses=_RUN_ERRORS,
+    summary="Run a saved query with parameters (defaults fill the missing ones)",
+)
+def run_saved_query(
+    slug: str,
+    body: SavedQueryRun,
+    actor: ViewerDep,
+    database: DatabaseDep,
+    settings: SettingsDep,
+) -> dict[str, Any]:
+    saved = store.get_query(database, slug, body.version)
+    values = store.bind_saved_parameters(saved["parameters"], body.params)
+    return runner.run_select(
+        database,
+        settings,
+        sql=saved["sql"],
+        params=values,
+        limit=body.limit,
+        timeout_ms=body.timeout_ms,
+        run_id=runner.new_run_id(body.id),
+        owner=actor.username,
+    )
+
+
+@router.post(
+    "/queries/{slug}/chart",
+    response_model=ChartData,
+    responses=_RUN_ERRORS,
+    summary="The data of the saved chart (or another one) of a saved query",
+)
+def chart_saved_query(
+    slug: str,
+    body: SavedQueryChartRequest,
+    actor: ViewerDep,
+    database: DatabaseDep,
+    settings: SettingsDep,
+) -> dict[str, Any]:
+    saved = store.get_query(database, slug, body.version)
+    chart = body.chart.model_dump() if body.chart else saved["chart"]
+    if not chart:
+        raise BadRequest(
+            "This saved query has no chart; send one in `chart`.", code="no_chart"
+        )
+    values = store.bind_saved_parameters(saved["parameters"], body.params)
+    return runner.chart_select(
+        database,
+        settings,
+        sql=saved["sql"],
+        params=values,
+        chart=chart,
+        timeout_ms=body.timeout_ms,
+        run_id=runner.new_run_id(body.id),
+        owner=actor.username,
+        max_points=MAX_CHART_POINTS,
+    )
+
+
+@router.get(
+    "/queries/{slug}/export",
+    response_class=StreamingResponse,
+    responses={200: {"description": "The whole result as a file"}, **_RUN_ERRORS},
+    summary="Export the whole result of a saved query (no row cap) as a download",
+)
+def export_saved_query(
+    slug: str,
+    actor: ViewerDep,
+    database: DatabaseDep,
+    settings: SettingsDep,
+    format: ExportFormatName = "csv",
+    params: str | None = Query(None, description="The parameters as a JSON object."),
+    version: int | None = Query(None, ge=1),
+    filename: str | None = Query(None, max_length=200),
+    id: UUID | None = None,
+) -> StreamingResponse:
+    saved = store.get_query(database, slug, version)
+    values = store.bind_saved_parameters(saved["parameters"], parse_params_json(params))
+    export_format = FORMATS[format]
+    export = runner.export_select(
+        database,
+        settings,
+        sql=saved["sql"],
+        params=values,
+        fmt=export_format,
+        timeout_ms=None,
+        run_id=runner.new_run_id(id),
+        owner=actor.username,
+    )
+    stem = filename or (slug if version is None else f"{slug}-v{version}")
+    return export_response(export, download_filename(stem, export_format))

@@ -881,6 +881,16 @@ def _vet_wrapped(cur: duckdb.DuckDBPyConnection, text: str) -> None:
         ) from None
 
 
+def check_sql(database: Database, sql: str) -> Vetted:
+    """Put `sql` through the gate without running it (saving a query checks its SQL)."""
+    with database.query_cursor() as (cur, _):
+        _begin_read_only(cur)
+        try:
+            return vet(cur, sql)
+        finally:
+            _rollback(cur)
+
+
 # -- results -------------------------------------------------------------------------------------
 def run_select(
     database: Database,

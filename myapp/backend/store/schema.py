@@ -42,7 +42,23 @@ CORE: list[Migration] = [
 
 # One list per resource; each resource appends its own migrations to its own list.
 DATASETS: list[Migration] = []
-QUERIES: list[Migration] = []
+QUERIES: list[Migration] = [
+    Migration(
+        "queries-0001-saved-queries",
+        (
+            # The slug is the saved query's address and never changes; `version` is its latest.
+            f"CREATE TABLE IF NOT EXISTS {internal('saved_queries')} ("
+            "slug VARCHAR PRIMARY KEY, version INTEGER NOT NULL, "
+            "created_at TIMESTAMPTZ NOT NULL, created_by VARCHAR)",
+            # Every edit appends a row; rows are only removed with their query.
+            f"CREATE TABLE IF NOT EXISTS {internal('saved_query_versions')} ("
+            "slug VARCHAR NOT NULL, version INTEGER NOT NULL, title VARCHAR NOT NULL, "
+            "description VARCHAR NOT NULL, sql VARCHAR NOT NULL, parameters JSON NOT NULL, "
+            "chart JSON, created_at TIMESTAMPTZ NOT NULL, created_by VARCHAR, "
+            "PRIMARY KEY (slug, version))",
+        ),
+    ),
+]
 AUTH: list[Migration] = [
     Migration(
         "auth-0001-accounts",
