@@ -15,6 +15,7 @@ from myapp.logs import REQUEST_ID_HEADER, log_request, request_id_from
 from myapp.settings import Settings
 
 from .api_client import ApiClient, BackendError, BackendUnavailable
+from .security import install_security
 from .views import account, datasets, home, queries, sql
 
 log = logging.getLogger("myapp.frontend")
@@ -100,6 +101,8 @@ def create_web(
         return {"nav_items": nav_items}
 
     _install_error_pages(app)
+    # Last: it wraps the error pages (a 401 from the backend becomes the sign-in page).
+    install_security(app)
     return app
 
 

@@ -1,0 +1,270 @@
+"""The pages' side of access control: the session cookie, CSRF refusal, security headers, and
+who the visitor is.
+
+The frontend keeps no state of its own: the cookie holds the account's session token (signed
+with MYAPP_SECRET_KEY, so a tampered cookie is dropped before it reaches the backend), and every
+page's backend calls carry it as a bearer token (ApiClient reads `g.api_token`). Any replica
+with the same key serves any visitor.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from flask import Flask, abort, flash, g, redirect, request, url_for
+from flask.sessions import SecureCookieSessionInterface
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from werkzeug.local import LocalProxy
+from werkzeug.wrappers import Response
+
+from .api_client import BackendError, BackendUnavailable
+from .views import api
+
+log = logging.getLogger("myapp.frontend.security")
+
+SESSION_COOKIE = "myapp_session"
+# The backend decides when a session ends; the signature's own age limit only bounds how long
+# a copied cookie is even looked at, so it is generous.
+COOKIE_MAX_AGE_S = 31 * 24 * 3600
+_SALT = "myapp.session"
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+# `none`: the person typed or bookmarked the address (or reloaded a form) — never another site.
+ALLOWED_FETCH_SITES = frozenset({"same-origin", "none"})
+
+# No inline script anywhere, no plugins, no framing, forms and <base> only to ourselves. Inline
+# styles stay allowed: htmx, CodeMirror and Chart.js set them, and they cannot run code.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'; "
+    "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    # Addresses carry dataset names and filters: other sites learn only our origin.
+    "Referrer-Policy": "strict-origin-when-cross-origin",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+
+CSRF_MESSAGE = (
+    "This request came from another site, so it was refused to protect your data. "
+    "Go back to myapp's own page and try again from there."
+)
+
+
+@dataclass(frozen=True)
+class Visitor:
+    """Who is looking at a page, as the backend sees it (GET /api/auth/me)."""
+
+    user: str | None = None
+    role: str | None = None
+    via: str | None = None
+    open_mode: bool = False
+    public_read: bool = False
+    # False when the backend could not say (it is down): pages then show no user menu.
+    known: bool = False
+
+    @property
+    def signed_in(self) -> bool:
+        return self.user is not None
+
+    def can(self, role: str) -> bool:
+        ranks = {"viewer": 1, "editor": 2, "admin": 3}
+        return self.role is not None and ranks[self.role] >= ranks[role]
+
+
+def _serializer(app: Flask) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(app.secret_key, salt=_SALT)  # type: ignore[arg-type]
+
+
+def set_session_cookie(response: Response, token: str, expires_at: str | datetime) -> Response:
+    """Keep a session token in the browser: signed, HttpOnly, SameSite=Lax, Secure on HTTPS."""
+    from flask import current_app
+
+    expires = (
+        datetime.fromisoformat(expires_at.replace("Z", "+00:00"))
+        if isinstance(expires_at, str)
+        else expires_at
+    )
+    response.set_cookie(
+        SESSION_COOKIE,
+        _serializer(current_app).dumps({"t": token}),
+        expires=expires,
+        httponly=True,
+        samesite="Lax",
+        secure=request.is_secure,
+        path="/",
+    )
+    return response
+
+
+def clear_session_cookie(response: Response) -> Response:
+    response.delete_cookie(
+        SESSION_COOKIE, path="/", httponly=True, samesite="Lax", secure=request.is_secure
+    )
+    return response
+
+
+def end_session() -> None:
+    """Forget the visitor's session for the rest of this request and in the browser."""
+    g.api_token = None
+    g.drop_session_cookie = True
+    g.pop("visitor", None)
+
+
+def current_visitor() -> Visitor:
+    """The visitor of this request; asks the backend once per request."""
+    visitor = g.get("visitor")
+    if visitor is not None:
+        return visitor
+    try:
+        me = api().get("/api/auth/me")
+    except BackendUnavailable:
+        visitor = Visitor()
+    except BackendError as exc:
+        if exc.status == 401 and g.get("api_token"):
+            # The session ended (expired, signed out elsewhere, account removed): carry on
+            # as an anonymous visitor and drop the cookie.
+            end_session()
+            g.session_ended = True
+            return current_visitor()
+        log.warning("cannot tell who the visitor is: %s", exc.message)
+        visitor = Visitor()
+    else:
+        visitor = Visitor(
+            user=me.get("user"),
+            role=me.get("role"),
+            via=me.get("via"),
+            open_mode=bool(me.get("open_mode")),
+            public_read=bool(me.get("public_read")),
+            known=True,
+        )
+    g.visitor = visitor
+    return visitor
+
+
+visitor_proxy: Any = LocalProxy(current_visitor)
+
+
+def safe_next(value: str | None) -> str:
+    """Where to go after signing in: only a path on this site (never //host or a scheme)."""
+    if not value or not value.startswith("/") or value.startswith(("//", "/\\")):
+        return "/"
+    return value
+
+
+def own_origin() -> str:
+    return f"{request.scheme}://{request.host}"
+
+
+def csrf_refusal() -> str | None:
+    """Why a state-changing request must be refused as cross-site, or None to allow it.
+
+    Browsers send Sec-Fetch-Site (on HTTPS and localhost) and Origin (on every POST); neither
+    can be set by a page's script. A request with neither comes from a non-browser client; it
+    is allowed only without a session cookie, since then there is nothing to forge.
+    """
+    if request.method in SAFE_METHODS:
+        return None
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None:
+        return None if site.lower() in ALLOWED_FETCH_SITES else f"Sec-Fetch-Site: {site}"
+    origin = request.headers.get("Origin")
+    if origin is not None:
+        return None if origin == own_origin() else f"Origin: {origin}"
+    if request.cookies.get(SESSION_COOKIE):
+        return "no Origin or Sec-Fetch-Site with a session cookie"
+    return None
+
+
+class _SessionInterface(SecureCookieSessionInterface):
+    """Flask's own cookie (flashed messages) is Secure whenever the request came over HTTPS."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        return bool(request and request.is_secure) or super().get_cookie_secure(app)
+
+
+def _wants_html() -> bool:
+    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
+    return best != "application/json"
+
+
+def _here() -> str:
+    """The page being shown (for htmx requests, the page that made the request)."""
+    current = request.headers.get("HX-Current-URL")
+    if current:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(current)
+        return parts.path + (f"?{parts.query}" if parts.query else "")
+    return request.full_path.rstrip("?")
+
+
+def install_security(app: Flask) -> None:
+    """Install the hooks; call last in create_web (it wraps the BackendError page)."""
+    app.session_interface = _SessionInterface()
+    serializer = _serializer(app)
+
+    @app.before_request
+    def _check_and_load() -> None:
+        reason = csrf_refusal()
+        if reason is not None:
+            log.warning("refused a cross-site %s %s (%s)", request.method, request.path, reason)
+            abort(403, description=CSRF_MESSAGE)
+        g.api_token = None
+        raw = request.cookies.get(SESSION_COOKIE)
+        if not raw:
+            return
+        try:
+            data = serializer.loads(raw, max_age=COOKIE_MAX_AGE_S)
+            token = data["t"] if isinstance(data, dict) else None
+        except (BadSignature, KeyError, TypeError):
+            token = None
+        if not isinstance(token, str) or not token:
+            log.warning("dropped a session cookie with a bad signature")
+            end_session()
+            return
+        g.api_token = token
+        if request.endpoint not in ("static", "healthz"):
+            # Checked now, so a page's own backend calls never run with an ended session.
+            current_visitor()
+
+    @app.after_request
+    def _headers(response: Response) -> Response:
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        if g.get("drop_session_cookie"):
+            clear_session_cookie(response)
+        return response
+
+    @app.context_processor
+    def _visitor() -> dict[str, Any]:
+        return {"visitor": visitor_proxy}
+
+    previous = app.error_handler_spec[None][None].get(BackendError)
+
+    @app.errorhandler(BackendError)
+    def _backend_error(exc: BackendError):
+        if exc.status == 401 and not isinstance(exc, BackendUnavailable):
+            if g.get("api_token"):
+                end_session()
+            login_url = url_for("account.login", next=safe_next(_here()))
+            if request.headers.get("HX-Request"):
+                # htmx follows this header instead of swapping the error into the page.
+                return Response(status=401, headers={"HX-Redirect": login_url})
+            if request.method == "GET" and _wants_html():
+                flash(
+                    "Your session has ended; sign in again."
+                    if g.get("drop_session_cookie")
+                    else "Sign in to see this page.",
+                    "info",
+                )
+                return redirect(login_url)
+        if previous is None:
+            raise exc
+        return previous(exc)
