@@ -1,7 +1,360 @@
-"""The datasets resource's routes."""
+"""The datasets resource: upload files as tables, list, browse, profile, rename, delete, export.
+
+The two upload routes are `async` because they stream the request body to a staging file as it
+arrives; every DuckDB call they make runs on the thread pool. The other routes are plain `def`.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import logging
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
+
+from myapp.models.datasets import (
+    DatasetList,
+    DatasetPublic,
+    DatasetUpdate,
+    FacetsResult,
+    IngestResult,
+    ProfileResult,
+    RowsPage,
+)
+
+from ..deps import DatabaseDep, EditorDep, SettingsDep, ViewerDep
+from ..errors import BadRequest
+from ..responses import export_response
+from ..security import client_address
+from ..store import audit, browse
+from ..store import browse_profile as profile
+from ..store import datasets as catalog
+from ..store.exports import FORMATS as EXPORT_FORMATS
+from ..store.exports import download_filename, write_export
+from ..store.ingest import StagingFiles, check_mode_allows, ingest_file, parse_options
+from ..store.ingest_receive import check_declared_length, receive_multipart, receive_raw
+
+log = logging.getLogger("myapp.backend.datasets")
 
 router = APIRouter(tags=["datasets"])
+
+_OPTION_DOCS = {
+    "mode": "create (409 if the name exists), replace, or append (columns matched by name)",
+    "format": "csv, tsv, parquet, json or ndjson; detected from the file name or content",
+    "delimiter": "CSV delimiter, one character (\\t for tab); detected when absent",
+    "header": "whether the first CSV line holds column names (true/false); detected",
+    "quote": "CSV quote character; detected",
+    "escape": "CSV escape character; detected",
+    "encoding": "text encoding, e.g. utf-8, latin-1, cp1252, utf-16; detected",
+    "nullstr": "CSV text that means NULL, e.g. NA",
+    "types": 'explicit column types: {"col": "DATE"} or col:DATE,other:BIGINT',
+}
+
+_RAW_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "The file itself, sent as the raw request body (streamed to disk).",
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+
+_MULTIPART_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "name": {
+                            "type": "string",
+                            "description": "dataset name (default: from the file name)",
+                        },
+                        **{
+                            k: {"type": "string", "description": v} for k, v in _OPTION_DOCS.items()
+                        },
+                    },
+                }
+            }
+        },
+    }
+}
+
+_INGEST_RESPONSES: dict[int | str, dict[str, Any]] = {
+    409: {"description": "mode=create and the dataset exists"},
+    413: {"description": "The body is larger than MYAPP_MAX_UPLOAD_BYTES"},
+    422: {"description": "The file cannot be read, or does not fit the dataset (append)"},
+}
+
+
+def _quiet_disconnect() -> Response:
+    # The client went away mid-upload; nobody reads this answer, and nothing was changed.
+    log.info("upload aborted: the client disconnected")
+    return Response(status_code=400)
+
+
+async def _ingest(
+    request: Request,
+    *,
+    settings,
+    database,
+    actor,
+    name: str | None,
+    raw: bool,
+) -> Response:
+    limit = settings.max_upload_bytes
+    check_declared_length(request, limit)
+    query = dict(request.query_params)
+    options = parse_options(query)
+    dataset_name = catalog.normalise_name(name) if name else None
+    if dataset_name is None and query.get("name"):
+        dataset_name = catalog.normalise_name(query["name"])
+    if dataset_name is not None:
+        await run_in_threadpool(check_mode_allows, database, dataset_name, options.mode)
+
+    staging = StagingFiles(settings)
+    try:
+        upload = staging.new("upload")
+        filename = query.get("filename") or None
+        try:
+            if raw:
+                await receive_raw(request, upload, limit)
+            else:
+                form = await receive_multipart(request, upload, limit)
+                filename = form.filename or filename
+                if form.fields:
+                    options = parse_options({**query, **form.fields})
+                if form.fields.get("name"):
+                    dataset_name = catalog.normalise_name(form.fields["name"])
+        except ClientDisconnect:
+            return _quiet_disconnect()
+        if dataset_name is None:
+            if not filename:
+                raise BadRequest(
+                    "Give the dataset a name (the 'name' field), or send a file name.",
+                    code="missing_name",
+                )
+            dataset_name = catalog.name_from_filename(filename)
+        result = await run_in_threadpool(
+            ingest_file,
+            database,
+            settings,
+            staging,
+            upload,
+            name=dataset_name,
+            options=options,
+            filename=filename or name,
+            actor=actor.username,
+            ip=client_address(request),
+        )
+    finally:
+        await run_in_threadpool(staging.cleanup)
+    body = IngestResult.model_validate(result).model_dump(mode="json")
+    return JSONResponse(body, status_code=201)
+
+
+@router.get("/datasets", response_model=DatasetList, summary="List datasets")
+def list_datasets(database: DatabaseDep, actor: ViewerDep) -> dict[str, Any]:
+    with database.cursor() as cur:
+        return {"datasets": [r.public() for r in catalog.list_datasets(cur)]}
+
+
+@router.post(
+    "/datasets",
+    status_code=201,
+    response_model=IngestResult,
+    responses=_INGEST_RESPONSES,
+    openapi_extra=_MULTIPART_BODY,
+    summary="Upload a file as a dataset (multipart form)",
+)
+async def create_dataset(
+    request: Request, settings: SettingsDep, database: DatabaseDep, actor: EditorDep
+) -> Response:
+    """Fields: `file` (required), `name` (default: from the file name), `mode`, `format` and the
+    parsing options; they may also be given as query parameters."""
+    return await _ingest(
+        request, settings=settings, database=database, actor=actor, name=None, raw=False
+    )
+
+
+@router.put(
+    "/datasets/{name}",
+    status_code=201,
+    response_model=IngestResult,
+    responses=_INGEST_RESPONSES,
+    openapi_extra=_RAW_BODY,
+    summary="Upload a file as a dataset (raw body, streamed)",
+)
+async def put_dataset(
+    name: str,
+    request: Request,
+    settings: SettingsDep,
+    database: DatabaseDep,
+    actor: EditorDep,
+    mode: Annotated[str, Query(description=_OPTION_DOCS["mode"])] = "create",
+    format: Annotated[str | None, Query(description=_OPTION_DOCS["format"])] = None,
+    filename: Annotated[
+        str | None, Query(description="the original file name (for the catalog and format)")
+    ] = None,
+    delimiter: Annotated[str | None, Query(description=_OPTION_DOCS["delimiter"])] = None,
+    header: Annotated[str | None, Query(description=_OPTION_DOCS["header"])] = None,
+    quote: Annotated[str | None, Query(description=_OPTION_DOCS["quote"])] = None,
+    escape: Annotated[str | None, Query(description=_OPTION_DOCS["escape"])] = None,
+    encoding: Annotated[str | None, Query(description=_OPTION_DOCS["encoding"])] = None,
+    nullstr: Annotated[str | None, Query(description=_OPTION_DOCS["nullstr"])] = None,
+    types: Annotated[str | None, Query(description=_OPTION_DOCS["types"])] = None,
+) -> Response:
+    """The file is the request body; it is written to disk as it arrives, never held whole."""
+    return await _ingest(
+        request, settings=settings, database=database, actor=actor, name=name, raw=True
+    )
+
+
+@router.get("/datasets/{name}", response_model=DatasetPublic, summary="One dataset")
+def read_dataset(name: str, database: DatabaseDep, actor: ViewerDep) -> dict[str, Any]:
+    with database.cursor() as cur:
+        return catalog.get_dataset(cur, name).public()
+
+
+@router.patch("/datasets/{name}", response_model=DatasetPublic, summary="Rename a dataset")
+def update_dataset(
+    name: str, body: DatasetUpdate, request: Request, database: DatabaseDep, actor: EditorDep
+) -> dict[str, Any]:
+    with database.transaction() as cur:
+        record, old = catalog.rename_dataset(cur, name, body.name, actor.username)
+        if old != record.name:
+            audit.record(
+                cur,
+                actor=actor.username,
+                action="dataset.renamed",
+                target=record.name,
+                ip=client_address(request),
+                detail={"from": old, "to": record.name},
+            )
+    return record.public()
+
+
+@router.delete("/datasets/{name}", status_code=204, summary="Delete a dataset")
+def delete_dataset(
+    name: str, request: Request, database: DatabaseDep, actor: EditorDep
+) -> Response:
+    with database.transaction() as cur:
+        record = catalog.delete_dataset(cur, name)
+        audit.record(
+            cur,
+            actor=actor.username,
+            action="dataset.deleted",
+            target=record.name,
+            ip=client_address(request),
+            detail={"row_count": record.row_count},
+        )
+    return Response(status_code=204)
+
+
+@router.get(
+    "/datasets/{name}/rows",
+    response_model=RowsPage,
+    summary="A page of rows, filtered and sorted",
+)
+def read_rows(
+    name: str,
+    request: Request,
+    settings: SettingsDep,
+    database: DatabaseDep,
+    actor: ViewerDep,
+    limit: Annotated[
+        int, Query(ge=1, description="rows per page (at most 1000)")
+    ] = browse.DEFAULT_LIMIT,
+    cursor: Annotated[str | None, Query(description="the `next` of the previous page")] = None,
+    offset: Annotated[
+        int | None, Query(ge=0, description="rows to skip (cursor is faster)")
+    ] = None,
+    sort: Annotated[str | None, Query(description="column, or -column for descending")] = None,
+    q: Annotated[str | None, Query(description="text searched in the text columns")] = None,
+) -> dict[str, Any]:
+    """Filters: `column__op=value` with op in eq ne gt gte lt lte contains startswith in
+    isnull notnull, combined with AND; `in` takes comma-separated values."""
+    with database.cursor() as cur:
+        record = catalog.get_dataset(cur, name)
+        return browse.read_rows(
+            cur,
+            record,
+            items=request.query_params.multi_items(),
+            limit=limit,
+            cursor=cursor,
+            offset=offset,
+            sort=sort,
+            q=q,
+            timeout_s=settings.query_timeout_ms / 1000,
+        )
+
+
+@router.get(
+    "/datasets/{name}/facets",
+    response_model=FacetsResult,
+    summary="Top values of columns, with counts, under the filters",
+)
+def read_facets(
+    name: str,
+    request: Request,
+    database: DatabaseDep,
+    actor: ViewerDep,
+    column: Annotated[list[str], Query(description="column to count (repeatable)")] = [],  # noqa: B006
+    size: Annotated[
+        int, Query(ge=1, description="values per column (at most 100)")
+    ] = browse.DEFAULT_FACET_SIZE,
+    q: Annotated[str | None, Query(description="text searched in the text columns")] = None,
+) -> dict[str, Any]:
+    with database.cursor() as cur:
+        record = catalog.get_dataset(cur, name)
+        return browse.read_facets(
+            cur,
+            record,
+            columns=column,
+            items=request.query_params.multi_items(),
+            q=q,
+            size=size,
+        )
+
+
+@router.get(
+    "/datasets/{name}/profile",
+    response_model=ProfileResult,
+    summary="Per-column statistics, histograms and top values",
+)
+def read_profile(name: str, database: DatabaseDep, actor: ViewerDep) -> dict[str, Any]:
+    return profile.get_profile(database, name)
+
+
+@router.get(
+    "/datasets/{name}/export",
+    response_class=StreamingResponse,
+    summary="Download the dataset (filtered and sorted like /rows)",
+)
+def export_dataset(
+    name: str,
+    request: Request,
+    settings: SettingsDep,
+    database: DatabaseDep,
+    actor: ViewerDep,
+    format: Annotated[str, Query(description="csv, tsv, parquet, json or ndjson")] = "csv",
+    sort: Annotated[str | None, Query(description="column, or -column for descending")] = None,
+    q: Annotated[str | None, Query(description="text searched in the text columns")] = None,
+) -> Response:
+    fmt = EXPORT_FORMATS.get(format.lower())
+    if fmt is None:
+        raise BadRequest(
+            f"format must be one of {', '.join(EXPORT_FORMATS)}, not {format[:20]!r}.",
+            code="invalid_format",
+        )
+    with database.cursor() as cur:
+        record = catalog.get_dataset(cur, name)
+        select_sql, params = browse.export_select(
+            cur, record, items=request.query_params.multi_items(), sort=sort, q=q
+        )
+    export = write_export(database, settings, select_sql, params, fmt)
+    return export_response(export, download_filename(record.name, fmt))

@@ -41,7 +41,24 @@ CORE: list[Migration] = [
 ]
 
 # One list per resource; each resource appends its own migrations to its own list.
-DATASETS: list[Migration] = []
+DATASETS: list[Migration] = [
+    Migration(
+        "datasets-0001-catalog",
+        (
+            # One version sequence for all datasets: a name that is deleted and created again
+            # never reuses a version, so caches keyed on (name, version) cannot serve stale data.
+            f"CREATE SEQUENCE IF NOT EXISTS {INTERNAL_SCHEMA}.dataset_version_seq",
+            f"CREATE TABLE IF NOT EXISTS {internal('datasets')} ("
+            "name VARCHAR PRIMARY KEY, row_count BIGINT NOT NULL, version BIGINT NOT NULL, "
+            "source_filename VARCHAR, source_format VARCHAR NOT NULL, source_compression VARCHAR, "
+            "source_bytes BIGINT NOT NULL, created_at TIMESTAMPTZ NOT NULL, "
+            "updated_at TIMESTAMPTZ NOT NULL, created_by VARCHAR, updated_by VARCHAR)",
+            f"CREATE TABLE IF NOT EXISTS {internal('dataset_profiles')} ("
+            "name VARCHAR NOT NULL, version BIGINT NOT NULL, computed_at TIMESTAMPTZ NOT NULL, "
+            "body JSON NOT NULL, PRIMARY KEY (name, version))",
+        ),
+    ),
+]
 QUERIES: list[Migration] = [
     Migration(
         "queries-0001-saved-queries",

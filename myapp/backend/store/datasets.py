@@ -1,0 +1,323 @@
+"""The dataset catalog: which tables are datasets, where they came from, and their names.
+
+A dataset is a table in schema `main` with the dataset's name; the catalog (an internal table)
+records its source file, row count and a version that grows with every change. Only this
+package changes dataset tables, always together with the catalog in one transaction, so the
+catalog's row counts are exact.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import duckdb
+
+from ..errors import AppError, Conflict, NotFound
+from .sql import INTERNAL_SCHEMA, internal, qualified, quote_ident
+
+DATASET_SCHEMA = "main"
+
+# Long enough for descriptive names, short enough to stay readable in SQL and URLs.
+MAX_NAME_LENGTH = 63
+
+# Everything that is not a letter, digit or underscore in any script becomes an underscore.
+_NOT_WORD = re.compile(r"[^\w]+", re.UNICODE)
+
+# Staging tables of uploads in progress live in `main` (DuckDB renames tables only within a
+# schema) under this prefix; dataset names never start with an underscore, so never collide.
+STAGING_PREFIX = "__myapp_staging_"
+
+
+class InvalidName(AppError):
+    status_code, code = 400, "invalid_name"
+
+
+@dataclass(frozen=True)
+class DatasetRecord:
+    name: str
+    row_count: int
+    version: int
+    source_filename: str | None
+    source_format: str
+    source_compression: str | None
+    source_bytes: int
+    created_at: datetime
+    updated_at: datetime
+    columns: list[dict[str, str]]
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "row_count": self.row_count,
+            "columns": self.columns,
+            "source": {
+                "filename": self.source_filename,
+                "format": self.source_format,
+                "compression": self.source_compression,
+                "bytes": self.source_bytes,
+            },
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "version": self.version,
+        }
+
+
+def normalise_name(text: str) -> str:
+    """A safe dataset name from any text: lower case, letters of every script, digits, `_`.
+
+    The same text always gives the same name, and a name gives itself back. Raises
+    InvalidName when nothing usable is left (e.g. only punctuation).
+    """
+    folded = unicodedata.normalize("NFKC", str(text)).lower()
+    folded = unicodedata.normalize("NFKC", folded)
+    name = _NOT_WORD.sub("_", folded).strip("_")
+    name = re.sub(r"_{2,}", "_", name)
+    if name and name[0].isdigit():
+        # SQL identifiers cannot start with a digit unquoted; people write SQL by hand here.
+        name = "t_" + name
+    name = name[:MAX_NAME_LENGTH].rstrip("_")
+    if not name:
+        raise InvalidName(
+            f"{str(text)[:80]!r} cannot be made into a dataset name: use letters, digits "
+            "and underscores.",
+            detail={"name": str(text)[:200]},
+        )
+    return name
+
+
+def name_from_filename(filename: str) -> str:
+    """Dataset name for an uploaded file: its base name without directories or extensions."""
+    base = re.split(r"[\\/]", filename)[-1]
+    stem = base
+    for _ in range(2):
+        # sales.csv.gz → sales; a dotted name like v1.2.csv keeps its first dot part.
+        head, dot, ext = stem.rpartition(".")
+        if dot and head and ext.lower() in _KNOWN_EXTENSIONS:
+            stem = head
+    return normalise_name(stem)
+
+
+_KNOWN_EXTENSIONS = frozenset(
+    {"csv", "tsv", "tab", "txt", "parquet", "pq", "json", "ndjson", "jsonl", "gz", "gzip"}
+)
+
+
+def table_ref(name: str) -> str:
+    """The quoted, qualified table of a dataset (name already normalised)."""
+    return qualified(DATASET_SCHEMA, name)
+
+
+_SELECT_RECORDS = (
+    "SELECT name, row_count, version, source_filename, source_format, source_compression, "
+    f"source_bytes, created_at, updated_at FROM {internal('datasets')}"
+)
+
+
+def _columns_by_table(
+    cur: duckdb.DuckDBPyConnection, names: list[str] | None
+) -> dict[str, list[dict[str, str]]]:
+    sql = (
+        "SELECT table_name, column_name, data_type FROM duckdb_columns() "
+        "WHERE schema_name = $schema AND database_name = current_database()"
+    )
+    params: dict[str, Any] = {"schema": DATASET_SCHEMA}
+    if names is not None:
+        sql += " AND list_contains($names, table_name)"
+        params["names"] = names
+    sql += " ORDER BY table_name, column_index"
+    out: dict[str, list[dict[str, str]]] = {}
+    for table, column, dtype in cur.execute(sql, params).fetchall():
+        out.setdefault(table, []).append({"name": column, "type": dtype})
+    return out
+
+
+def _record(row: tuple, columns: list[dict[str, str]]) -> DatasetRecord:
+    return DatasetRecord(
+        name=row[0],
+        row_count=row[1],
+        version=row[2],
+        source_filename=row[3],
+        source_format=row[4],
+        source_compression=row[5],
+        source_bytes=row[6],
+        created_at=row[7],
+        updated_at=row[8],
+        columns=columns,
+    )
+
+
+def list_datasets(cur: duckdb.DuckDBPyConnection) -> list[DatasetRecord]:
+    rows = cur.execute(_SELECT_RECORDS + " ORDER BY name").fetchall()
+    columns = _columns_by_table(cur, None)
+    return [_record(row, columns.get(row[0], [])) for row in rows]
+
+
+def dataset_names(cur: duckdb.DuckDBPyConnection) -> list[str]:
+    """Names of all datasets (each a table in schema `main`)."""
+    return [r[0] for r in cur.execute(f"SELECT name FROM {internal('datasets')}").fetchall()]
+
+
+def find_dataset(cur: duckdb.DuckDBPyConnection, name: str) -> DatasetRecord | None:
+    row = cur.execute(_SELECT_RECORDS + " WHERE name = $name", {"name": name}).fetchone()
+    if row is None:
+        return None
+    return _record(row, _columns_by_table(cur, [name]).get(name, []))
+
+
+def lookup_name(name: str) -> str:
+    """The catalog name a client means: names are compared in their normalised form."""
+    try:
+        return normalise_name(name)
+    except InvalidName:
+        raise _not_found(name) from None
+
+
+def get_dataset(cur: duckdb.DuckDBPyConnection, name: str) -> DatasetRecord:
+    record = find_dataset(cur, lookup_name(name))
+    if record is None:
+        raise _not_found(name)
+    return record
+
+
+def _not_found(name: str) -> NotFound:
+    return NotFound(
+        f"There is no dataset named {name[:80]!r}.",
+        code="dataset_not_found",
+        detail={"name": name[:200]},
+    )
+
+
+def next_version(cur: duckdb.DuckDBPyConnection) -> int:
+    return cur.execute(f"SELECT nextval('{INTERNAL_SCHEMA}.dataset_version_seq')").fetchone()[0]
+
+
+def insert_record(
+    cur: duckdb.DuckDBPyConnection,
+    *,
+    name: str,
+    row_count: int,
+    source: dict[str, Any],
+    actor: str | None,
+) -> None:
+    now = datetime.now(UTC)
+    cur.execute(
+        f"INSERT INTO {internal('datasets')} (name, row_count, version, source_filename, "
+        "source_format, source_compression, source_bytes, created_at, updated_at, created_by, "
+        "updated_by) VALUES ($name, $rows, $version, $filename, $format, $compression, $bytes, "
+        "$now, $now, $actor, $actor)",
+        {
+            "name": name,
+            "rows": row_count,
+            "version": next_version(cur),
+            "filename": source.get("filename"),
+            "format": source["format"],
+            "compression": source.get("compression"),
+            "bytes": source["bytes"],
+            "now": now,
+            "actor": actor,
+        },
+    )
+
+
+def update_record(
+    cur: duckdb.DuckDBPyConnection,
+    *,
+    name: str,
+    row_count: int,
+    source: dict[str, Any] | None,
+    actor: str | None,
+) -> None:
+    """A changed dataset: new row count, a new version, and the file it was last loaded from."""
+    params: dict[str, Any] = {
+        "name": name,
+        "rows": row_count,
+        "version": next_version(cur),
+        "now": datetime.now(UTC),
+        "actor": actor,
+    }
+    sets = "row_count = $rows, version = $version, updated_at = $now, updated_by = $actor"
+    if source is not None:
+        sets += (
+            ", source_filename = $filename, source_format = $format, "
+            "source_compression = $compression, source_bytes = $bytes"
+        )
+        params.update(
+            filename=source.get("filename"),
+            format=source["format"],
+            compression=source.get("compression"),
+            bytes=source["bytes"],
+        )
+    cur.execute(f"UPDATE {internal('datasets')} SET {sets} WHERE name = $name", params)
+
+
+def drop_profiles(cur: duckdb.DuckDBPyConnection, name: str) -> None:
+    cur.execute(f"DELETE FROM {internal('dataset_profiles')} WHERE name = $name", {"name": name})
+
+
+def rename_dataset(
+    cur: duckdb.DuckDBPyConnection, old: str, new_text: str, actor: str | None
+) -> tuple[DatasetRecord, str]:
+    """Rename inside the caller's transaction; returns the renamed record and the old name."""
+    record = get_dataset(cur, old)
+    new = normalise_name(new_text)
+    if new == record.name:
+        return record, record.name
+    if find_dataset(cur, new) is not None or _table_exists(cur, new):
+        raise Conflict(
+            f"A dataset named {new!r} already exists; choose another name or delete it first.",
+            code="dataset_exists",
+            detail={"name": new},
+        )
+    cur.execute(f"ALTER TABLE {table_ref(record.name)} RENAME TO {quote_ident(new)}")
+    cur.execute(
+        f"UPDATE {internal('datasets')} SET name = $new, updated_at = $now, updated_by = $actor "
+        "WHERE name = $old",
+        {"new": new, "old": record.name, "now": datetime.now(UTC), "actor": actor},
+    )
+    drop_profiles(cur, record.name)
+    renamed = find_dataset(cur, new)
+    assert renamed is not None
+    return renamed, record.name
+
+
+def delete_dataset(cur: duckdb.DuckDBPyConnection, name: str) -> DatasetRecord:
+    """Drop the table and its catalog entry inside the caller's transaction."""
+    record = get_dataset(cur, name)
+    cur.execute(f"DROP TABLE IF EXISTS {table_ref(record.name)}")
+    cur.execute(f"DELETE FROM {internal('datasets')} WHERE name = $name", {"name": record.name})
+    drop_profiles(cur, record.name)
+    return record
+
+
+def _table_exists(cur: duckdb.DuckDBPyConnection, name: str) -> bool:
+    row = cur.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = $schema "
+        "AND database_name = current_database() AND lower(table_name) = lower($name)",
+        {"schema": DATASET_SCHEMA, "name": name},
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def table_exists(cur: duckdb.DuckDBPyConnection, name: str) -> bool:
+    return _table_exists(cur, name)
+
+
+def check_name_free(cur: duckdb.DuckDBPyConnection, name: str) -> None:
+    if find_dataset(cur, name) is not None:
+        raise Conflict(
+            f"A dataset named {name!r} already exists; upload with mode replace or append, "
+            "or choose another name.",
+            code="dataset_exists",
+            detail={"name": name},
+        )
+    if _table_exists(cur, name):
+        # A table the catalog does not know (never made by myapp): refuse rather than clobber.
+        raise Conflict(
+            f"The name {name!r} is taken by a table that is not a dataset; choose another name.",
+            code="name_taken",
+            detail={"name": name},
+        )
