@@ -432,7 +432,9 @@ def read_facets(
     size: int,
 ) -> dict[str, Any]:
     if not columns:
-        raise BadRequest("Name at least one column: facets?column=…", code="missing_column")
+        raise BadRequest(
+            "Name at least one column to count, e.g. facets?column=city.", code="missing_column"
+        )
     if len(columns) > MAX_FACET_COLUMNS:
         raise BadRequest(f"At most {MAX_FACET_COLUMNS} columns per facet request.")
     size = max(1, min(size, MAX_FACET_SIZE))
