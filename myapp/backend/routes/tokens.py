@@ -70,11 +70,12 @@ def list_tokens(
     include_inactive: bool = Query(False, description="Also revoked and expired ones."),
 ) -> TokenList:
     with database.cursor() as cur:
-        if all_accounts or (username is None and actor.username is None):
-            if actor.role != "admin":
-                raise Forbidden(
-                    "Only an admin can list every account's tokens.", code="not_your_account"
-                )
+        if all_accounts and actor.role != "admin":
+            raise Forbidden(
+                "Only an admin can list every account's tokens.", code="not_your_account"
+            )
+        if all_accounts or (username is None and actor.username is None and actor.can("admin")):
+            # Open mode and the admin token have no account of their own: they see everyone's.
             account_id = None
         else:
             owner = access.get_account_or_404(cur, _owner_name(actor, username))
