@@ -664,17 +664,28 @@ def _apply_admin_password(cur: duckdb.DuckDBPyConnection, password: str) -> None
         )
         log.info("created the admin account from MYAPP_ADMIN_PASSWORD")
         return
-    if account.role == "admin" and verify_password(password, account.password_hash):
+    password_ok = verify_password(password, account.password_hash)
+    if account.role == "admin" and password_ok:
         return
+    # Only a new password ends the account's sign-ins; restoring the role alone does not.
     account_store.update_account(
-        cur, account.id, role="admin", password_hash=hash_password(password)
+        cur,
+        account.id,
+        role="admin",
+        password_hash=None if password_ok else hash_password(password),
     )
-    token_store.revoke_account_tokens(cur, account.id, kind="session")
+    if not password_ok:
+        token_store.revoke_account_tokens(cur, account.id, kind="session")
     record(
         cur,
         actor="startup",
         action="account.changed",
         target="admin",
-        detail={"role": "admin", "password_reset": True, "source": "MYAPP_ADMIN_PASSWORD"},
+        detail={
+            "role_from": account.role,
+            "role_to": "admin",
+            "password_reset": not password_ok,
+            "source": "MYAPP_ADMIN_PASSWORD",
+        },
     )
-    log.info("reset the admin account's password from MYAPP_ADMIN_PASSWORD")
+    log.info("applied MYAPP_ADMIN_PASSWORD to the admin account")
