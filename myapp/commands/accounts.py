@@ -89,7 +89,8 @@ class FileTarget:
     where = "file"
 
     def __init__(self, settings: Any) -> None:
-        self.settings = settings
+        # A locked file means a backend runs somewhere: say so at once rather than wait for it.
+        self.settings = settings.model_copy(update={"lock_timeout_s": 0})
         self.actor = f"cli:{_os_user()}"
 
     @contextmanager
@@ -319,7 +320,13 @@ def user() -> None:
 
 @user.command("add")
 @click.argument("username")
-@click.option("--role", type=click.Choice(ROLES), default="viewer", show_default=True)
+@click.option(
+    "--role",
+    type=click.Choice(ROLES),
+    default="viewer",
+    show_default=True,
+    help="viewer: browse, query, export; editor: also change data; admin: also accounts.",
+)
 @password_stdin
 @target_options
 def user_add(username: str, role: str, password_stdin: bool, target: Any) -> None:
@@ -390,7 +397,13 @@ def token() -> None:
 
 @token.command("create")
 @click.option("--name", required=True, help="What the token is for, e.g. 'nightly report'.")
-@click.option("--scope", type=click.Choice(ROLES), default="viewer", show_default=True)
+@click.option(
+    "--scope",
+    type=click.Choice(ROLES),
+    default="viewer",
+    show_default=True,
+    help="What the token may do; at most its account's role.",
+)
 @click.option(
     "--expires-in-days",
     type=click.IntRange(1, TOKEN_MAX_DAYS),
