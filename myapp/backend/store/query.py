@@ -238,14 +238,17 @@ def _short(message: str) -> str:
 _DOLLAR_QUOTE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)?\$")
 
 
-def statement_body(sql: str) -> str:
-    """The text of a single statement up to its last token: trailing semicolons and comments go.
+def split_statement(sql: str) -> tuple[str, bool]:
+    """The first statement's text up to its last token (trailing semicolons and comments go),
+    and whether any other statement follows.
 
-    A small lexer (strings, quoted identifiers, dollar quotes, comments) finds the first
-    semicolon outside them. It only has to be right for the error positions to line up: the
-    wrapped text is vetted again before it runs.
+    A small lexer (strings, quoted identifiers, dollar quotes, comments) finds semicolons
+    outside them. It only has to be right for messages and error positions: whatever it cuts
+    is wrapped and put through the gate again before it runs.
     """
-    i, n, end = 0, len(sql), 0
+    i, n = 0, len(sql)
+    end = 0  # end of the last token seen
+    body_end: int | None = None  # where the first statement ended
     while i < n:
         ch = sql[i]
         if ch in "'\"":
@@ -264,6 +267,8 @@ def statement_body(sql: str) -> str:
                     break
                 j += 1
             i = end = min(j + 1, n)
+            if body_end is not None:
+                return sql[:body_end], True
             continue
         if sql.startswith("--", i):
             newline = sql.find("\n", i)
@@ -283,15 +288,24 @@ def statement_body(sql: str) -> str:
         if ch == "$":
             quote = _DOLLAR_QUOTE.match(sql, i)
             if quote and not (quote[1] is None and i > 0 and _word(sql[i - 1])):
+                if body_end is not None:
+                    return sql[:body_end], True
                 close = sql.find(quote[0], quote.end())
                 i = end = n if close < 0 else close + len(quote[0])
                 continue
         if ch == ";":
-            break
-        if not ch.isspace():
+            if body_end is None:
+                body_end = end
+        elif not ch.isspace():
+            if body_end is not None:
+                return sql[:body_end], True
             end = i + 1
         i += 1
-    return sql[:end]
+    return sql[: end if body_end is None else body_end], False
+
+
+def statement_body(sql: str) -> str:
+    return split_statement(sql)[0]
 
 
 def _word(ch: str) -> bool:
@@ -339,12 +353,53 @@ def _catalog(cur: duckdb.DuckDBPyConnection) -> _Catalog:
     )
 
 
+class _CatalogCache:
+    """The datasets' names, reused between queries.
+
+    Only a name found here is let through without asking DuckDB; a name that is missing (or
+    also exists outside `main`) makes the gate read the catalog afresh, inside the query's own
+    transaction, so a dataset uploaded a moment ago is found and the answer is never stale in
+    the direction that would let something through.
+    """
+
+    def __init__(self) -> None:
+        self._value: _Catalog | None = None
+        self._lock = threading.Lock()
+
+    def get(self, cur: duckdb.DuckDBPyConnection, *, fresh: bool = False) -> _Catalog:
+        with self._lock:
+            value = self._value
+        if value is None or fresh:
+            value = _catalog(cur)
+            with self._lock:
+                self._value = value
+        return value
+
+
+CATALOG = _CatalogCache()
+
+
 def vet(cur: duckdb.DuckDBPyConnection, sql: str) -> Vetted:
     """Let through one read-only SELECT over datasets, or raise QueryRefused / SqlError."""
     if not sql.strip():
         raise QueryRefused("Write a SELECT query: the text is empty.", code="empty_query")
+    # json_serialize_sql parses once and serialises only SELECT statements: one answer covers
+    # "is it exactly one SELECT" on the common path; refusals are explained below.
+    row = cur.execute("SELECT json_serialize_sql($sql)", {"sql": sql}).fetchone()
+    tree = json.loads(row[0]) if row else {"error": True}
+    statements = None if tree.get("error") else tree.get("statements")
+    if not statements or len(statements) != 1:
+        _explain_refusal(sql, tree)
+    gate = _Gate(sql, cur)
+    gate.walk(statements[0].get("node"), frozenset())  # type: ignore[index]
+    return Vetted(text=sql, body=statement_body(sql), parameters=tuple(gate.parameters))
+
+
+def _explain_refusal(sql: str, tree: dict[str, Any]) -> None:
+    """Raise the error that says why `sql` is not exactly one SELECT."""
     try:
         statements = duckdb.extract_statements(sql)
+        kinds = [statement.type.name for statement in statements]
     except duckdb.Error as exc:
         raise sql_error(exc, sql) from None
     except ValueError:
@@ -353,37 +408,29 @@ def vet(cur: duckdb.DuckDBPyConnection, sql: str) -> Vetted:
             "Only SELECT queries can run here, and this is another kind of statement.",
             code="statement_not_allowed",
         ) from None
-    if not statements:
+    if not kinds:
         raise QueryRefused(
             "Write a SELECT query: the text holds only comments or semicolons.",
             code="empty_query",
         )
-    if len(statements) > 1:
+    if len(kinds) > 1:
         raise QueryRefused(
-            f"Send one statement at a time: the text holds {len(statements)} statements.",
+            f"Send one statement at a time: the text holds {len(kinds)} statements.",
             code="multiple_statements",
         )
-    kind = statements[0].type.name
-    if kind != "SELECT":
-        what = _STATEMENT_WORDS.get(kind, f"a {kind} statement")
+    if kinds[0] != "SELECT":
+        what = _STATEMENT_WORDS.get(kinds[0], f"a {kinds[0]} statement")
         raise QueryRefused(
             f"Only SELECT queries can run here, and this is {what}.",
             code="statement_not_allowed",
-            detail={"statement_type": kind},
+            detail={"statement_type": kinds[0]},
         )
-    row = cur.execute("SELECT json_serialize_sql($sql)", {"sql": sql}).fetchone()
-    tree = json.loads(row[0]) if row else {"error": True}
-    if tree.get("error"):
-        message = tree.get("error_message") or "the query could not be read"
-        position = tree.get("position")
-        detail: dict[str, Any] = {"message": message}
-        if position is not None and str(position).isdigit():
-            detail.update(_position_from_bytes(sql, int(position)) or {})
-        raise SqlError(f"The query has an error: {_short(message)}.", detail=detail)
-    gate = _Gate(sql, _catalog(cur))
-    for statement in tree.get("statements", []):
-        gate.walk(statement.get("node"), frozenset())
-    return Vetted(text=sql, body=statement_body(sql), parameters=tuple(gate.parameters))
+    message = tree.get("error_message") or "the query could not be read"
+    position = tree.get("position")
+    detail: dict[str, Any] = {"message": message}
+    if position is not None and str(position).isdigit():
+        detail.update(_position_from_bytes(sql, int(position)) or {})
+    raise SqlError(f"The query has an error: {_short(message)}.", detail=detail)
 
 
 def _is_table_ref(node: dict[str, Any]) -> bool:
@@ -404,10 +451,19 @@ _PATHLIKE = re.compile(r"[./\\:]")
 class _Gate:
     """One walk over a statement's syntax tree, refusing what user SQL may not touch."""
 
-    def __init__(self, sql: str, catalog: _Catalog) -> None:
+    def __init__(self, sql: str, cur: duckdb.DuckDBPyConnection) -> None:
         self.sql = sql
-        self.catalog = catalog
+        self.cur = cur
+        self.catalog = CATALOG.get(cur)
+        self.fresh = False
         self.parameters: dict[str, None] = {}
+
+    def is_dataset(self, name: str) -> bool:
+        if name in self.catalog.datasets and name not in self.catalog.elsewhere:
+            return True
+        if not self.fresh:
+            self.catalog, self.fresh = CATALOG.get(self.cur, fresh=True), True
+        return name in self.catalog.datasets
 
     def refuse(self, message: str, code: str, node: dict[str, Any] | None = None) -> QueryRefused:
         location = node.get("query_location") if node else None
@@ -506,7 +562,7 @@ class _Gate:
         in_main = catalog_name in ("", database) and schema in ("", "main")
         if not catalog_name and schema == database:
             in_main = True  # database.table
-        if in_main and lowered in self.catalog.datasets:
+        if in_main and self.is_dataset(lowered):
             return
         shown = ".".join(part for part in (catalog_name, schema, name) if part)
         if _PATHLIKE.search(name):
@@ -867,18 +923,41 @@ def _fetch(cur: duckdb.DuckDBPyConnection, run: Run, count: int, text: str) -> l
         raise sql_error(exc, text, wrapped=True) from None
 
 
+def prepare(
+    cur: duckdb.DuckDBPyConnection, sql: str, *, head: str = "SELECT *", tail: str = ""
+) -> tuple[Vetted, str]:
+    """The user's SELECT wrapped as a subquery, through the gate, and the text to run.
+
+    Only the wrapped text is vetted on the common path (one parse); when it fails, the user's
+    own text is vetted to explain why, with positions in what the user wrote.
+    """
+    body, more = split_statement(sql)
+    if more or not body.strip():
+        vet(cur, sql)  # raises: several statements, or none
+    text = wrap(body, head=head, tail=tail)
+    try:
+        wrapped = vet(cur, text)
+    except AppError:
+        vet(cur, sql)
+        raise _unwrappable() from None
+    return Vetted(text=sql, body=body, parameters=wrapped.parameters), text
+
+
 def _vet_wrapped(cur: duckdb.DuckDBPyConnection, text: str) -> None:
     """The gate again, on exactly the text that will run."""
     try:
         vet(cur, text)
     except AppError as exc:
         log.warning("a wrapped query failed the gate (%s): %s", exc.code, exc.message)
-        raise QueryRefused(
-            "This query cannot be run safely as written; remove trailing comments or "
-            "semicolons and try again.",
-            code="query_refused",
-            detail=exc.detail,
-        ) from None
+        raise _unwrappable() from None
+
+
+def _unwrappable() -> QueryRefused:
+    return QueryRefused(
+        "This query cannot be run safely as written; remove trailing comments or semicolons "
+        "and try again.",
+        code="query_refused",
+    )
 
 
 def check_sql(database: Database, sql: str) -> Vetted:
@@ -908,12 +987,10 @@ def run_select(
     with guarded(
         database, settings, run_id=run_id, kind="query", owner=owner, timeout_ms=timeout_ms
     ) as (cur, run):
-        vetted = vet(cur, sql)
-        values = bind_parameters(vetted, params)
         # LIMIT in SQL rather than only fetchmany: DuckDB then keeps a top-N instead of sorting
         # everything, and stops scanning early.
-        text = wrap(vetted.body, tail=f" LIMIT {cap + 1}")
-        _vet_wrapped(cur, text)
+        vetted, text = prepare(cur, sql, tail=f" LIMIT {cap + 1}")
+        values = bind_parameters(vetted, params)
         started = time.perf_counter()
         _execute(cur, run, text, values)
         description = cur.description
@@ -948,11 +1025,10 @@ def export_select(
     with guarded(
         database, settings, run_id=run_id, kind="export", owner=owner, timeout_ms=timeout_ms
     ) as (cur, run):
-        vetted = vet(cur, sql)
-        values = bind_parameters(vetted, params)
         # COPY cannot go through the syntax-tree check; the same body as a subquery can, and
         # write_export wraps it the same way.
-        _vet_wrapped(cur, wrap(vetted.body))
+        vetted, _ = prepare(cur, sql)
+        values = bind_parameters(vetted, params)
         run.raise_if_stopped()
         try:
             return write_export(database, settings, vetted.body, values, fmt, cursor=cur)
@@ -997,10 +1073,8 @@ def chart_select(
     with guarded(
         database, settings, run_id=run_id, kind="chart", owner=owner, timeout_ms=timeout_ms
     ) as (cur, run):
-        vetted = vet(cur, sql)
+        vetted, probe = prepare(cur, sql, tail=" LIMIT 0")
         values = bind_parameters(vetted, params)
-        probe = wrap(vetted.body, tail=" LIMIT 0")
-        _vet_wrapped(cur, probe)
         _execute(cur, run, probe, values)
         types = {c["name"]: c["type"] for c in describe_columns(cur.description)}
         _check_chart_columns(types, x, ys, series)
