@@ -113,7 +113,7 @@ def clear_session_cookie(response: Response) -> Response:
 def end_session() -> None:
     """Forget the visitor's session for the rest of this request and in the browser."""
     g.api_token = None
-    g.drop_session_cookie = True
+    g.drop_session_cookie = SESSION_COOKIE in request.cookies
     g.pop("visitor", None)
 
 
