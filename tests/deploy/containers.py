@@ -95,12 +95,18 @@ def _child_of(pid: int, timeout_s: float = 10) -> int:
 
 
 @contextmanager
-def run_container(spec: Container, log: Path) -> Iterator[RunningContainer]:
+def run_container(
+    spec: Container, log: Path, netns: str | None = None
+) -> Iterator[RunningContainer]:
+    """Start the container's command as PID 1 of a new PID namespace; in a network namespace of
+    its own, or in the named one (a service of the emulated compose network)."""
     spec.cwd.mkdir(parents=True, exist_ok=True)
-    argv = [
-        "unshare", "--net", "--pid", "--fork", "--mount-proc", "--kill-child",
-        "sh", "-c", INIT, "container", *spec.argv,
-    ]  # fmt: skip
+    pid_ns = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"]
+    if netns is None:
+        argv = [*pid_ns, "--net", "sh", "-c", INIT, "container", *spec.argv]
+    else:
+        # `ip netns exec` execs unshare in place, after mounting the namespace's own /etc/hosts.
+        argv = ["ip", "netns", "exec", netns, *pid_ns, *spec.argv]
     with log.open("ab") as out:
         proc = subprocess.Popen(
             argv,

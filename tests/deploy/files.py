@@ -251,12 +251,13 @@ def container(
 NGINX_IMAGE_CONF_DIR = "/etc/nginx"
 
 
-def nginx_prefix(service: dict, prefix: Path, replace_sources: dict[str, Path]) -> Path:
+def nginx_prefix(service: dict, prefix: Path, replace_sources: dict[str, Path], temp: Path) -> Path:
     """A directory standing in for the nginx image's /etc/nginx: its volumes from the compose
     service linked in unchanged (a source in `replace_sources` is swapped for a test directory,
     e.g. the certificate folder), and an nginx.conf like the image's own, which includes
     conf.d/*.conf inside http {}. Only what the image keeps elsewhere (pid, temp files, logs) is
-    pointed into the prefix. Returns the nginx.conf to pass to `nginx -c`."""
+    pointed elsewhere: `temp` must be reachable by nginx's workers (they run as nobody, as the
+    image's run as `nginx`). Returns the nginx.conf to pass to `nginx -c`."""
     prefix.mkdir(parents=True, exist_ok=True)
     for spec in service.get("volumes", []):
         source, target, _mode = parse_volume(spec)
@@ -265,7 +266,8 @@ def nginx_prefix(service: dict, prefix: Path, replace_sources: dict[str, Path]) 
         here.parent.mkdir(parents=True, exist_ok=True)
         real = replace_sources.get(source, (ROOT / source).resolve())
         here.symlink_to(real)
-    temp = prefix / "temp"
+    temp.mkdir(parents=True, exist_ok=True)
+    temp.chmod(0o755)
     for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (temp / name).mkdir(parents=True, exist_ok=True)
         # Workers run as nobody, as the image's run as `nginx`.
