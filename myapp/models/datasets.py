@@ -32,8 +32,13 @@ class DatasetPublic(BaseModel):
     version: int = Field(description="Grows with every change of the data; caches key on it")
 
 
+class UploadLimits(BaseModel):
+    max_upload_bytes: int = Field(description="Largest upload the backend accepts")
+
+
 class DatasetList(BaseModel):
     datasets: list[DatasetPublic]
+    limits: UploadLimits | None = None
 
 
 class RejectPublic(BaseModel):

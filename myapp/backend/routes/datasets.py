@@ -158,9 +158,11 @@ async def _ingest(
 
 
 @router.get("/datasets", response_model=DatasetList, summary="List datasets")
-def list_datasets(database: DatabaseDep, actor: ViewerDep) -> dict[str, Any]:
+def list_datasets(settings: SettingsDep, database: DatabaseDep, actor: ViewerDep) -> dict[str, Any]:
     with database.cursor() as cur:
-        return {"datasets": [r.public() for r in catalog.list_datasets(cur)]}
+        datasets = [r.public() for r in catalog.list_datasets(cur)]
+    # Clients (the upload page, the CLI) check a file's size before sending it.
+    return {"datasets": datasets, "limits": {"max_upload_bytes": settings.max_upload_bytes}}
 
 
 @router.post(

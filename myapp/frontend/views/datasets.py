@@ -1,7 +1,489 @@
-"""Pages: datasets."""
+"""Pages: the datasets list with upload, the table browser, the column profile, rename, delete.
+
+Every piece of state of the table page (filters, search, sort, facets, page) lives in its query
+string, so any view can be bookmarked and shared. Uploads pass through to the backend as they
+arrive (views/streaming.py); nothing here holds a file in memory.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint
+import json
+import re
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response
+
+from ..api_client import BackendError, BackendUnavailable
+from . import api
+from .streaming import proxy_download, request_body_chunks
 
 bp = Blueprint("datasets", __name__, url_prefix="/datasets")
+
+# What the filter builder offers, in the words people use.
+OPERATORS = (
+    ("eq", "equals"),
+    ("ne", "does not equal"),
+    ("contains", "contains"),
+    ("startswith", "starts with"),
+    ("gt", "greater than"),
+    ("gte", "at least"),
+    ("lt", "less than"),
+    ("lte", "at most"),
+    ("in", "is one of (comma-separated)"),
+    ("isnull", "is empty"),
+    ("notnull", "is not empty"),
+)
+OPERATOR_WORDS = dict(OPERATORS)
+VALUELESS = {"isnull", "notnull"}
+
+PAGE_SIZES = (25, 50, 100, 250, 500)
+DEFAULT_PAGE_SIZE = 50
+DEFAULT_FACETS = 3
+FACET_SIZE = 8
+EXPORT_FORMATS = (
+    ("csv", "CSV"),
+    ("tsv", "TSV"),
+    ("parquet", "Parquet"),
+    ("json", "JSON"),
+    ("ndjson", "NDJSON"),
+)
+# Parsing options the upload form passes on to the backend as they are.
+UPLOAD_OPTIONS = ("mode", "format", "delimiter", "header", "quote", "encoding", "nullstr", "types")
+# Loading a big file takes a while after its last byte arrived; the page waits for the summary.
+UPLOAD_READ_TIMEOUT_S = 3600.0
+EXPORT_READ_TIMEOUT_S = 600.0
+
+# Parameters of the table page that are not filters.
+_STATE_KEYS = {"sort", "q", "limit", "cursor", "offset", "facet"}
+_FILTER_KEY = re.compile(r"^(?P<column>.+)__(?P<op>[a-z]+)$")
+_KNOWN_SUFFIX = re.compile(
+    r"(\.(csv|tsv|tab|txt|parquet|pq|json|ndjson|jsonl))?(\.(gz|gzip))?$", re.IGNORECASE
+)
+
+
+def _path(name: str, *rest: str) -> str:
+    return "/api/datasets/" + "/".join([quote(name, safe=""), *rest])
+
+
+def _name_from_filename(filename: str) -> str:
+    base = re.split(r"[\\/]", filename)[-1]
+    return _KNOWN_SUFFIX.sub("", base) or base
+
+
+# -- formatting helpers used by the templates ---------------------------------------------
+
+
+@bp.app_template_filter("cell")
+def format_cell(value: Any) -> str:
+    """A JSON value as text for a table cell (Jinja escapes it)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+@bp.app_template_filter("stat")
+def format_stat(value: Any) -> str:
+    """A statistic: floats with six significant digits, everything else as a cell."""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return format_cell(value)
+
+
+@bp.app_template_filter("filesize")
+def format_size(value: Any) -> str:
+    try:
+        size = float(value)
+    except (TypeError, ValueError):
+        return "—"
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} TB"
+
+
+@bp.app_template_filter("thousands")
+def format_thousands(value: Any) -> str:
+    if isinstance(value, int):
+        return f"{value:,}"
+    return "—" if value is None else str(value)
+
+
+@bp.app_template_filter("when")
+def format_when(value: Any) -> str:
+    text = str(value or "")
+    return text[:16].replace("T", " ") if text else "—"
+
+
+# -- list and upload ----------------------------------------------------------------------
+
+
+def _listing() -> dict[str, Any]:
+    return api().get("/api/datasets")
+
+
+@bp.get("", strict_slashes=False)
+def index():
+    listing = _listing()
+    return render_template(
+        "datasets/index.html",
+        datasets=listing["datasets"],
+        max_upload_bytes=(listing.get("limits") or {}).get("max_upload_bytes"),
+    )
+
+
+@bp.get("/_list")
+def list_partial():
+    """The list alone, for the upload page to refresh after an upload."""
+    return render_template("datasets/_list.html", datasets=_listing()["datasets"])
+
+
+def _upload_error(exc: BackendError) -> tuple[str, int]:
+    if exc.status in (401, 403):
+        raise exc
+    status = exc.status if 400 <= exc.status < 600 else 502
+    return render_template("datasets/_upload_result.html", error=exc, result=None), status
+
+
+@bp.put("/_upload")
+def upload_raw():
+    """The upload page's XHR: the raw file as the body, forwarded to the backend as it comes.
+
+    Answers an HTML fragment (the summary, or the reason it failed) for the page to show.
+    """
+    args = request.args
+    filename = args.get("filename", "")
+    name = args.get("name", "").strip() or _name_from_filename(filename)
+    if not name.strip():
+        return render_template(
+            "datasets/_upload_result.html",
+            result=None,
+            error=BackendError(400, "missing_name", "Give the dataset a name."),
+        ), 400
+    params = {key: args[key] for key in UPLOAD_OPTIONS if args.get(key)}
+    if filename:
+        params["filename"] = filename
+    headers = {"Content-Type": "application/octet-stream"}
+    if request.content_length is not None:
+        # Lets the backend refuse an oversized file from the headers alone.
+        headers["Content-Length"] = str(request.content_length)
+    try:
+        with api().stream(
+            "PUT",
+            _path(name),
+            params=params,
+            content=request_body_chunks(),
+            headers=headers,
+            read_timeout_s=UPLOAD_READ_TIMEOUT_S,
+        ) as response:
+            result = json.loads(response.read())
+    except BackendUnavailable as exc:
+        return render_template(
+            "datasets/_upload_result.html",
+            result=None,
+            error=BackendError(
+                503,
+                exc.code,
+                "The upload did not reach the end: the data service stopped answering or "
+                "closed the connection (a file over the upload limit is cut off this way). "
+                "Try again in a moment.",
+            ),
+        ), 503
+    except BackendError as exc:
+        return _upload_error(exc)
+    return render_template("datasets/_upload_result.html", result=result, error=None), 201
+
+
+@bp.post("", strict_slashes=False)
+def upload_form():
+    """Without JavaScript the form posts multipart; it is forwarded unparsed, as it arrives."""
+    headers = {"Content-Type": request.headers.get("Content-Type", "")}
+    if request.content_length is not None:
+        headers["Content-Length"] = str(request.content_length)
+    try:
+        with api().stream(
+            "POST",
+            "/api/datasets",
+            content=request_body_chunks(),
+            headers=headers,
+            read_timeout_s=UPLOAD_READ_TIMEOUT_S,
+        ) as response:
+            result = json.loads(response.read())
+    except BackendError as exc:
+        if isinstance(exc, BackendUnavailable) or exc.status in (401, 403):
+            raise
+        listing = _listing()
+        return render_template(
+            "datasets/index.html",
+            datasets=listing["datasets"],
+            max_upload_bytes=(listing.get("limits") or {}).get("max_upload_bytes"),
+            upload_error=exc,
+        ), exc.status if 400 <= exc.status < 500 else 400
+    return render_template("datasets/uploaded.html", result=result), 201
+
+
+# -- the table page -----------------------------------------------------------------------
+
+
+def _is_filter(key: str) -> bool:
+    match = _FILTER_KEY.match(key)
+    return key not in _STATE_KEYS and match is not None and match["op"] in OPERATOR_WORDS
+
+
+def _filters(args) -> list[dict[str, str]]:
+    """The filters in the query string, in order, as (column, op, value)."""
+    out = []
+    for key, value in args.items(multi=True):
+        if _is_filter(key):
+            match = _FILTER_KEY.match(key)
+            assert match is not None
+            out.append({"column": match["column"], "op": match["op"], "value": value})
+    return out
+
+
+def _query_items(args, *, drop: set[str] = frozenset(), add: list | None = None) -> list:
+    items = [(k, v) for k, v in args.items(multi=True) if k not in drop]
+    return items + (add or [])
+
+
+def _url(name: str, items: list[tuple[str, str]], endpoint: str = "datasets.table") -> str:
+    base = url_for(endpoint, name=name)
+    return f"{base}?{urlencode(items)}" if items else base
+
+
+@bp.get("/<name>")
+def table(name: str):
+    args = request.args
+    if "add_column" in args:
+        return _add_filter(name)
+    dataset = api().get(_path(name))
+    canonical = dataset["name"]
+    if canonical != name:
+        return redirect(_url(canonical, list(args.items(multi=True))))
+    try:
+        limit = int(args.get("limit", DEFAULT_PAGE_SIZE))
+    except ValueError:
+        limit = DEFAULT_PAGE_SIZE
+    limit = max(1, min(limit, max(PAGE_SIZES)))
+    filters = _filters(args)
+    passthrough = [(k, v) for k, v in args.items(multi=True) if k not in ("facet", "limit")]
+    rows_params = [*passthrough, ("limit", str(limit))]
+    page = api().get(_path(canonical, "rows"), params=rows_params)
+
+    facet_columns = _facet_columns(dataset, args)
+    facets: dict[str, list] = {}
+    facet_timeouts: list[str] = []
+    if facet_columns:
+        facet_params = [
+            (k, v) for k, v in args.items(multi=True) if k not in _STATE_KEYS or k == "q"
+        ]
+        facet_params += [("column", c) for c in facet_columns] + [("size", str(FACET_SIZE))]
+        answer = api().get(_path(canonical, "facets"), params=facet_params)
+        facets = answer["facets"]
+        facet_timeouts = answer.get("timed_out", [])
+
+    state = list(args.items(multi=True))
+    return render_template(
+        "datasets/table.html",
+        dataset=dataset,
+        page=page,
+        filters=filters,
+        operators=OPERATORS,
+        operator_words=OPERATOR_WORDS,
+        valueless=VALUELESS,
+        facets=facets,
+        facet_columns=facet_columns,
+        facet_timeouts=facet_timeouts,
+        page_sizes=PAGE_SIZES,
+        limit=limit,
+        sort=args.get("sort", ""),
+        q=args.get("q", ""),
+        state=state,
+        links=_links(canonical, args, page, limit, filters, facet_columns),
+        export_formats=EXPORT_FORMATS,
+    )
+
+
+def _facet_columns(dataset: dict[str, Any], args) -> list[str]:
+    if "facet" in args:
+        chosen = [c for c in args.getlist("facet") if c]
+        known = {c["name"] for c in dataset["columns"]}
+        return [c for c in dict.fromkeys(chosen) if c in known]
+    text = [c["name"] for c in dataset["columns"] if c["type"] in ("VARCHAR", "BOOLEAN")]
+    return text[:DEFAULT_FACETS]
+
+
+def _links(name, args, page, limit, filters, facet_columns) -> dict[str, Any]:
+    """Every link of the table page, each a full state in its query string."""
+    no_paging = {"cursor", "offset"}
+    base = _query_items(args, drop=no_paging)
+    links: dict[str, Any] = {}
+    sort = args.get("sort", "")
+
+    def sort_link(column: str) -> tuple[str, str]:
+        # Cycle: ascending → descending → unsorted.
+        if sort == column:
+            target, state = f"-{column}", "ascending"
+        elif sort == f"-{column}":
+            target, state = "", "descending"
+        else:
+            target, state = column, "none"
+        items = _query_items(args, drop=no_paging | {"sort"})
+        if target:
+            items.append(("sort", target))
+        return _url(name, items), state
+
+    links["sort"] = sort_link
+    start = page.get("offset") or 0
+    if page.get("next"):
+        links["next"] = _url(name, [*base, ("cursor", page["next"])])
+    if start > 0:
+        previous = max(0, start - limit)
+        links["previous"] = _url(name, [*base, *([("offset", str(previous))] if previous else [])])
+        links["first"] = _url(name, base)
+    items = [(k, v) for k, v in args.items(multi=True) if k not in no_paging]
+    positions = [i for i, (k, _) in enumerate(items) if _is_filter(k)]
+    links["remove_filter"] = [
+        _url(name, [item for i, item in enumerate(items) if i != position])
+        for position in positions
+    ]
+    links["clear_filters"] = _url(name, [(k, v) for k, v in base if k in _STATE_KEYS and k != "q"])
+    facet_state = [("facet", c) for c in facet_columns] or [("facet", "")]
+    without_facets = [(k, v) for k, v in base if k != "facet"]
+
+    def facet_value_link(column: str, value: Any) -> str:
+        if value is None:
+            condition = (f"{column}__isnull", "1")
+        else:
+            condition = (f"{column}__eq", _facet_text(value))
+        return _url(name, [*without_facets, *facet_state, condition])
+
+    links["facet_value"] = facet_value_link
+    links["remove_facet"] = {
+        column: _url(
+            name,
+            [
+                *without_facets,
+                *([("facet", c) for c in facet_columns if c != column] or [("facet", "")]),
+            ],
+        )
+        for column in facet_columns
+    }
+    links["export"] = {
+        fmt: url_for("datasets.export", name=name)
+        + "?"
+        + urlencode(
+            [("format", fmt)]
+            + [
+                (k, v)
+                for k, v in args.items(multi=True)
+                if k not in _STATE_KEYS or k in ("sort", "q")
+            ]
+        )
+        for fmt, _ in EXPORT_FORMATS
+    }
+    links["profile"] = url_for("datasets.profile", name=name)
+    links["state_without"] = lambda *keys: [(k, v) for k, v in base if k not in keys]
+    return links
+
+
+def _facet_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    return str(value)
+
+
+def _add_filter(name: str) -> Response:
+    """The filter builder's GET form: turn its fields into a `column__op=value` parameter."""
+    args = request.args
+    column = args.get("add_column", "")
+    op = args.get("add_op", "eq")
+    value = args.get("add_value", "")
+    keep = [
+        (k, v)
+        for k, v in args.items(multi=True)
+        if k not in ("add_column", "add_op", "add_value", "cursor", "offset")
+    ]
+    if column and op in OPERATOR_WORDS:
+        keep.append((f"{column}__{op}", "1" if op in VALUELESS else value))
+    return redirect(_url(name, keep))
+
+
+@bp.get("/<name>/export")
+def export(name: str):
+    params = [(k, v) for k, v in request.args.items(multi=True)]
+    return proxy_download(
+        _path(name, "export"), params=params, read_timeout_s=EXPORT_READ_TIMEOUT_S
+    )
+
+
+# -- profile ------------------------------------------------------------------------------
+
+
+@bp.get("/<name>/profile")
+def profile(name: str):
+    dataset = api().get(_path(name))
+    if dataset["name"] != name:
+        return redirect(url_for("datasets.profile", name=dataset["name"]))
+    body = api().get(_path(name, "profile"), read_timeout_s=120.0)
+    charts = {}
+    for index, column in enumerate(body["columns"]):
+        if column.get("histogram"):
+            charts[f"histogram-{index}"] = {
+                "label": column["name"],
+                "labels": [_bin_label(b) for b in column["histogram"]],
+                "counts": [b["count"] for b in column["histogram"]],
+            }
+    return render_template("datasets/profile.html", dataset=dataset, profile=body, charts=charts)
+
+
+def _bin_label(bin_: dict[str, Any]) -> str:
+    start = bin_["start"]
+    if isinstance(start, float):
+        return f"{start:.4g}"
+    return str(start)[:19].replace("T", " ")
+
+
+# -- rename and delete --------------------------------------------------------------------
+
+
+@bp.route("/<name>/rename", methods=["GET", "POST"])
+def rename(name: str):
+    dataset = api().get(_path(name))
+    error = None
+    if request.method == "POST":
+        new_name = request.form.get("new_name", "").strip()
+        try:
+            renamed = api().patch(_path(name), json={"name": new_name})
+        except BackendError as exc:
+            if isinstance(exc, BackendUnavailable) or exc.status in (401, 403):
+                raise
+            error = exc.message
+        else:
+            flash(f"Renamed {dataset['name']} to {renamed['name']}.", "success")
+            return redirect(url_for("datasets.table", name=renamed["name"]))
+    return render_template("datasets/rename.html", dataset=dataset, error=error), (
+        400 if error else 200
+    )
+
+
+@bp.route("/<name>/delete", methods=["GET", "POST"])
+def delete(name: str):
+    dataset = api().get(_path(name))
+    if request.method == "POST":
+        if request.form.get("confirm") != dataset["name"]:
+            return render_template(
+                "datasets/delete.html",
+                dataset=dataset,
+                error="Type the dataset's name exactly to confirm.",
+            ), 400
+        api().delete(_path(dataset["name"]))
+        flash(f"Deleted the dataset {dataset['name']}.", "success")
+        return redirect(url_for("datasets.index"))
+    return render_template("datasets/delete.html", dataset=dataset, error=None)
