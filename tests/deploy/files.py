@@ -7,9 +7,11 @@ Dockerfile and docker-compose.yml, never from copies in the tests.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 import shlex
+import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,6 +125,53 @@ def read_image(path: Path = DOCKERFILE, base_env: dict[str, str] | None = None) 
                 name, _, value = option.lstrip("-").partition("=")
                 image.healthcheck_options[name] = value
     return image
+
+
+def dockerignore_patterns() -> list[str]:
+    return [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+
+
+def dockerignored(path: str, patterns: list[str]) -> bool:
+    """Whether the build context leaves `path` out (the .dockerignore forms used here)."""
+    ignored = False
+    parts = path.split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        pattern = pattern.lstrip("!").rstrip("/")
+        bare = pattern.removeprefix("**/")
+        if any(
+            fnmatch.fnmatch(p, pattern) or fnmatch.fnmatch(p.split("/")[-1], bare) for p in prefixes
+        ):
+            ignored = not negate
+    return ignored
+
+
+def build_stage_context(destination: Path, path: Path = DOCKERFILE) -> list[str]:
+    """Copy into `destination` what the first (build) stage's COPY lines take from the build
+    context, leaving out what .dockerignore excludes. Returns the copied files, relative."""
+    instructions = dockerfile_instructions(path.read_text())
+    stages = [i for i, (keyword, _) in enumerate(instructions) if keyword == "FROM"]
+    patterns = dockerignore_patterns()
+    copied = []
+    for keyword, arguments in instructions[stages[0] + 1 : stages[1]]:
+        if keyword != "COPY" or "--from" in arguments:
+            continue
+        for source in shlex.split(arguments)[:-1]:
+            top = ROOT / source
+            files = [top] if top.is_file() else sorted(f for f in top.rglob("*") if f.is_file())
+            for file in files:
+                relative = str(file.relative_to(ROOT))
+                if dockerignored(relative, patterns):
+                    continue
+                (destination / relative).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(file, destination / relative)
+                copied.append(relative)
+    return copied
 
 
 # -- docker-compose.yml ----------------------------------------------------------------------

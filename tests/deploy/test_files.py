@@ -3,7 +3,6 @@ the compose file, .env.example, nginx and the app agree with each other."""
 
 from __future__ import annotations
 
-import fnmatch
 import re
 import subprocess
 import sys
@@ -21,6 +20,8 @@ from tests.deploy.files import (
     ROOT,
     InterpolationError,
     dockerfile_instructions,
+    dockerignore_patterns,
+    dockerignored,
     interpolate,
     parse_volume,
     read_compose,
@@ -192,37 +193,18 @@ def test_nginx_limits_match_the_app():
     assert int(grace.rstrip("s")) > Settings.model_fields["graceful_timeout_s"].default
 
 
-def _dockerignored(path: str, patterns: list[str]) -> bool:
-    ignored = False
-    for pattern in patterns:
-        negate = pattern.startswith("!")
-        pattern = pattern.lstrip("!").rstrip("/")
-        parts = path.split("/")
-        prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
-        bare = pattern.removeprefix("**/")
-        if any(
-            fnmatch.fnmatch(p, pattern) or fnmatch.fnmatch(p.split("/")[-1], bare) for p in prefixes
-        ):
-            ignored = not negate
-    return ignored
-
-
 def test_dockerignore_keeps_secrets_and_data_out_and_what_the_build_needs_in():
-    patterns = [
-        line.strip()
-        for line in (ROOT / ".dockerignore").read_text().splitlines()
-        if line.strip() and not line.startswith("#")
-    ]
+    patterns = dockerignore_patterns()
     for path in (".git/config", ".env", "data/app.db", "tests/conftest.py", "bench/x.py",
                  "myapp/__pycache__/cli.cpython-311.pyc", "nginx/certs/myapp.key"):  # fmt: skip
-        assert _dockerignored(path, patterns), path
+        assert dockerignored(path, patterns), path
     needed = []
     for keyword, args in dockerfile_instructions(DOCKERFILE.read_text()):
         if keyword == "COPY" and "--from" not in args:
             needed += args.split()[:-1]
     assert needed, "the Dockerfile copies files from the context"
     for path in needed:
-        assert not _dockerignored(path, patterns), path
+        assert not dockerignored(path, patterns), path
         assert (ROOT / path).exists(), path
 
 

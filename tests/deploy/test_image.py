@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import secrets
 import shutil
+import subprocess
+import sys
 import tomllib
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -16,6 +19,7 @@ from tests.deploy.files import (
     NIXPACKS_FILE,
     ROOT,
     Container,
+    build_stage_context,
     container,
     parse_volume,
     read_compose,
@@ -155,3 +159,62 @@ def test_nixpacks_start_command_serves_the_role_on_coolify_port(netns, tmp_path)
         # bash hands PID 1 over to the server (exec), so Coolify's SIGTERM reaches it.
         assert "bash" not in Path(backend.cmdline()[0]).name
         assert backend.stop() == 0, backend.log_text()
+
+
+def test_build_stage_packages_everything_the_roles_serve(netns, tmp_path):
+    """The image's build stage, without Docker: the files its COPY lines take from the build
+    context (after .dockerignore) become a wheel, installed into a fresh virtual environment;
+    every template, script and style sheet must be in it, and the pages must render from it."""
+    context = tmp_path / "context"
+    copied = build_stage_context(context)
+    assert "pyproject.toml" in copied and "myapp/cli.py" in copied
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-cache-dir", "-q",
+         "-w", str(tmp_path / "wheels"), str(context)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stdout + built.stderr
+    (wheel,) = (tmp_path / "wheels").glob("myapp-*.whl")
+    packaged = {n for n in zipfile.ZipFile(wheel).namelist() if n.startswith("myapp/")}
+    expected = {f for f in copied if f.startswith("myapp/") and "__pycache__" not in f}
+    assert expected - packaged == set(), "left out of the package"
+
+    # Installed on its own (dependencies from this environment, myapp only from the wheel).
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    subprocess.run(
+        [str(venv / "bin/pip"), "install", "--no-deps", "--no-index", "-q", str(wheel)],
+        check=True,
+        timeout=120,
+    )
+    spec = container(
+        read_image(),
+        environment={"MYAPP_ROLE": "frontend", "MYAPP_SECRET_KEY": SECRET_KEY},
+        mounts={"/app/data": tmp_path / "data"},
+        workdir=tmp_path / "app",
+    )
+    spec.env["PATH"] = f"{venv / 'bin'}:{spec.env['PATH']}"
+    with run_container(spec, tmp_path / "frontend.log") as frontend:
+        frontend.wait_healthy()
+        where = frontend.exec(["python", "-c", "import myapp; print(myapp.__file__)"])
+        assert where.stdout.startswith(str(venv)), where.stdout
+        # Without a backend the home page is the friendly 503 page: a template from the wheel,
+        # with its style sheet served from the wheel too.
+        fetch = (
+            "import sys, urllib.request, urllib.error\n"
+            "def get(p):\n"
+            "    try:\n"
+            "        r = urllib.request.urlopen('http://127.0.0.1:12001' + p, timeout=5)\n"
+            "    except urllib.error.HTTPError as e:\n"
+            "        r = e\n"
+            "    return r.status, r.read().decode()\n"
+            "status, page = get('/')\n"
+            "import re\n"
+            'css = re.findall(r\'href="(/static/[^"]+[.]css)"\', page)\n'
+            "print(status, len(css), *[get(c)[0] for c in css])\n"
+        )
+        result = frontend.exec(["python", "-c", fetch])
+        status, count, *assets = result.stdout.split()
+        assert status == "503" and int(count) >= 1, result.stdout + result.stderr
+        assert set(assets) == {"200"}, result.stdout
+        assert frontend.stop() == 0
