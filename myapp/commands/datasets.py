@@ -1,7 +1,160 @@
-"""CLI commands for datasets."""
+"""CLI commands for datasets: `myapp upload FILE` sends a file to a running backend."""
 
 from __future__ import annotations
 
-import click
+import json
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
-COMMANDS: list[click.Command] = []
+import click
+import httpx
+
+from .client import ApiSession, api_options, describe_error, fail
+
+CHUNK_BYTES = 1024 * 1024
+# The answer comes once the backend has loaded the whole file, which can take minutes.
+LOAD_TIMEOUT_S = 3600.0
+SHOWN_REJECTS = 5
+
+_KNOWN_SUFFIX = re.compile(
+    r"(\.(csv|tsv|tab|txt|parquet|pq|json|ndjson|jsonl))?(\.(gz|gzip))?$", re.IGNORECASE
+)
+
+
+def name_for(path: Path) -> str:
+    """The dataset name a file gets by default; the backend makes it a safe identifier."""
+    return _KNOWN_SUFFIX.sub("", path.name) or path.name
+
+
+def _chunks(path: Path, progress: Any) -> Iterator[bytes]:
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK_BYTES):
+            if progress is not None:
+                progress.update(len(chunk))
+            yield chunk
+
+
+class _NoBar:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _summary(result: dict[str, Any]) -> str:
+    dataset = result["dataset"]
+    lines = [
+        f"{result['action'].capitalize()} dataset {dataset['name']}: "
+        f"{result['rows_loaded']:,} rows loaded, {result['rows_rejected']:,} rejected "
+        f"({len(dataset['columns'])} columns, {dataset['row_count']:,} rows in all)."
+    ]
+    for reject in result["rejects"][:SHOWN_REJECTS]:
+        where = f"line {reject['line']}" if reject.get("line") is not None else "a row"
+        column = f", column {reject['column']}" if reject.get("column") else ""
+        lines.append(f"  rejected {where}{column}: {reject['reason']}")
+    if result["rows_rejected"] > SHOWN_REJECTS:
+        lines.append(f"  … and {result['rows_rejected'] - SHOWN_REJECTS:,} more rejected rows")
+    return "\n".join(lines)
+
+
+@click.command("upload")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--name", "-n", default=None, help="Dataset name (default: from the file name).")
+@click.option(
+    "--mode",
+    "-m",
+    type=click.Choice(["create", "replace", "append"]),
+    default="create",
+    show_default=True,
+    help="create refuses an existing name; replace swaps the data; append adds rows by column.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "tsv", "parquet", "json", "ndjson"]),
+    default=None,
+    help="File format (default: detected from the name or the content).",
+)
+@click.option("--delimiter", default=None, help="CSV delimiter, one character (\\t for tab).")
+@click.option("--header/--no-header", default=None, help="Whether the first CSV line has names.")
+@click.option("--encoding", default=None, help="Text encoding, e.g. latin-1 (default: detect).")
+@click.option("--nullstr", default=None, help="CSV text that means NULL, e.g. NA.")
+@click.option("--types", default=None, help="Column types, e.g. zip:VARCHAR,day:DATE.")
+@click.option("--json", "as_json", is_flag=True, help="Print the backend's JSON answer.")
+@api_options
+def upload(
+    file: Path,
+    name: str | None,
+    mode: str,
+    fmt: str | None,
+    delimiter: str | None,
+    header: bool | None,
+    encoding: str | None,
+    nullstr: str | None,
+    types: str | None,
+    as_json: bool,
+    api: ApiSession,
+) -> None:
+    """Upload FILE (CSV, TSV, Parquet, JSON, NDJSON, or any of them .gz) as a dataset.
+
+    The file is streamed to the backend, never read into memory whole; a progress bar shows
+    on a terminal. Prints what was loaded and which rows were rejected.
+    """
+    size = file.stat().st_size
+    params: dict[str, str] = {"mode": mode, "filename": file.name}
+    for key, value in (
+        ("format", fmt),
+        ("delimiter", delimiter),
+        ("encoding", encoding),
+        ("nullstr", nullstr),
+        ("types", types),
+    ):
+        if value:
+            params[key] = value
+    if header is not None:
+        params["header"] = "true" if header else "false"
+    target = name or name_for(file)
+    show_bar = sys.stderr.isatty() and not as_json
+    bar_context = (
+        click.progressbar(
+            length=size, label=f"Uploading {file.name}", file=sys.stderr, show_pos=False
+        )
+        if show_bar
+        else _NoBar()
+    )
+    try:
+        with bar_context as bar:
+            response = api.client.put(
+                "/api/datasets/" + quote(target, safe=""),
+                params=params,
+                content=_chunks(file, bar),
+                headers={
+                    "Content-Type": "application/octet-stream",
+                    # Lets the backend refuse an oversized file before a byte is sent.
+                    "Content-Length": str(size),
+                },
+                timeout=httpx.Timeout(LOAD_TIMEOUT_S, connect=5.0),
+            )
+    except httpx.TransportError as exc:
+        fail(
+            f"the upload to {api.url} broke off ({exc or type(exc).__name__}); nothing was "
+            "loaded. If the file is very large, check the backend's upload limit "
+            "(MYAPP_MAX_UPLOAD_BYTES)."
+        )
+        return
+    if response.status_code >= 400:
+        fail(describe_error(response))
+        return
+    result = response.json()
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        click.echo(_summary(result))
+
+
+COMMANDS: list[click.Command] = [upload]
