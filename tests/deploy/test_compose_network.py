@@ -202,44 +202,65 @@ def test_compose_stack_through_nginx(stack: Stack):
         assert spec.headers["Content-Encoding"] == "gzip" and "/api/health" in spec.text
 
         # -- a 200 MiB upload, streamed through nginx to the backend ----------------------
-        def upload() -> httpx.Response:
-            def body() -> Iterator[bytes]:
-                yield HEADER
-                for _ in range(blocks):
-                    yield block
-
-            length = len(HEADER) + blocks * len(block)
-            assert length >= UPLOAD_MIB * 1024 * 1024
-            return httpx.put(
+        length = len(HEADER) + blocks * len(block)
+        assert length >= UPLOAD_MIB * 1024 * 1024
+        uploaded = call(
+            lambda: put_csv(
                 f"{stack.url}/api/datasets/deploy_big?mode=create&format=csv",
-                content=body(),
-                headers={**admin, "Content-Type": "text/csv", "Content-Length": str(length)},
-                timeout=120,
+                block,
+                blocks,
+                {**admin, "Content-Type": "text/csv"},
             )
-
-        uploaded = call(upload)
+        )
         assert uploaded.status_code == 201, uploaded.text
         assert uploaded.json()["rows_loaded"] == rows
         assert uploaded.json()["dataset"]["row_count"] == rows
 
         # -- the whole table back as one CSV download ----------------------------------------
-        def export() -> tuple[httpx.Headers, int, int]:
-            params = {"sql": "SELECT * FROM deploy_big", "format": "csv"}
-            with httpx.stream(
-                "GET", f"{stack.url}/api/query/export", params=params, headers=admin, timeout=120
-            ) as response:
-                assert response.status_code == 200, response.read()
-                size = lines = 0
-                for chunk in response.iter_raw(1024 * 1024):
-                    size += len(chunk)
-                    lines += chunk.count(b"\n")
-                return response.headers, size, lines
-
-        headers, size, lines = call(export)
+        headers, size, lines = call(
+            lambda: download(
+                f"{stack.url}/api/query/export",
+                {"sql": "SELECT * FROM deploy_big", "format": "csv"},
+                headers=admin,
+            )
+        )
         assert lines == rows + 1
         assert "attachment" in headers["Content-Disposition"]
         assert "Content-Encoding" not in headers  # CSV downloads keep their length
         assert int(headers["Content-Length"]) == size > UPLOAD_MIB * 1024 * 1024 // 2
+
+        # -- the browser's way: signed in, upload and download through the pages ------------
+        password = stack.dotenv["MYAPP_ADMIN_PASSWORD"]
+        signed_in = call(
+            lambda: httpx.post(
+                stack.url + "/login",
+                data={"username": "admin", "password": password},
+                headers={"Origin": stack.url},
+                timeout=30,
+            )
+        )
+        assert signed_in.status_code in (302, 303), signed_in.text
+        assert "Secure" not in signed_in.headers["Set-Cookie"]  # plain HTTP: no Secure flag
+        session = {"myapp_session": signed_in.cookies["myapp_session"]}
+        web_blocks = blocks // 4
+        page_upload = call(
+            lambda: put_csv(
+                f"{stack.url}/datasets/_upload?filename=deploy_web.csv&format=csv",
+                block,
+                web_blocks,
+                {"Origin": stack.url, "Content-Type": "application/octet-stream"},
+                cookies=session,
+            )
+        )
+        assert page_upload.status_code == 201, page_upload.text
+        loaded = re.search(r'data-testid="rows-loaded">([^<]+)<', page_upload.text)
+        assert loaded and int(re.sub(r"\D", "", loaded.group(1))) == web_blocks * BLOCK_ROWS
+        _, _, page_lines = call(
+            lambda: download(
+                f"{stack.url}/datasets/deploy_web/export", {"format": "csv"}, cookies=session
+            )
+        )
+        assert page_lines == web_blocks * BLOCK_ROWS + 1
 
         # -- bodies are streamed on both locations, and the limit is the same on both -------
         ip = net.addresses["nginx"]
@@ -302,7 +323,7 @@ def test_compose_stack_through_nginx(stack: Stack):
         signed_in = over_https(
             "/login",
             "POST",
-            data={"username": "admin", "password": stack.dotenv["MYAPP_ADMIN_PASSWORD"]},
+            data={"username": "admin", "password": password},
             headers={"Origin": f"https://{ip}"},
         )
         # The frontend knows it is served over HTTPS (X-Forwarded-Proto through ProxyFix):
@@ -316,6 +337,40 @@ def test_compose_stack_through_nginx(stack: Stack):
             assert stack.running[name].stop() == 0, stack.running[name].log_text()
         assert net.stop(stack.nginx) == 0
         assert frontend.proc.returncode == 0
+
+
+def put_csv(
+    url: str, block: bytes, blocks: int, headers: dict[str, str], cookies=None
+) -> httpx.Response:
+    """PUT a CSV of `blocks` copies of `block` as the body, with its length announced (as a
+    browser or the CLI sends a file), generated as it is sent."""
+
+    def body() -> Iterator[bytes]:
+        yield HEADER
+        for _ in range(blocks):
+            yield block
+
+    length = len(HEADER) + blocks * len(block)
+    return httpx.put(
+        url,
+        content=body(),
+        headers={**headers, "Content-Length": str(length)},
+        cookies=cookies,
+        timeout=120,
+    )
+
+
+def download(url: str, params: dict, headers=None, cookies=None) -> tuple[httpx.Headers, int, int]:
+    """Stream a download; return its headers, its size and how many lines it has."""
+    with httpx.stream(
+        "GET", url, params=params, headers=headers, cookies=cookies, timeout=120
+    ) as response:
+        assert response.status_code == 200, response.read()
+        size = lines = 0
+        for chunk in response.iter_raw(1024 * 1024):
+            size += len(chunk)
+            lines += chunk.count(b"\n")
+        return response.headers, size, lines
 
 
 def _send_head(host: str, method: str, path: str, length: int) -> tuple[int, str]:
