@@ -173,7 +173,7 @@ def sandbox(tmp_path_factory):
     server = ServerProcess("backend", root, env={"MYAPP_DATA_DIR": str(data)}).start()
     before = (api_fingerprint(server), data_dir_listing(data))
     yield server, data, before
-    server.kill()
+    server.stop()  # SIGKILL would orphan the gunicorn worker
 
 
 @pytest.mark.parametrize(("sql", "code", "word"), REFUSED, ids=[r[0][:60] for r in REFUSED])

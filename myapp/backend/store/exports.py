@@ -68,6 +68,10 @@ class ExportFile:
         finally:
             self.handle.close()
 
+    def close(self) -> None:
+        """Give the disk space back now (the file is already unlinked); safe to call twice."""
+        self.handle.close()
+
 
 def write_export(
     database: Database,

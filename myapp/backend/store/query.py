@@ -616,20 +616,22 @@ def bind_parameters(vetted: Vetted, params: Mapping[str, Any] | None) -> dict[st
 
 
 # -- translating DuckDB's errors -----------------------------------------------------------------
-def sql_error(exc: BaseException, text: str, *, wrapped: bool = False) -> AppError:
-    """A DuckDB error in the user's SQL as a 4xx with DuckDB's message and the position."""
+def sql_error(exc: BaseException, text: str, *, body: str | None = None) -> AppError:
+    """A DuckDB error in the user's SQL as a 4xx with DuckDB's message and the position.
+
+    `text` is what ran; when it wraps the user's SELECT, `body` is that SELECT, and positions
+    are given in it (an error outside it, in our wrapping, has no position).
+    """
     full = str(exc)
     message = _duckdb_text(exc)
     position = locate(full, text)
-    if wrapped and position is not None:
-        # Line 1 is our prefix; the user's text starts on line 2.
-        if position["line"] == 1:
+    if body is not None and position is not None:
+        start = text.find("(\n" + body + "\n)")
+        offset = position["position"] - (start + 2)
+        if start < 0 or not 0 <= offset <= len(body):
             position = None
         else:
-            prefix = len(_WRAP_PREFIX)
-            body = text[prefix:]
-            body = body[: body.rfind("\n)")] if "\n)" in body else body
-            position = _position(body, position["position"] - prefix, position["length"])
+            position = _position(body, offset, position["length"])
     detail: dict[str, Any] = {"message": message}
     where = ""
     if position:
@@ -898,7 +900,7 @@ def _rollback(cur: duckdb.DuckDBPyConnection) -> None:
 
 
 def _execute(
-    cur: duckdb.DuckDBPyConnection, run: Run, text: str, params: dict[str, Any]
+    cur: duckdb.DuckDBPyConnection, run: Run, text: str, params: dict[str, Any], body: str
 ) -> duckdb.DuckDBPyConnection:
     """Execute vetted `text` (a wrapping of the user's SELECT); DuckDB errors become 4xx."""
     run.raise_if_stopped()
@@ -909,10 +911,12 @@ def _execute(
     except duckdb.Error as exc:
         if run.stop_reason:
             raise run.stopped_error() from None
-        raise sql_error(exc, text, wrapped=True) from None
+        raise sql_error(exc, text, body=body) from None
 
 
-def _fetch(cur: duckdb.DuckDBPyConnection, run: Run, count: int, text: str) -> list[tuple]:
+def _fetch(
+    cur: duckdb.DuckDBPyConnection, run: Run, count: int, text: str, body: str
+) -> list[tuple]:
     try:
         return cur.fetchmany(count) if count else []
     except duckdb.InterruptException:
@@ -920,7 +924,7 @@ def _fetch(cur: duckdb.DuckDBPyConnection, run: Run, count: int, text: str) -> l
     except duckdb.Error as exc:
         if run.stop_reason:
             raise run.stopped_error() from None
-        raise sql_error(exc, text, wrapped=True) from None
+        raise sql_error(exc, text, body=body) from None
 
 
 def prepare(
@@ -992,9 +996,9 @@ def run_select(
         vetted, text = prepare(cur, sql, tail=f" LIMIT {cap + 1}")
         values = bind_parameters(vetted, params)
         started = time.perf_counter()
-        _execute(cur, run, text, values)
+        _execute(cur, run, text, values, vetted.body)
         description = cur.description
-        rows = _fetch(cur, run, cap + 1, text)
+        rows = _fetch(cur, run, cap + 1, text, vetted.body)
         run.raise_if_stopped()
     columns = describe_columns(description)
     truncated = len(rows) > cap
@@ -1037,7 +1041,8 @@ def export_select(
         except duckdb.Error as exc:
             if run.stop_reason:
                 raise run.stopped_error() from None
-            raise sql_error(exc, vetted.body) from None
+            copy_text = f"COPY (\n{vetted.body}\n)"  # as write_export builds it
+            raise sql_error(exc, copy_text, body=vetted.body) from None
 
 
 # -- charts --------------------------------------------------------------------------------------
@@ -1075,7 +1080,7 @@ def chart_select(
     ) as (cur, run):
         vetted, probe = prepare(cur, sql, tail=" LIMIT 0")
         values = bind_parameters(vetted, params)
-        _execute(cur, run, probe, values)
+        _execute(cur, run, probe, values, vetted.body)
         types = {c["name"]: c["type"] for c in describe_columns(cur.description)}
         _check_chart_columns(types, x, ys, series)
 
@@ -1103,7 +1108,7 @@ def chart_select(
                 f"SELECT {keys}, {sums}, count(*) AS myapp_rows FROM ({source}) AS src "
                 f"GROUP BY {keys} ORDER BY min(n) LIMIT {budget + 1}"
             )
-            rows, columns = _chart_rows(cur, run, text, values)
+            rows, columns = _chart_rows(cur, run, text, values, vetted.body)
             counted = sum(row[-1] for row in rows)
             rows = [row[:-1] for row in rows]
             columns = columns[:-1]
@@ -1113,18 +1118,17 @@ def chart_select(
                 reduced = "aggregated"
         else:
             text = wrap(vetted.body, head="SELECT " + ", ".join(picks), tail=f" LIMIT {budget + 1}")
-            rows, columns = _chart_rows(cur, run, text, values)
+            rows, columns = _chart_rows(cur, run, text, values, vetted.body)
             if len(rows) > budget and kind == "scatter":
                 text = (
                     wrap(vetted.body, head="SELECT " + ", ".join(picks))
                     + f" USING SAMPLE reservoir({budget} ROWS) REPEATABLE (42)"
                 )
-                rows, columns = _chart_rows(cur, run, text, values)
+                rows, columns = _chart_rows(cur, run, text, values, vetted.body)
                 reduced = "sampled"
             elif len(rows) > budget:
-                rows, columns = _chart_rows(
-                    cur, run, _bucket_sql(vetted.body, picks, ycols, types[x], qs, budget), values
-                )
+                bucketed = _bucket_sql(vetted.body, picks, ycols, types[x], qs, budget)
+                rows, columns = _chart_rows(cur, run, bucketed, values, vetted.body)
                 reduced = "bucketed"
         run.raise_if_stopped()
 
@@ -1170,13 +1174,13 @@ def _bucket_sql(
 
 
 def _chart_rows(
-    cur: duckdb.DuckDBPyConnection, run: Run, text: str, values: dict[str, Any]
+    cur: duckdb.DuckDBPyConnection, run: Run, text: str, values: dict[str, Any], body: str
 ) -> tuple[list[tuple], list[dict[str, str]]]:
     _vet_wrapped(cur, text)
-    _execute(cur, run, text, values)
+    _execute(cur, run, text, values, body)
     columns = describe_columns(cur.description)
     # Every chart query carries its own LIMIT; this bound is only a guard.
-    rows = _fetch(cur, run, MAX_CHART_FETCH, text)
+    rows = _fetch(cur, run, MAX_CHART_FETCH, text, body)
     return rows, columns
 
 
