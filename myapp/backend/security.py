@@ -42,7 +42,7 @@ from starlette.middleware import Middleware
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from myapp.settings import Settings, SettingsError
+from myapp.settings import Settings, SettingsError, is_loopback
 
 from .errors import AppError, Forbidden, Unauthorized, error_response
 from .passwords import hash_password, verify_password
@@ -220,6 +220,10 @@ class Authenticator:
         header = request.headers.get("authorization")
         if header is None:
             if self.open_mode:
+                if not addressed_to_loopback(request.headers.get("host", "")):
+                    # A page of another site reaching us by DNS rebinding, or a proxy making
+                    # an open workspace public: open mode is for this machine only.
+                    raise unauthorized(OPEN_MODE_LOOPBACK_ONLY, code="open_mode_loopback_only")
                 return Actor(username=None, role="admin", via="open")
             if self.settings.public_read:
                 return Actor(username=None, role="viewer", via="public")
@@ -310,6 +314,42 @@ class Authenticator:
         created = token_store.get_token(cur, token_id)
         assert created is not None
         return secret, created
+
+
+OPEN_MODE_LOOPBACK_ONLY = (
+    "This workspace is in open mode, which only answers requests addressed to this machine "
+    "(localhost, 127.0.0.1); create an account to use it from elsewhere."
+)
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+
+
+def host_name(host_header: str) -> str:
+    """The name part of a Host header: `[::1]:80` → `::1`, `example.com:8080` → `example.com`."""
+    host = host_header.strip()
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def addressed_to_loopback(host_header: str) -> bool:
+    return is_loopback(host_name(host_header))
+
+
+def cross_site_refusal(headers: Any) -> str | None:
+    """Why a credential-less state change must be refused as coming from another site.
+
+    Browsers send simple cross-site POSTs (forms, multipart) without asking first; without a
+    bearer token, the only thing such a request could ride on is open mode or public read.
+    """
+    site = headers.get("sec-fetch-site")
+    if site is not None:
+        return None if site.lower() in ("same-origin", "none") else site
+    origin = headers.get("origin")
+    if origin is not None:
+        netloc = origin.split("://", 1)[-1]
+        if netloc.lower() != headers.get("host", "").lower():
+            return origin
+    return None
 
 
 def get_auth(request: Request) -> Authenticator:
@@ -457,18 +497,26 @@ class AccessGate:
             await self.app(scope, receive, send)
             return
         needed = self._requirement(scope["method"], scope["path"])
-        if needed is not None:
-            scope.setdefault("state", {})
-            request = Request(scope)
-            try:
+        request = Request(scope)
+        try:
+            if scope["method"] not in SAFE_METHODS and "authorization" not in request.headers:
+                origin = cross_site_refusal(request.headers)
+                if origin is not None:
+                    raise Forbidden(
+                        "Requests from another site are refused; call the API from a script "
+                        "with a token, or use myapp's own pages.",
+                        code="cross_site_request",
+                    )
+            if needed is not None:
+                scope.setdefault("state", {})
                 actor = await run_in_threadpool(current_actor, request)
                 check_access(actor, needed)
-            except AppError as exc:
-                response = error_response(
-                    exc.status_code, exc.code, exc.message, exc.detail, exc.headers
-                )
-                await response(scope, receive, send)
-                return
+        except AppError as exc:
+            response = error_response(
+                exc.status_code, exc.code, exc.message, exc.detail, exc.headers
+            )
+            await response(scope, receive, send)
+            return
         await self.app(scope, receive, send)
 
 

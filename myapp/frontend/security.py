@@ -20,6 +20,8 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from werkzeug.local import LocalProxy
 from werkzeug.wrappers import Response
 
+from myapp.settings import is_loopback
+
 from .api_client import BackendError, BackendUnavailable
 from .views import api
 
@@ -55,6 +57,21 @@ CSRF_MESSAGE = (
     "This request came from another site, so it was refused to protect your data. "
     "Go back to myapp's own page and try again from there."
 )
+
+
+OPEN_MODE_REMOTE = (
+    "This workspace is in open mode (it has no accounts), so it only answers on this machine's "
+    "own addresses such as http://127.0.0.1 or http://localhost. To use it from elsewhere, "
+    "create an admin account first, or set MYAPP_ADMIN_PASSWORD on the backend."
+)
+
+
+def host_name(host: str) -> str:
+    """The name part of a Host value: `[::1]:80` → `::1`, `example.com:8080` → `example.com`."""
+    host = host.strip()
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
 @dataclass(frozen=True)
@@ -233,6 +250,15 @@ def install_security(app: Flask) -> None:
         if request.endpoint not in ("static", "healthz"):
             # Checked now, so a page's own backend calls never run with an ended session.
             current_visitor()
+
+    @app.before_request
+    def _open_mode_stays_local() -> None:
+        if request.endpoint in ("static", "healthz") or is_loopback(host_name(request.host)):
+            return
+        if current_visitor().open_mode:
+            # Reached under another name (a proxy, a LAN address, DNS rebinding by a page of
+            # another site): open mode's "everyone is admin" must not leave this machine.
+            abort(403, description=OPEN_MODE_REMOTE)
 
     @app.after_request
     def _headers(response: Response) -> Response:

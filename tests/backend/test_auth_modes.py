@@ -32,6 +32,18 @@ def test_open_mode_on_loopback_until_the_first_account(start_server):
     }
     assert client.get("/api/users").json() == {"users": []}
     assert "open mode" in backend.log_text()
+    # Only for requests addressed to this machine (a page of another site resolving its own
+    # name to 127.0.0.1 gets nothing), and never for a cross-site form or upload.
+    for host in ("localhost", f"[::1]:{backend.port}"):
+        assert client.get("/api/users", headers={"Host": host}).status_code == 200
+    rebound = client.get("/api/users", headers={"Host": "evil.example"})
+    assert rebound.status_code == 401
+    assert rebound.json()["error"]["code"] == "open_mode_loopback_only"
+    body = {"username": "x", "password": PASSWORD}
+    for headers in ({"Sec-Fetch-Site": "cross-site"}, {"Origin": "http://evil.example"}):
+        forged = client.post("/api/users", json=body, headers=headers)
+        assert forged.status_code == 403, headers
+        assert forged.json()["error"]["code"] == "cross_site_request"
     created = client.post(
         "/api/users", json={"username": "first", "password": PASSWORD, "role": "admin"}
     )

@@ -286,6 +286,12 @@ def test_open_mode_banner_only_in_open_mode(web_server, web):
     open_page = httpx.get(web_server.url + "/")
     assert 'data-testid="open-mode-banner"' in open_page.text
     assert 'data-testid="sign-in-link"' not in open_page.text
+    # Open mode answers only under this machine's own names.
+    assert httpx.get(web_server.url + "/", headers={"Host": "localhost"}).status_code == 200
+    for host in ("evil.example", "192.0.2.7:12001"):
+        elsewhere = httpx.get(web_server.url + "/admin", headers={"Host": host})
+        assert elsewhere.status_code == 403, host
+        assert "only answers on this machine" in elsewhere.text
     closed = httpx.get(web.url + "/")
     assert 'data-testid="open-mode-banner"' not in closed.text
     assert 'data-testid="sign-in-link"' in closed.text
