@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -70,6 +71,20 @@ def subnet_in_use(prefix: str = SUBNET) -> bool:
     return f" {prefix}." in text or f"\n{prefix}." in text
 
 
+_OURS = re.compile(r"^myapp-(?:probe-)?(\d+)-[0-9a-f]+")
+
+
+def sweep_stale() -> None:
+    """Remove namespaces of this naming scheme left by a test run that was killed (its pid is
+    gone), so they do not pile up; a live run's are never touched."""
+    for line in run("ip", "netns", "list", check=False).stdout.splitlines():
+        name = line.split()[0] if line.split() else ""
+        match = _OURS.match(name)
+        if match and not Path(f"/proc/{match.group(1)}").exists():
+            run("ip", "netns", "del", name, check=False)
+            shutil.rmtree(NETNS_ETC / name, ignore_errors=True)
+
+
 class ComposeNetwork:
     """A bridge network like compose's app-network: one namespace per service, veth pairs to a
     bridge in a namespace of its own that also plays the Docker host (the gateway address)."""
@@ -88,6 +103,7 @@ class ComposeNetwork:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def up(self) -> ComposeNetwork:
+        sweep_stale()
         if subnet_in_use():
             raise RuntimeError(f"{SUBNET}.0/24 is in use on this machine; pick another SUBNET")
         for name in [self.host_ns, *(self.ns(s) for s in self.services)]:
