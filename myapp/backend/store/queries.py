@@ -160,7 +160,8 @@ def list_versions(database: Database, slug: str) -> list[dict[str, Any]]:
 
 def _check_fields(database: Database, fields: Mapping[str, Any]) -> None:
     """The SQL must pass the gate, and every $parameter it uses must be declared."""
-    vetted = check_sql(database, fields["sql"])
+    defaults = {p["name"]: p.get("default") for p in fields["parameters"]}
+    vetted = check_sql(database, fields["sql"], defaults)
     declared = {p["name"] for p in fields["parameters"]}
     undeclared = [name for name in vetted.parameters if name not in declared]
     if undeclared:

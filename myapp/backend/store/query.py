@@ -964,12 +964,22 @@ def _unwrappable() -> QueryRefused:
     )
 
 
-def check_sql(database: Database, sql: str) -> Vetted:
-    """Put `sql` through the gate without running it (saving a query checks its SQL)."""
+def check_sql(
+    database: Database, sql: str, params: Mapping[str, Any] | None = None
+) -> Vetted:
+    """Put `sql` through the gate and let DuckDB bind it, without running it (saving a query
+    checks its SQL). Parameters without a value are bound as NULL."""
     with database.query_cursor() as (cur, _):
         _begin_read_only(cur)
         try:
-            return vet(cur, sql)
+            vetted, text = prepare(cur, sql, tail=" LIMIT 0")
+            values = {name: (params or {}).get(name) for name in vetted.parameters}
+            try:
+                # LIMIT 0: DuckDB binds and plans the query but reads nothing.
+                cur.execute(text, values)
+            except duckdb.Error as exc:
+                raise sql_error(exc, text, body=vetted.body) from None
+            return vetted
         finally:
             _rollback(cur)
 
