@@ -127,10 +127,20 @@ class ComposeNetwork:
     def down(self) -> None:
         for proc in reversed(self.processes):
             if proc.poll() is None:
-                proc.kill()
-            with suppress(subprocess.TimeoutExpired):
-                proc.wait(10)
+                # SIGTERM first: nginx's master takes its workers along only when asked nicely.
+                proc.terminate()
+                try:
+                    proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    with suppress(subprocess.TimeoutExpired):
+                        proc.wait(10)
         for name in reversed(self._made):
+            # Anything still running inside was started by this test (a descendant of ours).
+            pids = run("ip", "netns", "pids", name, check=False).stdout.split()
+            for pid in pids:
+                with suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid), signal.SIGKILL)
             # Deleting a namespace also removes the interfaces inside it.
             run("ip", "netns", "del", name, check=False)
             shutil.rmtree(NETNS_ETC / name, ignore_errors=True)
