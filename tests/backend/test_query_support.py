@@ -39,7 +39,7 @@ def make_workspace(root: Path) -> Path:
                    (range % 100)::DOUBLE AS amount,
                    (DATE '2024-01-01' + (range % 366)::INTEGER) AS day,
                    range % 2 = 0 AS paid,
-                   (range % 1000)::DECIMAL(10, 2) / 100 AS price
+                   ((range % 1000) / 100)::DECIMAL(10, 2) AS price
             FROM range({SALES_ROWS})
             """
         )
