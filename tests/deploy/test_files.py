@@ -30,6 +30,8 @@ from tests.deploy.files import (
 )
 
 SETTINGS_VARIABLES = {f"MYAPP_{name.upper()}" for name in Settings.model_fields}
+# Read by docker-compose.yml itself (ports, the backend's user), never by the app.
+COMPOSE_ONLY = {"MYAPP_UID", "MYAPP_GID", "MYAPP_HTTP_PORT", "MYAPP_HTTPS_PORT"}
 
 
 @pytest.fixture(scope="module")
@@ -156,11 +158,10 @@ def test_every_variable_is_documented_and_real():
     documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", example, re.M))
     assert used <= documented, f"missing from .env.example: {sorted(used - documented)}"
     # Everything passed to the app is one of its settings (no typo goes silently ignored).
-    compose_only = {"MYAPP_UID", "MYAPP_GID", "MYAPP_HTTP_PORT", "MYAPP_HTTPS_PORT"}
     passed = set(re.findall(r"^\s+(MYAPP_[A-Z0-9_]+):", text, re.M))
     assert passed <= SETTINGS_VARIABLES, sorted(passed - SETTINGS_VARIABLES)
-    assert documented <= SETTINGS_VARIABLES | compose_only, sorted(
-        documented - SETTINGS_VARIABLES - compose_only
+    assert documented <= SETTINGS_VARIABLES | COMPOSE_ONLY, sorted(
+        documented - SETTINGS_VARIABLES - COMPOSE_ONLY
     )
     # The required ones are present but empty: copying the example cannot start a server.
     values = read_dotenv(ENV_EXAMPLE)
@@ -214,3 +215,29 @@ def test_interpolation_matches_compose_rules():
     with pytest.raises(InterpolationError):
         interpolate("${EMPTY:?needed}", env)
     assert interpolate("${EMPTY?needed}", env) == ""
+
+
+DOCS = [
+    ROOT / "docs" / "deployment" / "docker-compose.md",
+    ROOT / "docs" / "deployment" / "coolify.md",
+    ROOT / "docs" / "architecture" / "deployment-view.md",
+]
+
+
+def test_deployment_docs_name_real_files_and_settings():
+    patterns = dockerignore_patterns()
+    for doc in DOCS:
+        text = doc.read_text()
+        for link in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", text):
+            assert (doc.parent / link).resolve().exists(), f"{doc.name}: broken link {link}"
+        for path in re.findall(r"`((?:nginx|docker|docs|tests)/[\w./-]+)`", text):
+            if path.startswith("nginx/certs/"):
+                continue  # made by the certificate script, never committed
+            assert (ROOT / path.rstrip("/")).exists(), f"{doc.name}: no {path}"
+        for name in set(re.findall(r"\b(MYAPP_[A-Z0-9_]+)\b", text)):
+            assert name in SETTINGS_VARIABLES | COMPOSE_ONLY, f"{doc.name}: {name}"
+        # Files the guides tell Coolify to run inside a Nixpacks image (the repository at /app).
+        for inside in re.findall(r"`python (/app/[\w./-]+)`", text):
+            if doc.name == "coolify.md":
+                relative = inside.removeprefix("/app/")
+                assert (ROOT / relative).exists() and not dockerignored(relative, patterns)
