@@ -457,3 +457,55 @@ def test_expired_tokens_and_sessions_are_refused(start_server, tmp_path):
     ]
     assert [t["name"] for t in listed] == ["fresh"], "expired tokens are not listed as active"
     client.close()
+
+
+def test_data_changes_are_audited_with_who_and_where(accounts: Accounts):
+    """Datasets and saved queries record their changes in the same audit log."""
+    client = accounts.client
+    name = accounts.user("editor", "changer")
+    editor = {**bearer(accounts.token(name, "editor")["token"]), "X-Forwarded-For": "192.0.2.33"}
+    table = f"audited_{name}"
+    upload = client.put(
+        f"/api/datasets/{table}", params={"format": "csv"}, content=b"a,b\n1,2\n", headers=editor
+    )
+    assert upload.status_code == 201, upload.text
+    client.put(
+        f"/api/datasets/{table}",
+        params={"format": "csv", "mode": "append"},
+        content=b"a,b\n3,4\n",
+        headers=editor,
+    )
+    client.patch(f"/api/datasets/{table}", json={"name": table + "_2"}, headers=editor)
+    client.delete(f"/api/datasets/{table}_2", headers=editor)
+    query = client.post(
+        "/api/queries", json={"title": f"audit {name}", "sql": "SELECT 1 AS x"}, headers=editor
+    )
+    assert query.status_code == 201, query.text
+    slug = query.json()["slug"]
+    client.put(
+        f"/api/queries/{slug}",
+        json={"title": f"audit {name}", "sql": "SELECT 2 AS x"},
+        headers=editor,
+    )
+    client.delete(f"/api/queries/{slug}", headers=editor)
+
+    events = client.get(
+        "/api/audit", params={"actor": name, "limit": 50}, headers=ADMIN_HEADERS
+    ).json()["events"]
+    actions = [e["action"] for e in reversed(events)]
+    assert (
+        actions
+        == [
+            "token.created",
+            "dataset.created",
+            "dataset.appended",
+            "dataset.renamed",
+            "dataset.deleted",
+            "query.created",
+            "query.updated",
+            "query.deleted",
+        ][1 if events[-1]["action"] != "token.created" else 0 :]
+    )
+    assert all(
+        e["ip"] == "192.0.2.33" for e in events if e["action"].startswith(("dataset", "query"))
+    )
