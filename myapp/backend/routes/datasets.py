@@ -7,6 +7,7 @@ arrives; every DuckDB call they make runs on the thread pool. The other routes a
 from __future__ import annotations
 
 import logging
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -120,6 +121,7 @@ async def _ingest(
     try:
         upload = staging.new("upload")
         filename = query.get("filename") or None
+        received_from = time.perf_counter()
         try:
             if raw:
                 await receive_raw(request, upload, limit)
@@ -132,6 +134,11 @@ async def _ingest(
                     dataset_name = catalog.normalise_name(form.fields["name"])
         except ClientDisconnect:
             return _quiet_disconnect()
+        log.info(
+            "upload received: %d bytes in %.2f s",
+            upload.stat().st_size,
+            time.perf_counter() - received_from,
+        )
         if dataset_name is None:
             if not filename:
                 raise BadRequest(

@@ -20,6 +20,7 @@ import json
 import logging
 import re
 import threading
+import time
 import uuid
 import zlib
 from collections.abc import Mapping
@@ -876,9 +877,12 @@ def ingest_file(
     ip: str,
 ) -> dict[str, Any]:
     """The whole load of one received upload; the caller cleans up `staging` afterwards."""
+    started = time.perf_counter()
     drop_stale_staging(database)
     prepared = prepare_file(staging, upload, options, settings, filename)
+    prepared_at = time.perf_counter()
     staged = stage_table(database, prepared, options, staging)
+    staged_at = time.perf_counter()
     try:
         source = {
             "filename": filename,
@@ -889,6 +893,19 @@ def ingest_file(
         action, record = swap_in(database, staged, name, options.mode, source, actor, ip)
     finally:
         drop_staged(database, staged.table)
+    log.info(
+        "dataset %s %s: %d rows loaded, %d rejected, from %d bytes (%s); prepared in %.2f s, "
+        "loaded in %.2f s, swapped in %.2f s",
+        name,
+        action,
+        staged.rows_loaded,
+        staged.rows_rejected,
+        prepared.upload_bytes,
+        prepared.format,
+        prepared_at - started,
+        staged_at - prepared_at,
+        time.perf_counter() - staged_at,
+    )
     return {
         "dataset": record.public(),
         "action": action,

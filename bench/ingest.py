@@ -1,0 +1,279 @@
+"""Ingest benchmark: uploading through the API versus DuckDB's own read_csv, and the backend's
+memory during a 1 GB upload.
+
+    python bench/ingest.py [--rows 5000000] [--memory-gb 1.0] [--runs 3] [--skip-memory]
+
+Files are generated with DuckDB in bench/.work/ (git-ignored) and reused on later runs. The
+backend is a real `myapp serve --role backend` subprocess on a free loopback port; uploads are
+raw-body PUTs streamed from disk, as the CLI and the upload page send them.
+
+Targets: the API reaches at least 0.7x DuckDB's throughput on the same file; the backend's
+peak resident memory during a 1 GB upload stays under 300 MB above its idle level (sampled
+from /proc/<worker pid>/status, VmRSS). Numbers depend on the machine and its load: the load
+average is printed with the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import duckdb
+import httpx
+
+ROOT = Path(__file__).resolve().parent
+WORK = ROOT / ".work"
+CHUNK_BYTES = 1024 * 1024
+RSS_SAMPLE_S = 0.02
+
+THROUGHPUT_TARGET = 0.7
+MEMORY_TARGET_MB = 300
+
+
+def generate_csv(path: Path, rows: int) -> None:
+    if path.exists():
+        return
+    print(f"generating {path.name} ({rows:,} rows) …", flush=True)
+    tmp = path.with_suffix(".tmp")
+    # A mix of the column types real exports have: ids, text, decimals, dates, categories.
+    duckdb.execute(
+        f"""COPY (
+            SELECT i AS id,
+                   'customer_' || (i % 100000) AS customer,
+                   round(random() * 1000, 2) AS amount,
+                   DATE '2020-01-01' + CAST(i % 1500 AS INTEGER) AS day,
+                   ['red', 'green', 'blue'][1 + CAST(i % 3 AS INTEGER)] AS colour,
+                   md5(CAST(i AS VARCHAR)) AS note
+            FROM range({int(rows)}) t(i)
+        ) TO '{tmp}' (FORMAT csv, HEADER true)"""
+    )
+    tmp.rename(path)
+
+
+def rows_for_bytes(target_bytes: float) -> int:
+    # The generated rows average about 78 bytes.
+    return int(target_bytes / 78.4)
+
+
+def duckdb_alone(csv: Path) -> float:
+    db = WORK / "duckdb-alone.db"
+    for suffix in ("", ".wal"):
+        Path(str(db) + suffix).unlink(missing_ok=True)
+    started = time.perf_counter()
+    with duckdb.connect(str(db)) as conn:
+        conn.execute("CREATE TABLE t AS SELECT * FROM read_csv($p)", {"p": str(csv)})
+        rows = conn.execute("SELECT count(*) FROM t").fetchone()[0]
+    elapsed = time.perf_counter() - started
+    db.unlink(missing_ok=True)
+    assert rows > 0
+    return elapsed
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Backend:
+    def __init__(self, name: str) -> None:
+        self.dir = WORK / name
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.dir.mkdir(parents=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MYAPP_")}
+        env["MYAPP_DATA_DIR"] = str(self.dir / "data")
+        env["MYAPP_LOG_LEVEL"] = "info"
+        self.log = (self.dir / "backend.log").open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "myapp", "serve", "--role", "backend", "--port", str(self.port)],
+            cwd=self.dir,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/api/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        else:
+            raise RuntimeError("the backend did not start; see " + str(self.dir / "backend.log"))
+
+    def worker_pid(self) -> int:
+        """Gunicorn's one worker process: the child of the master we started."""
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
+        pids = [int(p) for p in children.split()]
+        if len(pids) != 1:
+            raise RuntimeError(f"expected one backend worker, found {pids}")
+        return pids[0]
+
+    def phase_lines(self) -> list[str]:
+        """The backend's own account of each upload: receive, load and swap times."""
+        self.log.flush()
+        text = (self.dir / "backend.log").read_text(errors="replace")
+        keep = ("upload received", "rows loaded")
+        return [
+            line.split(": ", 1)[-1] for line in text.splitlines() if any(k in line for k in keep)
+        ]
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def upload(url: str, csv: Path, name: str, sent: threading.Event | None = None) -> float:
+    size = csv.stat().st_size
+
+    def body():
+        with csv.open("rb") as handle:
+            while chunk := handle.read(CHUNK_BYTES):
+                yield chunk
+        if sent is not None:
+            sent.set()
+
+    started = time.perf_counter()
+    response = httpx.put(
+        f"{url}/api/datasets/{name}",
+        params={"filename": csv.name, "mode": "replace"},
+        content=body(),
+        headers={"Content-Length": str(size), "Content-Type": "application/octet-stream"},
+        timeout=httpx.Timeout(3600, connect=5),
+    )
+    elapsed = time.perf_counter() - started
+    if response.status_code != 201:
+        raise RuntimeError(f"upload failed: {response.status_code} {response.text[:300]}")
+    return elapsed
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def measure_memory(csv: Path) -> dict[str, float]:
+    backend = Backend("memory")
+    try:
+        pid = backend.worker_pid()
+        time.sleep(1.0)
+        idle = rss_mb(pid)
+        sent = threading.Event()
+        peaks = {"transfer": idle, "load": idle}
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.is_set():
+                phase = "load" if sent.is_set() else "transfer"
+                peaks[phase] = max(peaks[phase], rss_mb(pid))
+                time.sleep(RSS_SAMPLE_S)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        elapsed = upload(backend.url, csv, "memory_bench", sent)
+        done.set()
+        sampler.join()
+        after = rss_mb(pid)
+    finally:
+        backend.stop()
+    return {
+        "idle": idle,
+        "transfer": peaks["transfer"] - idle,
+        "load": peaks["load"] - idle,
+        "peak": max(peaks.values()) - idle,
+        "after": after - idle,
+        "seconds": elapsed,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=5_000_000)
+    parser.add_argument("--memory-gb", type=float, default=1.0)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--skip-memory", action="store_true")
+    args = parser.parse_args()
+
+    WORK.mkdir(exist_ok=True)
+    csv = WORK / f"ingest-{args.rows}.csv"
+    generate_csv(csv, args.rows)
+    size_mb = csv.stat().st_size / 1e6
+    load_before = os.getloadavg()
+
+    alone = [duckdb_alone(csv) for _ in range(args.runs)]
+    backend = Backend("throughput")
+    try:
+        api = [upload(backend.url, csv, "ingest_bench") for _ in range(args.runs)]
+        phases = backend.phase_lines()
+    finally:
+        backend.stop()
+    best_alone, best_api = min(alone), min(api)
+    ratio = best_alone / best_api
+
+    print()
+    print(
+        f"CSV: {csv.name}, {args.rows:,} rows, {size_mb:.0f} MB; {args.runs} runs each, best shown"
+    )
+    print(f"{'path':<42}{'seconds':>10}{'MB/s':>10}{'rows/s':>14}")
+    for label, seconds in (
+        ("DuckDB read_csv → fresh file database", best_alone),
+        ("myapp API: PUT /api/datasets/{name}", best_api),
+    ):
+        print(f"{label:<42}{seconds:>10.2f}{size_mb / seconds:>10.0f}{args.rows / seconds:>14,.0f}")
+    print(
+        f"{'API / DuckDB throughput':<42}{ratio:>10.2f}x  (target ≥ {THROUGHPUT_TARGET}x: "
+        f"{'met' if ratio >= THROUGHPUT_TARGET else 'NOT met'})"
+    )
+    print(f"  medians: DuckDB {statistics.median(alone):.2f} s, API {statistics.median(api):.2f} s")
+    print("  the backend's log of each upload:")
+    for line in phases:
+        print("    " + line)
+
+    code = 0 if ratio >= THROUGHPUT_TARGET else 1
+    if not args.skip_memory:
+        big = WORK / f"ingest-{args.memory_gb:g}gb.csv"
+        generate_csv(big, rows_for_bytes(args.memory_gb * 1e9))
+        memory = measure_memory(big)
+        print()
+        print(f"Backend worker memory during a {big.stat().st_size / 1e9:.2f} GB upload")
+        print(f"{'phase':<42}{'MB above idle':>16}")
+        print(f"{'idle RSS (absolute)':<42}{memory['idle']:>16.0f}")
+        print(f"{'peak while the body streams to disk':<42}{memory['transfer']:>16.0f}")
+        print(f"{'peak while DuckDB loads and swaps':<42}{memory['load']:>16.0f}")
+        print(f"{'after the upload':<42}{memory['after']:>16.0f}")
+        met = memory["peak"] < MEMORY_TARGET_MB
+        print(
+            f"{'peak above idle':<42}{memory['peak']:>16.0f}  (target < {MEMORY_TARGET_MB} MB: "
+            f"{'met' if met else 'NOT met'}); upload took {memory['seconds']:.1f} s"
+        )
+        code = code or (0 if met else 1)
+    load_after = os.getloadavg()
+    print()
+    print(
+        f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f} "
+        f"on {os.cpu_count()} cores (shared machine: figures are indicative)"
+    )
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

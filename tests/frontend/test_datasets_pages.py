@@ -1,0 +1,186 @@
+"""The datasets pages of the frontend role, talking to a real backend over HTTP."""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+
+import httpx
+import pytest
+
+
+@pytest.fixture
+def web(web_server):
+    with httpx.Client(base_url=web_server.url, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def name() -> str:
+    return "web_" + os.urandom(3).hex()
+
+
+def _seed(api, name: str, body: bytes, **params) -> dict:
+    response = api.put(f"/api/datasets/{name}", content=body, params=params)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def test_list_page_shows_datasets_with_size_and_upload_form(web, api, name):
+    _seed(api, name, b"a,b\n1,x\n2,y\n", filename="two.csv")
+    page = web.get("/datasets")
+    assert page.status_code == 200
+    assert f'href="/datasets/{name}"' in page.text
+    assert 'id="upload-form"' in page.text
+    assert 'data-max-bytes="2147483648"' in page.text
+    assert web.get("/datasets/").status_code == 200
+    fragment = web.get("/datasets/_list")
+    assert f">{name}</a>" in fragment.text and "<html" not in fragment.text
+
+
+def test_raw_upload_answers_a_summary_fragment(web, api, name):
+    body = b"id,city\n1,Oslo\n2,Bergen\n3\n"
+    response = web.put(
+        "/datasets/_upload",
+        params={"filename": f"{name}.csv.gz", "name": ""},
+        content=body,
+    )
+    assert response.status_code == 201, response.text
+    assert 'data-testid="upload-summary"' in response.text
+    assert re.search(r'data-testid="rows-loaded">2<', response.text)
+    assert re.search(r'data-testid="rows-rejected">1<', response.text)
+    assert "too few columns" in response.text
+    # The name came from the file name without its extensions.
+    assert api.get(f"/api/datasets/{name}").json()["row_count"] == 2
+
+
+def test_raw_upload_errors_and_options(web, api, name):
+    junk = web.put(
+        "/datasets/_upload", params={"filename": "x.csv", "name": name}, content=b"\x00\x01" * 900
+    )
+    assert junk.status_code == 422
+    assert "Nothing was loaded" in junk.text and "binary" in junk.text
+    assert api.get(f"/api/datasets/{name}").status_code == 404
+
+    ok = web.put(
+        "/datasets/_upload",
+        params={"filename": "semi.txt", "name": name, "delimiter": ";", "format": "csv"},
+        content=b"a;b\n1;2\n",
+    )
+    assert ok.status_code == 201, ok.text
+    exists = web.put("/datasets/_upload", params={"name": name}, content=b"a\n1\n")
+    assert exists.status_code == 409
+    assert "already exists" in exists.text
+    assert web.put("/datasets/_upload", content=b"a\n1\n").status_code == 400
+
+
+def test_cross_site_upload_is_refused(web, name):
+    response = web.put(
+        "/datasets/_upload",
+        params={"name": name},
+        content=b"a\n1\n",
+        headers={"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"},
+    )
+    assert response.status_code == 403
+
+
+def test_multipart_form_without_javascript(web, api, name):
+    response = web.post(
+        "/datasets",
+        files={"file": ("people.csv", b"n\n1\n2\n", "text/csv")},
+        data={"name": name, "mode": "create", "format": "", "delimiter": ""},
+    )
+    assert response.status_code == 201, response.text
+    assert "Upload finished" in response.text
+    assert f'href="/datasets/{name}"' in response.text
+    again = web.post(
+        "/datasets", files={"file": ("people.csv", b"n\n1\n", "text/csv")}, data={"name": name}
+    )
+    assert again.status_code == 409
+    assert 'data-testid="upload-error"' in again.text and "already exists" in again.text
+
+
+def test_table_page_escapes_cells_and_keeps_state_in_links(web, api, name):
+    _seed(api, name, b'id,note\n1,"<script>alert(1)</script>"\n2,"a & b"\n3,plain\n')
+    page = web.get(f"/datasets/{name}", params={"sort": "-id", "limit": "2"})
+    assert page.status_code == 200
+    assert "<script>alert(1)</script>" not in page.text
+    assert html.escape("<script>alert(1)</script>") in page.text
+    assert "a &amp; b" in page.text
+    assert 'aria-sort="descending"' in page.text
+    # The next page link carries the sort and page size with a cursor.
+    next_link = re.search(r'href="([^"]+)" rel="next"', page.text)
+    assert next_link
+    link = html.unescape(next_link.group(1))
+    assert "sort=-id" in link and "limit=2" in link and "cursor=" in link
+    second = web.get(link)
+    assert second.status_code == 200
+    assert "Rows 3\u20133 of 3" in " ".join(second.text.split())
+    assert 'rel="prev"' in second.text
+
+    # The filter builder turns its fields into a column__op=value parameter.
+    built = web.get(
+        f"/datasets/{name}",
+        params={"sort": "-id", "add_column": "note", "add_op": "contains", "add_value": "PLAIN"},
+    )
+    assert built.status_code == 302
+    assert built.headers["location"] == f"/datasets/{name}?sort=-id&note__contains=PLAIN"
+    filtered = web.get(built.headers["location"])
+    assert "Rows 1\u20131 of 1 matching" in " ".join(filtered.text.split())
+    # Downloads keep filters and sort.
+    assert f"/datasets/{name}/export?format=csv&amp;sort=-id&amp;note__contains=PLAIN" in (
+        filtered.text
+    )
+
+
+def test_table_page_errors_are_friendly(web, api, name):
+    _seed(api, name, b"a\n1\n")
+    missing = web.get("/datasets/no_such_dataset_anywhere")
+    assert missing.status_code == 404
+    assert "no dataset named" in missing.text
+    bad = web.get(f"/datasets/{name}", params={"nope__eq": "1"})
+    assert bad.status_code == 400
+    assert "has no column" in bad.text
+    assert "Traceback" not in bad.text
+    # A name written differently leads to the dataset's own address.
+    moved = web.get(f"/datasets/{name.upper()}", params={"sort": "a"})
+    assert moved.status_code == 302
+    assert moved.headers["location"] == f"/datasets/{name}?sort=a"
+
+
+def test_export_streams_through_the_frontend(web, api, name):
+    _seed(api, name, b"id,grp\n1,a\n2,b\n3,a\n")
+    response = web.get(f"/datasets/{name}/export", params={"format": "tsv", "grp__eq": "a"})
+    assert response.status_code == 200
+    assert response.headers["content-disposition"].startswith(f'attachment; filename="{name}.tsv"')
+    assert response.text.splitlines() == ["id\tgrp", "1\ta", "3\ta"]
+    assert web.get(f"/datasets/{name}/export", params={"format": "xls"}).status_code == 400
+
+
+def test_profile_page(web, api, name):
+    _seed(api, name, b"n,word\n1,x\n2,y\n3,y\n10,\n")
+    page = web.get(f"/datasets/{name}/profile")
+    assert page.status_code == 200
+    assert 'data-testid="profile-n"' in page.text
+    assert 'id="histograms"' in page.text and '"counts"' in page.text
+    assert "chart.umd.min.js" in page.text
+    assert re.search(r"<td>y</td><td class=\"num\">2</td>", page.text)
+
+
+def test_rename_and_delete_forms(web, api, name):
+    _seed(api, name, b"a\n1\n")
+    form = web.get(f"/datasets/{name}/rename")
+    assert form.status_code == 200 and 'name="new_name"' in form.text
+    bad = web.post(f"/datasets/{name}/rename", data={"new_name": "!!!"})
+    assert bad.status_code == 400 and "cannot be made into a dataset name" in bad.text
+    done = web.post(f"/datasets/{name}/rename", data={"new_name": f"{name} two"})
+    assert done.status_code == 302
+    assert done.headers["location"] == f"/datasets/{name}_two"
+
+    refused = web.post(f"/datasets/{name}_two/delete", data={"confirm": "nope"})
+    assert refused.status_code == 400
+    assert api.get(f"/api/datasets/{name}_two").status_code == 200
+    deleted = web.post(f"/datasets/{name}_two/delete", data={"confirm": f"{name}_two"})
+    assert deleted.status_code == 302 and deleted.headers["location"] == "/datasets"
+    assert api.get(f"/api/datasets/{name}_two").status_code == 404
