@@ -108,6 +108,8 @@ def set_session_cookie(response: Response, token: str, expires_at: str | datetim
         if isinstance(expires_at, str)
         else expires_at
     )
+    # A new sign-in replaces whatever session this request started with.
+    g.drop_session_cookie = False
     response.set_cookie(
         SESSION_COOKIE,
         _serializer(current_app).dumps({"t": token}),

@@ -144,6 +144,19 @@ def test_sign_in_sets_a_safe_cookie_and_sign_out_ends_the_session(web, accounts)
         )
 
 
+def test_signing_in_over_an_existing_session_keeps_the_new_one(web, accounts):
+    first, second = accounts.user("viewer"), accounts.user("editor")
+    with browser(web) as client:
+        sign_in(client, first)
+        old = client.cookies["myapp_session"]
+        response = sign_in(client, second)
+        cookies = [c for c in response.headers.get_list("set-cookie") if "myapp_session=" in c]
+        assert len(cookies) == 1 and "Max-Age=0" not in cookies[0]
+        assert client.cookies["myapp_session"] != old
+        page = client.get("/account")
+        assert page.status_code == 200 and f">{second}<" in page.text
+
+
 def test_wrong_password_page_says_nothing_about_the_account(web, accounts):
     name = accounts.user("viewer")
     with browser(web) as client:
