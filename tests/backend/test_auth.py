@@ -113,6 +113,8 @@ def test_revoked_token_stops_working_at_once(accounts: Accounts):
     created = accounts.token(name)
     headers = bearer(created["token"])
     assert accounts.client.get("/api/auth/me", headers=headers).json()["via"] == "token"
+    used = accounts.client.get("/api/tokens", headers=headers).json()["tokens"]
+    assert used[0]["last_used_at"] is not None and used[0]["created_at"] <= used[0]["last_used_at"]
     response = accounts.client.delete(f"/api/tokens/{created['id']}", headers=headers)
     assert response.status_code == 204
     assert_error(accounts.client.get("/api/auth/me", headers=headers), 401, "token_revoked")
