@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import assert_accessible
-from tests.support.accounts import bearer, secured_env
+from tests.support.accounts import ADMIN_HEADERS, bearer, secured_env
 
 ADMIN_PASSWORD = "admin-browser-password"
 
@@ -112,6 +112,23 @@ def test_admin_creates_a_viewer_who_cannot_do_editor_things(page, server):
     response = page.goto(server.url + "/admin")
     assert response is not None and response.status == 403
     assert "needs the admin role" in page.get_by_test_id("error-message").inner_text()
+
+    # An editor action in the pages: deleting a dataset is refused, and the data stays.
+    uploaded = httpx.put(
+        server.url + "/api/datasets/vera_keeps",
+        headers=ADMIN_HEADERS,
+        content=b"a,b\n1,2\n",
+        params={"format": "csv"},
+    )
+    assert uploaded.status_code == 201, uploaded.text
+    page.goto(server.url + "/datasets/vera_keeps/delete")
+    page.get_by_label("to confirm").fill("vera_keeps")
+    with page.expect_response(lambda r: r.request.method == "POST") as posted:
+        page.get_by_role("button", name="Delete the dataset").click()
+    assert posted.value.status == 403
+    assert "needs the editor role" in page.get_by_test_id("error-message").inner_text()
+    kept = httpx.get(server.url + "/api/datasets/vera_keeps", headers=ADMIN_HEADERS)
+    assert kept.status_code == 200
 
 
 def test_pages_show_no_policy_violations(page, server):
