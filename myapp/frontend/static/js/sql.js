@@ -54,7 +54,8 @@
     }
   });
   editor.on("inputRead", function (cm, change) {
-    if (change.text.length === 1 && change.text[0] === ".") {
+    // After "table." offer the table's columns.
+    if (change.text.length === 1 && /[A-Za-z0-9_"]\.$/.test(cm.getLine(change.from.line).slice(0, change.from.ch + change.text[0].length))) {
       cm.showHint({ completeSingle: false });
     }
   });
