@@ -251,7 +251,7 @@ class Authenticator:
         what = "session" if found.kind == "session" else "token"
         if found.revoked_at is not None:
             message = (
-                "You signed out of this session; sign in again."
+                "This session has ended (signed out, or the password changed); sign in again."
                 if found.kind == "session"
                 else "This token was revoked; create a new one on your account page."
             )
