@@ -38,6 +38,7 @@ ESTIMATE_BUDGET_S = 1.0
 ESTIMATE_SAMPLE_PERCENT = 2
 
 FACET_BUDGET_S = 3.0
+INTERRUPT_REPEAT_S = 0.05
 DEFAULT_FACET_SIZE = 10
 MAX_FACET_SIZE = 100
 MAX_FACET_COLUMNS = 10
@@ -80,14 +81,27 @@ class InvalidFilter(AppError):
 
 @contextmanager
 def time_budget(cur: duckdb.DuckDBPyConnection, seconds: float) -> Iterator[None]:
-    """Interrupt the cursor's query after `seconds` (the configuration is locked: no SET)."""
-    timer = threading.Timer(seconds, cur.interrupt)
-    timer.daemon = True
-    timer.start()
+    """Interrupt the cursor's query after `seconds` (the configuration is locked: no SET).
+
+    An interrupt that arrives before DuckDB has started the query is lost, so once the time is
+    up the interrupt is repeated until the block ends.
+    """
+    done = threading.Event()
+
+    def watch() -> None:
+        if done.wait(seconds):
+            return
+        while not done.is_set():
+            cur.interrupt()
+            done.wait(INTERRUPT_REPEAT_S)
+
+    watcher = threading.Thread(target=watch, name="query-budget", daemon=True)
+    watcher.start()
     try:
         yield
     finally:
-        timer.cancel()
+        done.set()
+        watcher.join()
 
 
 @dataclass
@@ -409,12 +423,17 @@ def count_rows(
         pass
     try:
         with time_budget(cur, ESTIMATE_BUDGET_S):
-            row = cur.execute(
-                f"SELECT count(*) FROM (SELECT * FROM {table} "
-                f"USING SAMPLE {ESTIMATE_SAMPLE_PERCENT}% (system)){filters.where()}",
+            # A system sample reads whole vectors, so its size varies: scale the share of
+            # matching rows in it to the table's exact row count.
+            condition = " AND ".join(f"({c})" for c in filters.clauses)
+            sampled, matched = cur.execute(
+                f"SELECT count(*), count(*) FILTER (WHERE {condition}) FROM (SELECT * FROM "
+                f"{table} USING SAMPLE {ESTIMATE_SAMPLE_PERCENT}% (system))",
                 filters.params,
             ).fetchone()
-        return int(row[0] * 100 / ESTIMATE_SAMPLE_PERCENT), False
+        if not sampled:
+            return None, False
+        return round(record.row_count * matched / sampled), False
     except duckdb.InterruptException:
         return None, False
 
