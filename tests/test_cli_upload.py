@@ -64,7 +64,10 @@ def test_upload_with_name_mode_options_and_json(backend_server, tmp_path):
 
     again = run_cli("upload", str(path), "--name", name, "--url", backend_server.url)
     assert again.returncode == 1
-    assert "already exists" in again.stderr and "409 dataset_exists" in again.stderr
+    assert again.stderr == (
+        f"myapp: a dataset named {name} already exists; use --mode replace or --mode append, "
+        "or choose another --name\n"
+    )
 
     other = tmp_path / "more.txt"
     other.write_text("b;a\ny;2\n")
@@ -134,3 +137,16 @@ def test_progress_bar_on_a_terminal(backend_server, tmp_path):
     assert f"Uploading {path.name}" in text
     assert "100%" in text
     assert f"Created dataset {name}: 300,000 rows loaded" in text
+
+
+def test_a_file_over_the_limit_is_named_as_such(start_server, tmp_path):
+    server = start_server("backend", env={"MYAPP_MAX_UPLOAD_BYTES": "100000"})
+    big = tmp_path / "big.csv"
+    big.write_bytes(b"n\n" + b"123456789\n" * 2_000_000)
+    result = run_cli("upload", str(big), "--url", server.url)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert (
+        "more than the backend accepts (100,000 bytes" in result.stderr
+        or "larger than the limit" in result.stderr
+    ), result.stderr

@@ -46,6 +46,20 @@ class _NoBar:
         return None
 
 
+def _get(api: ApiSession, path: str) -> httpx.Response | None:
+    try:
+        return api.client.get(path)
+    except httpx.TransportError:
+        return None
+
+
+def _upload_limit(api: ApiSession) -> int | None:
+    response = _get(api, "/api/datasets")
+    if response is None or response.status_code != 200:
+        return None
+    return (response.json().get("limits") or {}).get("max_upload_bytes")
+
+
 def _summary(result: dict[str, Any]) -> str:
     dataset = result["dataset"]
     lines = [
@@ -119,6 +133,17 @@ def upload(
     if header is not None:
         params["header"] = "true" if header else "false"
     target = name or name_for(file)
+    path = "/api/datasets/" + quote(target, safe="")
+    if mode == "create":
+        # The backend refuses an existing name before reading the body, and a client still
+        # sending a big file may only see the connection close: ask first, answer clearly.
+        existing = _get(api, path)
+        if existing is not None and existing.status_code == 200:
+            fail(
+                f"a dataset named {existing.json()['name']} already exists; use --mode replace "
+                "or --mode append, or choose another --name"
+            )
+            return
     show_bar = sys.stderr.isatty() and not as_json
     bar_context = (
         click.progressbar(
@@ -130,7 +155,7 @@ def upload(
     try:
         with bar_context as bar:
             response = api.client.put(
-                "/api/datasets/" + quote(target, safe=""),
+                path,
                 params=params,
                 content=_chunks(file, bar),
                 headers={
@@ -141,11 +166,13 @@ def upload(
                 timeout=httpx.Timeout(LOAD_TIMEOUT_S, connect=5.0),
             )
     except httpx.TransportError as exc:
-        fail(
-            f"the upload to {api.url} broke off ({exc or type(exc).__name__}); nothing was "
-            "loaded. If the file is very large, check the backend's upload limit "
-            "(MYAPP_MAX_UPLOAD_BYTES)."
-        )
+        limit = _upload_limit(api)
+        if limit is not None and size > limit:
+            fail(
+                f"{file.name} is {size:,} bytes, more than the backend accepts ({limit:,} bytes, "
+                "MYAPP_MAX_UPLOAD_BYTES); nothing was loaded"
+            )
+        fail(f"the upload to {api.url} broke off ({exc or type(exc).__name__}); nothing was loaded")
         return
     if response.status_code >= 400:
         fail(describe_error(response))
