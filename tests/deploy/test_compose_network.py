@@ -242,7 +242,7 @@ def test_compose_stack_through_nginx(stack: Stack):
         assert signed_in.status_code in (302, 303), signed_in.text
         assert "Secure" not in signed_in.headers["Set-Cookie"]  # plain HTTP: no Secure flag
         session = {"myapp_session": signed_in.cookies["myapp_session"]}
-        web_blocks = blocks // 4
+        web_blocks = blocks // 8
         page_upload = call(
             lambda: put_csv(
                 f"{stack.url}/datasets/_upload?filename=deploy_web.csv&format=csv",
@@ -332,11 +332,18 @@ def test_compose_stack_through_nginx(stack: Stack):
         cookie = signed_in.headers["Set-Cookie"]
         assert "Secure" in cookie and "HttpOnly" in cookie
 
-        # -- everything stops cleanly, as `docker compose down` asks ------------------------
-        for name in ("frontend", "backend"):
-            assert stack.running[name].stop() == 0, stack.running[name].log_text()
+        docs = over_https("/api")
+        assert docs.status_code == 308 and docs.headers["Location"] == "/api/docs"
+
+        # -- everything stops cleanly, as `docker compose down` asks; with the frontend gone,
+        # nginx answers for the pages itself --------------------------------------------------
+        assert frontend.stop() == 0, frontend.log_text()
+        stack.dns_names(frontend=None)
+        gone = over_https("/")
+        assert gone.status_code == 502 and "myapp is not available right now" in gone.text
+        assert gone.headers.get_list("X-Frame-Options") == ["DENY"]
+        assert stack.running["backend"].stop() == 0, stack.running["backend"].log_text()
         assert net.stop(stack.nginx) == 0
-        assert frontend.proc.returncode == 0
 
 
 def put_csv(
