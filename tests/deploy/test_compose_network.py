@@ -191,10 +191,13 @@ def test_compose_stack_through_nginx(stack: Stack):
         wait_until(lambda: f"rid={rid}" in backend.log_text(), 5, "the backend's log line")
 
         # -- the API: answered by the backend, with its own headers, client address kept --
-        health = get("/api/health", headers={"X-Forwarded-For": "203.0.113.9", "X-Request-ID": rid})
+        spoofed = request_id()
+        health = get(
+            "/api/health", headers={"X-Forwarded-For": "203.0.113.9", "X-Request-ID": spoofed}
+        )
         assert health.status_code == 200 and health.json()["status"] == "ok"
         assert health.headers.get_list("Referrer-Policy") == ["no-referrer"]  # the app's
-        line = _wait_log_line(backend, f"GET /api/health 200 .*rid={rid}")
+        line = _wait_log_line(backend, f"GET /api/health 200 .*rid={spoofed}")
         # nginx replaces a client's X-Forwarded-For with the address it sees (the host).
         assert f"ip={net.gateway} " in line + " " and "203.0.113.9" not in line
         assert get("/api/nope").json()["error"]["code"] == "not_found"
