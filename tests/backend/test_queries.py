@@ -3,10 +3,20 @@ export, delete, and the audit trail of each change."""
 
 from __future__ import annotations
 
+import time
+
 import duckdb
 import pytest
 
-from tests.backend.test_query_support import CLIENT, dumps, error_of, make_workspace
+from tests.backend.test_query_support import (
+    CLIENT,
+    ENDLESS_SQL,
+    Background,
+    dumps,
+    error_of,
+    make_workspace,
+)
+from tests.support.accounts import Accounts, bearer, secured_env
 from tests.support.servers import ServerProcess
 
 TYPED_SQL = (
@@ -302,3 +312,69 @@ def test_delete_removes_every_version_and_changes_are_audited(start_server, tmp_
         ("query.created", slug, "1"),
     ]
     assert versions == [(1, "SELECT 3")]
+
+
+def test_roles_viewers_run_and_read_editors_change(start_server, tmp_path):
+    data = make_workspace(tmp_path)
+    server = start_server("backend", env=secured_env(MYAPP_DATA_DIR=str(data)), workdir=tmp_path)
+    accounts = Accounts(server)
+    try:
+        editor_name = accounts.user("editor")
+        editor = bearer(accounts.token(editor_name, "editor")["token"])
+        viewer = bearer(accounts.user_token("viewer"))
+        other_viewer = bearer(accounts.user_token("viewer"))
+
+        fields = {"title": "Roles test", "sql": "SELECT 1 AS one"}
+        assert error_of(api(server, "POST", "/queries", json=fields), 401)
+        assert error_of(api(server, "POST", "/queries", json=fields, headers=viewer), 403)
+        created = api(server, "POST", "/queries", json=fields, headers=editor)
+        assert created.status_code == 201 and created.json()["created_by"] == editor_name
+        slug = created.json()["slug"]
+
+        # Viewers read, run, chart and export; they cannot change anything.
+        for method, path, body in [
+            ("GET", "/queries", None),
+            ("GET", f"/queries/{slug}", None),
+            ("GET", f"/queries/{slug}/versions", None),
+            ("POST", f"/queries/{slug}/run", {}),
+            (
+                "POST",
+                f"/queries/{slug}/chart",
+                {"chart": {"type": "bar", "x": "one", "y": ["one"]}},
+            ),
+            ("GET", f"/queries/{slug}/export", None),
+            ("POST", "/query", {"sql": "SELECT 2"}),
+        ]:
+            response = api(server, method, path, json=body, headers=viewer)
+            assert response.status_code == 200, (method, path, response.text)
+        assert error_of(api(server, "PUT", f"/queries/{slug}", json=fields, headers=viewer), 403)
+        assert error_of(api(server, "DELETE", f"/queries/{slug}", headers=viewer), 403)
+
+        # A running query is visible to, and cancellable by, its owner only.
+        query_id = "4d1e0c52-8f0e-4b8e-9d3a-0c6f5c1d2e3f"
+        pending = Background(
+            "POST",
+            server.url + "/api/query",
+            json={"sql": ENDLESS_SQL, "id": query_id},
+            headers=viewer,
+        )
+        status_path = f"/query/{query_id}"
+        deadline = time.monotonic() + 10
+        while api(server, "GET", status_path, headers=viewer).status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert error_of(api(server, "GET", status_path, headers=other_viewer), 404)
+        assert error_of(api(server, "DELETE", status_path, headers=other_viewer), 404)
+        assert api(server, "DELETE", status_path, headers=viewer).status_code == 204
+        assert error_of(pending.join(), 409)["code"] == "query_cancelled"
+
+        assert api(server, "DELETE", f"/queries/{slug}", headers=editor).status_code == 204
+    finally:
+        accounts.close()
+        assert server.stop() == 0
+    with duckdb.connect(str(data / "app.db"), read_only=True) as conn:
+        actors = conn.execute(
+            "SELECT action, actor FROM myapp_internal.audit_log WHERE target = ? ORDER BY id",
+            [slug],
+        ).fetchall()
+    assert actors == [("query.created", editor_name), ("query.deleted", editor_name)]

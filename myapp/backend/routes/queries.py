@@ -27,7 +27,7 @@ from ..security import client_address
 from ..store import queries as store
 from ..store import query as runner
 from ..store.exports import FORMATS, download_filename
-from .query import parse_params_json
+from .query import fast_json, parse_params_json
 
 router = APIRouter(tags=["queries"])
 
@@ -68,7 +68,11 @@ def create_query(
     body: SavedQueryCreate, request: Request, actor: EditorDep, database: DatabaseDep
 ) -> JSONResponse:
     saved = store.create_query(
-        database, _fields(body), actor=actor.username, ip=client_address(request)
+        database,
+        _fields(body),
+        actor=actor.username,
+        audit_actor=actor.audit_name,
+        ip=client_address(request),
     )
     public = SavedQueryPublic.model_validate(saved).model_dump(mode="json")
     return JSONResponse(
@@ -107,6 +111,7 @@ def update_query(
         _fields(body),
         base_version=body.base_version,
         actor=actor.username,
+        audit_actor=actor.audit_name,
         ip=client_address(request),
     )
     return saved
@@ -119,7 +124,7 @@ def update_query(
     summary="Delete a saved query and all its versions",
 )
 def delete_query(slug: str, request: Request, actor: EditorDep, database: DatabaseDep) -> Response:
-    store.delete_query(database, slug, actor=actor.username, ip=client_address(request))
+    store.delete_query(database, slug, audit_actor=actor.audit_name, ip=client_address(request))
     return Response(status_code=204)
 
 
@@ -155,18 +160,20 @@ def run_saved_query(
     actor: ViewerDep,
     database: DatabaseDep,
     settings: SettingsDep,
-) -> dict[str, Any]:
+) -> JSONResponse:
     saved = store.get_query(database, slug, body.version)
     values = store.bind_saved_parameters(saved["parameters"], body.params)
-    return runner.run_select(
-        database,
-        settings,
-        sql=saved["sql"],
-        params=values,
-        limit=body.limit,
-        timeout_ms=body.timeout_ms,
-        run_id=runner.new_run_id(body.id),
-        owner=actor.username,
+    return fast_json(
+        runner.run_select(
+            database,
+            settings,
+            sql=saved["sql"],
+            params=values,
+            limit=body.limit,
+            timeout_ms=body.timeout_ms,
+            run_id=runner.new_run_id(body.id),
+            owner=actor.username,
+        )
     )
 
 
@@ -182,24 +189,24 @@ def chart_saved_query(
     actor: ViewerDep,
     database: DatabaseDep,
     settings: SettingsDep,
-) -> dict[str, Any]:
+) -> JSONResponse:
     saved = store.get_query(database, slug, body.version)
     chart = body.chart.model_dump() if body.chart else saved["chart"]
     if not chart:
-        raise BadRequest(
-            "This saved query has no chart; send one in `chart`.", code="no_chart"
-        )
+        raise BadRequest("This saved query has no chart; send one in `chart`.", code="no_chart")
     values = store.bind_saved_parameters(saved["parameters"], body.params)
-    return runner.chart_select(
-        database,
-        settings,
-        sql=saved["sql"],
-        params=values,
-        chart=chart,
-        timeout_ms=body.timeout_ms,
-        run_id=runner.new_run_id(body.id),
-        owner=actor.username,
-        max_points=MAX_CHART_POINTS,
+    return fast_json(
+        runner.chart_select(
+            database,
+            settings,
+            sql=saved["sql"],
+            params=values,
+            chart=chart,
+            timeout_ms=body.timeout_ms,
+            run_id=runner.new_run_id(body.id),
+            owner=actor.username,
+            max_points=MAX_CHART_POINTS,
+        )
     )
 
 

@@ -202,8 +202,15 @@ def _insert_version(
 
 
 def create_query(
-    database: Database, fields: Mapping[str, Any], *, actor: str | None, ip: str | None
+    database: Database,
+    fields: Mapping[str, Any],
+    *,
+    actor: str | None,
+    audit_actor: str | None,
+    ip: str | None,
 ) -> dict[str, Any]:
+    """`actor` is the account (kept as the author), `audit_actor` the name the audit log uses
+    for the caller (also for callers without an account)."""
     _check_fields(database, fields)
     now = datetime.now(UTC)
     with database.transaction() as cur:
@@ -228,7 +235,7 @@ def create_query(
         _insert_version(cur, slug, 1, fields, actor, now)
         audit.record(
             cur,
-            actor=actor,
+            actor=audit_actor,
             action="query.created",
             target=slug,
             ip=ip,
@@ -244,6 +251,7 @@ def update_query(
     *,
     base_version: int | None,
     actor: str | None,
+    audit_actor: str | None,
     ip: str | None,
 ) -> tuple[dict[str, Any], bool]:
     """Save an edit as a new version; (query, True) when a version was added, False when the
@@ -280,7 +288,7 @@ def update_query(
         )
         audit.record(
             cur,
-            actor=actor,
+            actor=audit_actor,
             action="query.updated",
             target=slug,
             ip=ip,
@@ -296,7 +304,7 @@ def _same(current: Mapping[str, Any], fields: Mapping[str, Any]) -> bool:
     )
 
 
-def delete_query(database: Database, slug: str, *, actor: str | None, ip: str | None) -> None:
+def delete_query(database: Database, slug: str, *, audit_actor: str | None, ip: str | None) -> None:
     with database.transaction() as cur:
         row = cur.execute(
             f"SELECT version FROM {QUERIES} WHERE slug = $slug", {"slug": slug}
@@ -307,7 +315,7 @@ def delete_query(database: Database, slug: str, *, actor: str | None, ip: str | 
         cur.execute(f"DELETE FROM {QUERIES} WHERE slug = $slug", {"slug": slug})
         audit.record(
             cur,
-            actor=actor,
+            actor=audit_actor,
             action="query.deleted",
             target=slug,
             ip=ip,

@@ -26,6 +26,7 @@ import re
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -754,6 +755,9 @@ class Registry:
 
     def __init__(self) -> None:
         self._runs: dict[str, Run] = {}
+        self._active: dict[str, Run] = {}
+        # Ended runs in the order they ended, so forgetting old ones never scans them all.
+        self._ended: deque[Run] = deque()
         self._lock = threading.Lock()
         self._watchdog: threading.Thread | None = None
 
@@ -777,14 +781,14 @@ class Registry:
             limit_ms=limit_ms,
         )
         with self._lock:
-            existing = self._runs.get(run_id)
-            if existing is not None and existing.active:
+            if run_id in self._active:
                 raise Conflict(
                     f"A query with id {run_id} is already running; use a new id for each run.",
                     code="query_id_in_use",
                 )
-            self._prune()
+            self._forget_old()
             self._runs[run_id] = run
+            self._active[run_id] = run
             if self._watchdog is None or not self._watchdog.is_alive():
                 self._watchdog = threading.Thread(
                     target=self._watch, name="myapp-query-watchdog", daemon=True
@@ -792,24 +796,29 @@ class Registry:
                 self._watchdog.start()
         return run
 
+    def finish(self, run: Run, state: str) -> None:
+        run.end(state)
+        with self._lock:
+            if self._active.get(run.id) is run:
+                del self._active[run.id]
+            self._ended.append(run)
+
     def get(self, run_id: str) -> Run | None:
         with self._lock:
             return self._runs.get(run_id)
 
     def active(self) -> list[Run]:
         with self._lock:
-            return [run for run in self._runs.values() if run.active]
+            return list(self._active.values())
 
-    def _prune(self) -> None:
+    def _forget_old(self) -> None:
         now = time.monotonic()
-        finished = [r for r in self._runs.values() if not r.active]
-        for run in finished:
-            if run.ended is not None and now - run.ended > FINISHED_RUN_TTL_S:
-                del self._runs[run.id]
-        finished = [r for r in self._runs.values() if not r.active]
-        if len(finished) > MAX_FINISHED_RUNS:
-            finished.sort(key=lambda r: r.ended or 0)
-            for run in finished[: len(finished) - MAX_FINISHED_RUNS]:
+        while self._ended and (
+            len(self._ended) > MAX_FINISHED_RUNS
+            or now - (self._ended[0].ended or now) > FINISHED_RUN_TTL_S
+        ):
+            run = self._ended.popleft()
+            if self._runs.get(run.id) is run:
                 del self._runs[run.id]
 
     def _watch(self) -> None:
@@ -881,7 +890,7 @@ def guarded(
                 state = "timed_out" if exc.code == "query_timeout" else "cancelled"
             raise
         finally:
-            run.end(state)
+            REGISTRY.finish(run, state)
             _rollback(cur)
 
 
@@ -964,9 +973,7 @@ def _unwrappable() -> QueryRefused:
     )
 
 
-def check_sql(
-    database: Database, sql: str, params: Mapping[str, Any] | None = None
-) -> Vetted:
+def check_sql(database: Database, sql: str, params: Mapping[str, Any] | None = None) -> Vetted:
     """Put `sql` through the gate and let DuckDB bind it, without running it (saving a query
     checks its SQL). Parameters without a value are bound as NULL."""
     with database.query_cursor() as (cur, _):

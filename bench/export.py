@@ -1,0 +1,274 @@
+"""Export benchmark: whole results downloaded through the API versus DuckDB's own COPY … TO,
+per format, and the backend's memory while it streams them.
+
+    python bench/export.py [--rows 5000000] [--runs 2] [--frontend]
+
+The data (a 5M-row table of ids, text, numbers, timestamps and booleans) is written with DuckDB
+into bench/.work/export/ (git-ignored) and reused on later runs. DuckDB alone: `COPY (SELECT *
+FROM t) TO file` on the same database, in this process, before the backend opens it. Through
+the API: a real `myapp serve --role backend` subprocess on a free loopback port, `GET
+/api/query/export` streamed by a client that discards the bytes; the time runs from sending the
+request to the last byte. With --frontend, the same through the frontend role's /sql/export,
+which streams the backend's download on to the browser.
+
+Targets: the API reaches at least 0.7x DuckDB's rows/s in every format; the backend worker's
+resident memory (VmRSS from /proc/<pid>/status, sampled every 20 ms) stays flat while it
+streams, under 300 MB above idle. Numbers depend on the machine and its load: the load average
+is printed with the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import duckdb
+import httpx
+
+ROOT = Path(__file__).resolve().parent
+WORK = ROOT / ".work" / "export"
+FORMATS = {
+    "csv": "FORMAT csv, HEADER true",
+    "tsv": "FORMAT csv, HEADER true, DELIMITER '\t'",
+    "parquet": "FORMAT parquet, COMPRESSION zstd",
+    "json": "FORMAT json, ARRAY true",
+    "ndjson": "FORMAT json",
+}
+RSS_SAMPLE_S = 0.02
+THROUGHPUT_TARGET = 0.7
+MEMORY_TARGET_MB = 300
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def make_data(data_dir: Path, rows: int) -> Path:
+    db = data_dir / "app.db"
+    marker = data_dir / f"rows-{rows}"
+    if marker.exists() and db.exists():
+        return db
+    shutil.rmtree(data_dir, ignore_errors=True)
+    data_dir.mkdir(parents=True)
+    print(f"generating {rows:,} rows …", flush=True)
+    with duckdb.connect(str(db)) as conn:
+        conn.execute(
+            f"""CREATE TABLE events AS
+            SELECT i AS id,
+                   'customer_' || (i % 100000) AS customer,
+                   round((i * 7919 % 100000) / 100.0, 2)::DOUBLE AS amount,
+                   TIMESTAMP '2024-01-01' + to_seconds(i) AS at,
+                   i % 3 = 0 AS flagged
+            FROM range({int(rows)}) t(i)"""
+        )
+    marker.touch()
+    return db
+
+
+def duckdb_alone(db: Path, out_dir: Path, runs: int) -> dict[str, float]:
+    """Seconds DuckDB itself takes to COPY the table to a file, per format (best of runs)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    seconds: dict[str, float] = {}
+    with duckdb.connect(str(db), read_only=True) as conn:
+        for fmt, options in FORMATS.items():
+            times = []
+            for _ in range(runs):
+                target = out_dir / f"alone.{fmt}"
+                started = time.perf_counter()
+                conn.execute(f"COPY (SELECT * FROM events) TO '{target}' ({options})")
+                times.append(time.perf_counter() - started)
+                target.unlink()
+            seconds[fmt] = min(times)
+    return seconds
+
+
+def worker_pid(master: int) -> int:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == master:
+                return int(entry.name)
+        time.sleep(0.1)
+    raise RuntimeError("no gunicorn worker found")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class RssSampler:
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, rss_mb(self.pid))
+            time.sleep(RSS_SAMPLE_S)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def start(
+    role: str, data_dir: Path, log: Path, env: dict[str, str]
+) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("MYAPP_")}
+    full_env.update({"MYAPP_DATA_DIR": str(data_dir), "MYAPP_LOG_LEVEL": "warning", **env})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "myapp", "serve", "--role", role, "--port", str(port)],
+        env=full_env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        cwd=WORK,
+    )
+    url = f"http://127.0.0.1:{port}"
+    health = "/healthz" if role == "frontend" else "/api/health"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + health, timeout=1).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError(f"{role} exited: {log.read_text()}")
+        time.sleep(0.2)
+    raise RuntimeError(f"{role} did not start")
+
+
+def download(client: httpx.Client, method: str, url: str, **kwargs: object) -> tuple[float, int]:
+    started = time.perf_counter()
+    size = 0
+    with client.stream(method, url, **kwargs) as response:  # type: ignore[arg-type]
+        if response.status_code != 200:
+            raise RuntimeError(f"{url}: {response.status_code} {response.read()[:300]!r}")
+        for chunk in response.iter_raw(1024 * 1024):
+            size += len(chunk)
+    return time.perf_counter() - started, size
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=5_000_000)
+    parser.add_argument("--runs", type=int, default=2, help="best of this many runs")
+    parser.add_argument("--frontend", action="store_true", help="also through /sql/export")
+    args = parser.parse_args()
+
+    WORK.mkdir(parents=True, exist_ok=True)
+    data_dir = WORK / "data"
+    db = make_data(data_dir, args.rows)
+    alone = duckdb_alone(db, WORK / "out", args.runs)
+
+    backend, api = start("backend", data_dir, WORK / "backend.log", {})
+    frontend = None
+    try:
+        worker = worker_pid(backend.pid)
+        time.sleep(1)
+        idle = rss_mb(worker)
+        client = httpx.Client(timeout=600)
+        sql = "SELECT * FROM events"
+        results = []
+        web = None
+        if args.frontend:
+            frontend, web = start(
+                "frontend", WORK / "web", WORK / "frontend.log", {"MYAPP_BACKEND_URL": api}
+            )
+        for fmt in FORMATS:
+            api_times, peak, size = [], 0.0, 0
+            for _ in range(args.runs):
+                with RssSampler(worker) as sampler:
+                    seconds, size = download(
+                        client, "GET", api + "/api/query/export", params={"sql": sql, "format": fmt}
+                    )
+                api_times.append(seconds)
+                peak = max(peak, sampler.peak)
+            web_seconds = None
+            if web:
+                web_seconds = min(
+                    download(
+                        client,
+                        "POST",
+                        web + "/sql/export",
+                        data={"sql": sql, "format": fmt, "params": "{}"},
+                        headers={"Origin": web},
+                    )[0]
+                    for _ in range(args.runs)
+                )
+            results.append((fmt, alone[fmt], min(api_times), web_seconds, size, peak - idle))
+        client.close()
+        exports_left = list((data_dir / ".exports").iterdir())
+    finally:
+        for proc in (frontend, backend):
+            if proc is not None:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(60)
+
+    rows = args.rows
+    print()
+    print(
+        f"Export of {rows:,} rows (5 columns), best of {args.runs}; load average "
+        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores"
+    )
+    header = (
+        f"{'format':<8} {'size MB':>8} {'DuckDB COPY':>12} {'API':>12} {'API/DuckDB':>10}"
+        f" {'target':>7} {'peak RSS +MB':>12}"
+    )
+    if args.frontend:
+        header += f" {'via frontend':>13}"
+    print(header)
+    print("-" * len(header))
+    worst_ratio, worst_memory = 1e9, 0.0
+    for fmt, t_alone, t_api, t_web, size, memory in results:
+        ratio = t_alone / t_api
+        worst_ratio = min(worst_ratio, ratio)
+        worst_memory = max(worst_memory, memory)
+        line = (
+            f"{fmt:<8} {size / 1e6:>8.1f} {rows / t_alone / 1e6:>9.2f} M/s"
+            f" {rows / t_api / 1e6:>8.2f} M/s"
+            f" {ratio:>9.2f}x {'ok' if ratio >= THROUGHPUT_TARGET else 'MISS':>7} {memory:>12.1f}"
+        )
+        if t_web is not None:
+            line += f" {rows / t_web / 1e6:>9.2f} M/s"
+        print(line)
+    print()
+    print(
+        f"backend worker idle RSS {idle:.0f} MB; peak above idle {worst_memory:.1f} MB "
+        f"(target < {MEMORY_TARGET_MB} MB: {'ok' if worst_memory < MEMORY_TARGET_MB else 'MISS'})"
+    )
+    print(
+        f"slowest format at {worst_ratio:.2f}x DuckDB (target >= {THROUGHPUT_TARGET}x: "
+        f"{'ok' if worst_ratio >= THROUGHPUT_TARGET else 'MISS'})"
+    )
+    print(f"files left in the export directory: {len(exports_left)}")
+
+
+if __name__ == "__main__":
+    main()

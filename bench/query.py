@@ -1,0 +1,270 @@
+"""Query benchmark: end-to-end time of POST /api/query against DuckDB in-process, and against
+Datasette on the same data in SQLite, for a point lookup, a GROUP BY over 5M rows and a join.
+
+    python bench/query.py [--rows 5000000] [--repeat 20] [--no-datasette]
+
+The data (`events`: 5M rows; `users`: 100k rows) is written with DuckDB into bench/.work/query/
+(git-ignored) and reused. DuckDB in-process: the same SQL on a read-only connection to the same
+file, fetching every row, timed in this process. myapp: a real `myapp serve --role backend`
+subprocess on a free loopback port; one kept-alive HTTP client posts the query and reads the JSON
+answer. Datasette: installed from PyPI into its own virtualenv under bench/.work/, serving the
+same tables copied into SQLite (events.id is its INTEGER PRIMARY KEY, so the point lookup uses
+the index SQLite users would have), queried at /<db>.json?sql=… with the same SQL.
+
+Each figure is the median of --repeat runs after one warm-up run. Target: the API adds at most
+20% or 5 ms, whichever is larger, to DuckDB in-process. Numbers depend on the machine and its
+load: the load average is printed with the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import httpx
+
+ROOT = Path(__file__).resolve().parent
+WORK = ROOT / ".work" / "query"
+VENV = ROOT / ".work" / "datasette-venv"
+DATASETTE_VERSION = "0.65.5"
+
+QUERIES = {
+    "point lookup": "SELECT * FROM events WHERE id = 4242424",
+    "group by (5M rows)": (
+        "SELECT category, count(*) AS n, sum(amount) AS total, avg(amount) AS mean "
+        "FROM events GROUP BY category ORDER BY category"
+    ),
+    "join + group by": (
+        "SELECT u.country, count(*) AS n, avg(e.amount) AS mean "
+        "FROM events e JOIN users u ON e.user_id = u.id GROUP BY u.country ORDER BY u.country"
+    ),
+}
+OVERHEAD_SHARE = 0.20
+OVERHEAD_FLOOR_MS = 5.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def make_data(data_dir: Path, rows: int) -> Path:
+    db = data_dir / "app.db"
+    marker = data_dir / f"rows-{rows}"
+    if marker.exists() and db.exists():
+        return db
+    for child in data_dir.glob("*"):
+        if child.is_file():
+            child.unlink()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    print(f"generating {rows:,} events …", flush=True)
+    with duckdb.connect(str(db)) as conn:
+        conn.execute(
+            f"""CREATE TABLE events AS
+            SELECT i AS id,
+                   (i * 7919) % 100000 AS user_id,
+                   ['books', 'games', 'music', 'films', 'tools', 'toys', 'food',
+                    'garden'][1 + i % 8] AS category,
+                   round((i * 104729 % 100000) / 100.0, 2)::DOUBLE AS amount,
+                   TIMESTAMP '2024-01-01' + to_seconds(i) AS at
+            FROM range({int(rows)}) t(i)"""
+        )
+        conn.execute(
+            """CREATE TABLE users AS
+            SELECT i AS id, 'user ' || i AS name,
+                   ['NO', 'PE', 'IN', 'UA', 'PT', 'FR', 'JP', 'BR', 'KE',
+                    'CA'][1 + i % 10] AS country
+            FROM range(100000) t(i)"""
+        )
+    marker.touch()
+    return db
+
+
+def make_sqlite(db: Path, target: Path, rows: int) -> Path:
+    marker = target.with_suffix(f".rows-{rows}")
+    if marker.exists() and target.exists():
+        return target
+    target.unlink(missing_ok=True)
+    print("copying the tables into SQLite for Datasette …", flush=True)
+    lite = sqlite3.connect(target)
+    lite.execute(
+        "CREATE TABLE events (id INTEGER PRIMARY KEY, user_id INTEGER, category TEXT, "
+        "amount REAL, at TEXT)"
+    )
+    lite.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT, country TEXT)")
+    with duckdb.connect(str(db), read_only=True) as conn:
+        for table, columns in (("events", 5), ("users", 3)):
+            cur = conn.execute(f"SELECT * FROM {table} ORDER BY id")
+            placeholders = ", ".join("?" * columns)
+            while batch := cur.fetchmany(100_000):
+                lite.executemany(
+                    f"INSERT INTO {table} VALUES ({placeholders})",
+                    [tuple(str(v) if hasattr(v, "isoformat") else v for v in row) for row in batch],
+                )
+    lite.commit()
+    lite.close()
+    marker.touch()
+    return target
+
+
+def ensure_datasette() -> Path:
+    exe = VENV / "bin" / "datasette"
+    if exe.exists():
+        return exe
+    print(f"installing datasette {DATASETTE_VERSION} from PyPI into {VENV} …", flush=True)
+    subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+    subprocess.run(
+        [str(VENV / "bin" / "pip"), "install", "-q", f"datasette=={DATASETTE_VERSION}"],
+        check=True,
+    )
+    return exe
+
+
+def wait_ready(url: str, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError(log.read_text())
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer")
+
+
+def timed(fn, repeat: int) -> tuple[float, object]:
+    result = fn()  # warm-up: caches, first-use compilation
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        result = fn()
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times), result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=5_000_000)
+    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--no-datasette", action="store_true")
+    args = parser.parse_args()
+
+    data_dir = WORK / "data"
+    db = make_data(data_dir, args.rows)
+
+    inproc: dict[str, float] = {}
+    expected: dict[str, list] = {}
+    with duckdb.connect(str(db), read_only=True) as conn:
+        for label, sql in QUERIES.items():
+            inproc[label], rows = timed(lambda sql=sql: conn.execute(sql).fetchall(), args.repeat)
+            expected[label] = rows  # type: ignore[assignment]
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MYAPP_")}
+    env.update({"MYAPP_DATA_DIR": str(data_dir), "MYAPP_LOG_LEVEL": "warning"})
+    log = WORK / "backend.log"
+    backend = subprocess.Popen(
+        [sys.executable, "-m", "myapp", "serve", "--role", "backend", "--port", str(port)],
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        cwd=WORK,
+    )
+    api: dict[str, float] = {}
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(url + "/api/health", backend, log)
+        with httpx.Client(base_url=url, timeout=120) as client:
+            for label, sql in QUERIES.items():
+
+                def call(sql=sql, client=client):
+                    response = client.post("/api/query", json={"sql": sql})
+                    response.raise_for_status()
+                    return response.json()
+
+                api[label], body = timed(call, args.repeat)
+                assert body["row_count"] == len(expected[label]), label  # type: ignore[index]
+    finally:
+        backend.send_signal(signal.SIGTERM)
+        backend.wait(60)
+
+    lite: dict[str, float | None] = dict.fromkeys(QUERIES)
+    if not args.no_datasette:
+        sqlite_db = make_sqlite(db, WORK / "bench.db", args.rows)
+        exe = ensure_datasette()
+        port = free_port()
+        log = WORK / "datasette.log"
+        proc = subprocess.Popen(
+            [
+                str(exe),
+                "serve",
+                str(sqlite_db),
+                "--port",
+                str(port),
+                "--setting",
+                "sql_time_limit_ms",
+                "120000",
+                "--setting",
+                "max_returned_rows",
+                "10000",
+                "--setting",
+                "num_sql_threads",
+                "2",
+            ],
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_ready(url + "/-/versions.json", proc, log)
+            with httpx.Client(base_url=url, timeout=300) as client:
+                for label, sql in QUERIES.items():
+
+                    def call(sql=sql, client=client):
+                        response = client.get("/bench.json", params={"sql": sql, "_shape": "array"})
+                        response.raise_for_status()
+                        return response.json()
+
+                    lite[label], body = timed(call, max(3, args.repeat // 4))
+                    assert len(body) == len(expected[label]), label  # type: ignore[arg-type]
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(60)
+
+    print()
+    print(
+        f"Queries on {args.rows:,} events, median of {args.repeat} (Datasette: of "
+        f"{max(3, args.repeat // 4)}); load average "
+        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores"
+    )
+    header = (
+        f"{'query':<20} {'DuckDB in-process':>18} {'myapp API':>11} {'added':>9} {'allowed':>9}"
+        f" {'target':>7} {'Datasette/SQLite':>17}"
+    )
+    print(header)
+    print("-" * len(header))
+    for label in QUERIES:
+        added = api[label] - inproc[label]
+        allowed = max(inproc[label] * OVERHEAD_SHARE, OVERHEAD_FLOOR_MS)
+        lite_ms = lite[label]
+        print(
+            f"{label:<20} {inproc[label]:>15.1f} ms {api[label]:>8.1f} ms {added:>6.1f} ms"
+            f" {allowed:>6.1f} ms {'ok' if added <= allowed else 'MISS':>7}"
+            f" {(f'{lite_ms:.1f} ms' if lite_ms is not None else 'skipped'):>17}"
+        )
+
+
+if __name__ == "__main__":
+    main()
