@@ -41,4 +41,5 @@ def test_sigterm_lets_a_running_query_finish_then_exits_0(start_server, role):
     assert response.json()["rows"] == [[True, 42]]
     assert response.json()["elapsed_ms"] >= QUERY_MS * 0.9
     assert code == 0
-    assert time.monotonic() - started < QUERY_MS / 1000 + 10
+    # Generous: a loaded machine slows the shutdown, but it must not hang.
+    assert time.monotonic() - started < QUERY_MS / 1000 + 25
