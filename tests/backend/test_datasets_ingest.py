@@ -511,7 +511,10 @@ def _raw_request(server, head: bytes, body: bytes = b"", wait_s: float = 5.0) ->
 
 def test_413_before_the_body_is_read(small_limit_server):
     # Claims 10 GB and sends nothing: the answer must come at once, from the headers alone.
-    head = b"PUT /api/datasets/too_big HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000000\r\n\r\n"
+    head = (
+        b"PUT /api/datasets/too_big HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Length: 10000000000\r\n\r\n"
+    )
     started = time.monotonic()
     answer = _raw_request(small_limit_server, head)
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
@@ -537,10 +540,14 @@ def test_413_when_a_streamed_body_passes_the_limit(small_limit_server):
 
 
 def test_a_client_that_disconnects_mid_upload_leaves_nothing(small_limit_server):
-    head = b"PUT /api/datasets/gone HTTP/1.1\r\nHost: x\r\nContent-Length: 9000\r\n\r\n"
+    head = b"PUT /api/datasets/gone HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 9000\r\n\r\n"
     with socket.create_connection(("127.0.0.1", small_limit_server.port)) as sock:
         sock.sendall(head + b"a,b\n" + b"1,2\n" * 500)
-        time.sleep(0.3)
+        # The upload is under way: its staging file exists while the client is connected.
+        deadline = time.monotonic() + 5
+        while not staging_files(small_limit_server) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(staging_files(small_limit_server)) == 1
     deadline = time.monotonic() + 5
     while staging_files(small_limit_server) and time.monotonic() < deadline:
         time.sleep(0.05)
