@@ -322,3 +322,50 @@ def test_session_ended_elsewhere_sends_back_to_sign_in(web, accounts):
         assert page.url.path == "/login"
         assert "Sign in to see your account." in page.text or "session has ended" in page.text
         assert "myapp_session" not in client.cookies
+
+
+def test_admin_pages_manage_accounts_tokens_and_show_the_audit_log(web, accounts):
+    admin = accounts.user("admin")
+    target = accounts.user("viewer", "managed")
+    token = accounts.token(target)
+    with browser(web) as client:
+        sign_in(client, admin)
+        users = client.get("/admin")
+        assert users.status_code == 200 and f">{target}</a>" in users.text
+
+        short = client.post("/admin/users", data={"username": "newbie", "password": "x"})
+        assert short.status_code == 400 and "at least 8 characters" in short.text
+        taken = client.post(
+            "/admin/users", data={"username": target, "password": PASSWORD, "role": "viewer"}
+        )
+        assert taken.status_code == 409 and "already exists" in taken.text
+
+        saved = client.post(f"/admin/users/{target}", data={"role": "editor", "password": ""})
+        assert saved.status_code == 302
+        detail = client.get(f"/admin/users/{target}")
+        assert '<option value="editor" selected>' in detail.text
+        assert token["name"] in detail.text and token["token"] not in detail.text
+
+        everyone = client.get("/admin/tokens")
+        assert f"<td>{target}</td>" in everyone.text
+        revoked = client.post(f"/admin/tokens/{token['id']}/revoke", data={"name": token["name"]})
+        assert revoked.status_code == 302
+        assert (
+            accounts.client.get(
+                "/api/auth/me", headers={"Authorization": f"Bearer {token['token']}"}
+            ).status_code
+            == 401
+        )
+
+        log = client.get("/admin/audit", params={"target": target})
+        rows = re.findall(r'data-testid="audit-row"', log.text)
+        assert len(rows) == 4, log.text  # created, token created, role changed, token revoked
+        assert "token.revoked" in log.text and admin in log.text
+        family = client.get("/admin/audit", params={"target": target, "action": "token."})
+        assert len(re.findall(r'data-testid="audit-row"', family.text)) == 2
+
+        confirm = client.get(f"/admin/users/{target}/delete")
+        assert f"Remove account {target}?" in confirm.text
+        removed = client.post(f"/admin/users/{target}/delete")
+        assert removed.status_code == 302 and removed.headers["Location"] == "/admin"
+        assert f">{target}</a>" not in client.get("/admin").text
