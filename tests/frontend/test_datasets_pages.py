@@ -184,3 +184,18 @@ def test_rename_and_delete_forms(web, api, name):
     deleted = web.post(f"/datasets/{name}_two/delete", data={"confirm": f"{name}_two"})
     assert deleted.status_code == 302 and deleted.headers["location"] == "/datasets"
     assert api.get(f"/api/datasets/{name}_two").status_code == 404
+
+
+def test_uploads_need_an_account_when_the_workspace_has_them(start_server):
+    from tests.support.accounts import secured_env
+
+    backend = start_server("backend", env=secured_env())
+    frontend = start_server("frontend", env={"MYAPP_BACKEND_URL": backend.url})
+    with httpx.Client(base_url=frontend.url, timeout=30) as client:
+        response = client.put("/datasets/_upload", params={"name": "nope"}, content=b"a\n1\n")
+        assert response.status_code == 401
+        assert response.headers["X-Myapp-Fragment"] == "upload-result"
+        assert "sign in again" in response.text
+        page = client.get("/datasets")
+        assert page.status_code == 302 and "/login" in page.headers["location"]
+    assert httpx.get(f"{backend.url}/api/datasets/nope").status_code == 401

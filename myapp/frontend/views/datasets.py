@@ -142,11 +142,20 @@ def list_partial():
     return render_template("datasets/_list.html", datasets=_listing()["datasets"])
 
 
-def _upload_error(exc: BackendError) -> tuple[str, int]:
-    if exc.status in (401, 403):
-        raise exc
+# Marks the upload answers the page may insert as they are (anything else is a whole page).
+FRAGMENT_HEADER = {"X-Myapp-Fragment": "upload-result"}
+
+
+def _upload_fragment(status: int, *, result=None, error: BackendError | None = None):
+    body = render_template("datasets/_upload_result.html", result=result, error=error)
+    return body, status, FRAGMENT_HEADER
+
+
+def _upload_error(exc: BackendError):
     status = exc.status if 400 <= exc.status < 600 else 502
-    return render_template("datasets/_upload_result.html", error=exc, result=None), status
+    if status == 401:
+        exc = BackendError(401, exc.code, "Your session has ended: sign in again, then upload.")
+    return _upload_fragment(status, error=exc)
 
 
 @bp.put("/_upload")
@@ -159,11 +168,9 @@ def upload_raw():
     filename = args.get("filename", "")
     name = args.get("name", "").strip() or _name_from_filename(filename)
     if not name.strip():
-        return render_template(
-            "datasets/_upload_result.html",
-            result=None,
-            error=BackendError(400, "missing_name", "Give the dataset a name."),
-        ), 400
+        return _upload_fragment(
+            400, error=BackendError(400, "missing_name", "Give the dataset a name.")
+        )
     params = {key: args[key] for key in UPLOAD_OPTIONS if args.get(key)}
     if filename:
         params["filename"] = filename
@@ -182,9 +189,8 @@ def upload_raw():
         ) as response:
             result = json.loads(response.read())
     except BackendUnavailable as exc:
-        return render_template(
-            "datasets/_upload_result.html",
-            result=None,
+        return _upload_fragment(
+            503,
             error=BackendError(
                 503,
                 exc.code,
@@ -192,10 +198,10 @@ def upload_raw():
                 "closed the connection (a file over the upload limit is cut off this way). "
                 "Try again in a moment.",
             ),
-        ), 503
+        )
     except BackendError as exc:
         return _upload_error(exc)
-    return render_template("datasets/_upload_result.html", result=result, error=None), 201
+    return _upload_fragment(201, result=result)
 
 
 @bp.post("", strict_slashes=False)

@@ -109,14 +109,17 @@
     xhr.addEventListener("load", function () {
       submit.disabled = false;
       submit.removeAttribute("aria-busy");
-      result.innerHTML = xhr.responseText;
+      if (xhr.getResponseHeader("X-Myapp-Fragment") === "upload-result") {
+        // Server-rendered and escaped by the template, like the rest of the page.
+        result.innerHTML = xhr.responseText;
+      } else {
+        result.textContent = "The server answered " + xhr.status + " " + xhr.statusText + ".";
+      }
       if (xhr.status === 201) {
         say("Done.");
         form.reset();
         showChosen();
         refreshList();
-      } else if (xhr.status === 401) {
-        say("Your session has ended; sign in again and retry.");
       } else {
         say("The upload failed.");
       }
