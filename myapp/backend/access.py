@@ -8,7 +8,6 @@ account's role, every change is audited in the same transaction.
 from __future__ import annotations
 
 import re
-import secrets
 from datetime import UTC, datetime, timedelta
 
 import duckdb
@@ -17,7 +16,7 @@ from myapp.models.auth import USERNAME_PATTERN
 
 from .errors import BadRequest, Conflict, Forbidden, NotFound
 from .passwords import hash_password
-from .security import ROLE_RANK, ROLES, Actor, new_secret
+from .security import ROLE_RANK, ROLES, Actor, issue_token
 from .store import accounts as account_store
 from .store import tokens as token_store
 from .store.audit import record
@@ -155,21 +154,9 @@ def create_token(
             detail={"max_scope": limit},
         )
     expires_at = datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days else None
-    secret, digest, hint = new_secret()
-    token_id = secrets.token_hex(6)
-    token_store.insert_token(
-        cur,
-        token_id=token_id,
-        account_id=owner.id,
-        kind="api",
-        name=name,
-        scope=scope,
-        token_hash=digest,
-        hint=hint,
-        expires_at=expires_at,
+    secret, created = issue_token(
+        cur, owner.id, kind="api", name=name, scope=scope, expires_at=expires_at
     )
-    created = token_store.get_token(cur, token_id)
-    assert created is not None
     record(
         cur,
         actor=actor,
@@ -177,7 +164,7 @@ def create_token(
         target=owner.username,
         ip=ip,
         detail={
-            "id": token_id,
+            "id": created.id,
             "name": name,
             "scope": scope,
             "expires_at": expires_at.isoformat() if expires_at else None,

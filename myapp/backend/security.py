@@ -113,6 +113,34 @@ def new_secret() -> tuple[str, str, str]:
     return secret, hash_token(secret), secret[:HINT_CHARS]
 
 
+def issue_token(
+    cur: duckdb.DuckDBPyConnection,
+    account_id: int,
+    *,
+    kind: Literal["api", "session"],
+    name: str,
+    scope: str,
+    expires_at: datetime | None,
+) -> tuple[str, token_store.TokenRecord]:
+    """Store a new token of the account; return (its secret, to show once, and its record)."""
+    secret, digest, hint = new_secret()
+    token_id = secrets.token_hex(6)
+    token_store.insert_token(
+        cur,
+        token_id=token_id,
+        account_id=account_id,
+        kind=kind,
+        name=name,
+        scope=scope,
+        token_hash=digest,
+        hint=hint,
+        expires_at=expires_at,
+    )
+    created = token_store.get_token(cur, token_id)
+    assert created is not None
+    return secret, created
+
+
 def unauthorized(message: str, code: str = "unauthorized", error: str | None = None) -> AppError:
     challenge = 'Bearer realm="myapp"'
     if error:
@@ -287,33 +315,6 @@ class Authenticator:
             log.warning("could not record the use of token %s: %s", token_id, exc)
         finally:
             lock.release()
-
-    def issue(
-        self,
-        cur: duckdb.DuckDBPyConnection,
-        account: account_store.Account,
-        *,
-        kind: Literal["api", "session"],
-        name: str,
-        scope: str,
-        expires_at: datetime | None,
-    ) -> tuple[str, token_store.TokenRecord]:
-        secret, digest, hint = new_secret()
-        token_id = secrets.token_hex(6)
-        token_store.insert_token(
-            cur,
-            token_id=token_id,
-            account_id=account.id,
-            kind=kind,
-            name=name,
-            scope=scope,
-            token_hash=digest,
-            hint=hint,
-            expires_at=expires_at,
-        )
-        created = token_store.get_token(cur, token_id)
-        assert created is not None
-        return secret, created
 
 
 OPEN_MODE_LOOPBACK_ONLY = (

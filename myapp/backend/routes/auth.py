@@ -12,7 +12,14 @@ from myapp.models.auth import LoginRequest, LoginResult, MePublic, PasswordChang
 from ..deps import DatabaseDep, ViewerDep
 from ..errors import BadRequest, TooManyRequests
 from ..passwords import hash_password, needs_rehash, verify_password
-from ..security import SESSION_TTL, AuthDep, PublicDep, client_address, unauthorized
+from ..security import (
+    SESSION_TTL,
+    AuthDep,
+    PublicDep,
+    client_address,
+    issue_token,
+    unauthorized,
+)
 from ..store import accounts as account_store
 from ..store import tokens as token_store
 from ..store.audit import record
@@ -71,8 +78,13 @@ def login(body: LoginRequest, request: Request, database: DatabaseDep, auth: Aut
     expires_at = datetime.now(UTC) + SESSION_TTL
     upgraded = hash_password(body.password) if needs_rehash(account.password_hash) else None
     with database.transaction() as cur:
-        secret, session = auth.issue(
-            cur, account, kind="session", name="session", scope=account.role, expires_at=expires_at
+        secret, session = issue_token(
+            cur,
+            account.id,
+            kind="session",
+            name="session",
+            scope=account.role,
+            expires_at=expires_at,
         )
         account_store.record_login(cur, account.id, upgraded)
         record(
