@@ -39,8 +39,15 @@ def normalize_username(username: str) -> str:
     return username.strip().lower()
 
 
+def utc(value: datetime | None) -> datetime | None:
+    """DuckDB hands out TIMESTAMPTZ in the server's time zone; the API speaks UTC."""
+    return value.astimezone(UTC) if value is not None else None
+
+
 def _row(row: tuple | None) -> Account | None:
-    return Account(*row) if row else None
+    if not row:
+        return None
+    return Account(*row[:4], *(utc(v) for v in row[4:]))  # type: ignore[arg-type]
 
 
 def get_account(cur: duckdb.DuckDBPyConnection, username: str) -> Account | None:
@@ -64,7 +71,7 @@ def list_accounts(cur: duckdb.DuckDBPyConnection) -> list[Account]:
     rows = cur.execute(
         f"SELECT {_COLUMNS} FROM {internal('accounts')} ORDER BY username"
     ).fetchall()
-    return [Account(*row) for row in rows]
+    return [account for row in rows if (account := _row(row)) is not None]
 
 
 def count_accounts(cur: duckdb.DuckDBPyConnection, role: str | None = None) -> int:

@@ -88,7 +88,8 @@ def list_events(
     return [
         {
             "id": row[0],
-            "at": row[1],
+            # DuckDB returns the server's time zone; the log is read in UTC.
+            "at": row[1].astimezone(UTC),
             "actor": row[2],
             "action": row[3],
             "target": row[4],

@@ -12,6 +12,7 @@ from typing import Any
 
 import duckdb
 
+from .accounts import utc
 from .sql import internal
 
 _COLUMNS = (
@@ -19,6 +20,11 @@ _COLUMNS = (
     "t.expires_at, t.last_used_at, t.revoked_at"
 )
 _FROM = f"{internal('tokens')} t JOIN {internal('accounts')} a ON a.id = t.account_id"
+
+
+def _record(row: tuple) -> TokenRecord:
+    # The last four columns are timestamps: created, expires, last used, revoked.
+    return TokenRecord(*row[:8], *(utc(v) for v in row[8:]))  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -93,14 +99,14 @@ def find_by_hash(cur: duckdb.DuckDBPyConnection, token_hash: str) -> TokenRecord
     row = cur.execute(
         f"SELECT {_COLUMNS} FROM {_FROM} WHERE t.token_hash = $h", {"h": token_hash}
     ).fetchone()
-    return TokenRecord(*row) if row else None
+    return _record(row) if row else None
 
 
 def get_token(cur: duckdb.DuckDBPyConnection, token_id: str) -> TokenRecord | None:
     row = cur.execute(
         f"SELECT {_COLUMNS} FROM {_FROM} WHERE t.id = $id", {"id": token_id}
     ).fetchone()
-    return TokenRecord(*row) if row else None
+    return _record(row) if row else None
 
 
 def list_tokens(
@@ -126,7 +132,7 @@ def list_tokens(
         "ORDER BY a.username, t.created_at DESC",
         params,
     ).fetchall()
-    return [TokenRecord(*row) for row in rows]
+    return [_record(row) for row in rows]
 
 
 def revoke_token(cur: duckdb.DuckDBPyConnection, token_id: str) -> None:
