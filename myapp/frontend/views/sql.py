@@ -81,7 +81,10 @@ def list_datasets() -> list[dict[str, Any]]:
         body = api().get("/api/datasets")
     except BackendUnavailable:
         raise
-    except BackendError:
+    except BackendError as exc:
+        # Signing in is the visitor's to fix (the error page says so); a missing list is not.
+        if exc.status in (401, 403):
+            raise
         return []
     return [
         {
