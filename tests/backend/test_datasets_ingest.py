@@ -391,16 +391,35 @@ def test_a_thousand_columns(api, prefix):
     assert page["rows"][0][999] == 999
 
 
-def test_a_10mb_single_field(api, prefix, sentinel):
+@pytest.mark.parametrize("how", ["raw", "gzip", "multipart"])
+def test_a_10mb_single_field(api, prefix, sentinel, how):
     big = "x" * (10 * 1024 * 1024)
     body = f'id,blob\n1,"{big}"\n2,small\n'.encode()
-    response = put(api, prefix, body, filename="big.csv")
+    if how == "multipart":
+        response = api.post(
+            "/api/datasets", files={"file": ("big.csv", body)}, data={"name": prefix}
+        )
+    else:
+        data = gzip.compress(body, compresslevel=1) if how == "gzip" else body
+        response = put(api, prefix, data, filename="big.csv")
     assert response.status_code == 201, response.text
     assert response.json()["rows_loaded"] == 2
     page = rows(api, prefix, sort="id")
     assert len(page["rows"][0][1]) == len(big)
     assert page["rows"][1] == [2, "small"]
     sentinel()
+
+
+def test_line_meter_finds_the_longest_line_across_chunks():
+    from myapp.backend.store.ingest_receive import LineMeter
+
+    meter = LineMeter()
+    for chunk in (b"ab\ncd", b"efgh", b"ij\nk", b"", b"\n"):
+        meter.feed(chunk)
+    assert meter.longest_line == 8  # "cdefghij"
+    tail = LineMeter()
+    tail.feed(b"x\n" + b"y" * 50)
+    assert tail.longest_line == 50
 
 
 def test_a_gzip_that_is_not_gzip(api, prefix, sentinel):

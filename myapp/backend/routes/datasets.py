@@ -35,7 +35,12 @@ from ..store import datasets as catalog
 from ..store.exports import FORMATS as EXPORT_FORMATS
 from ..store.exports import download_filename, write_export
 from ..store.ingest import StagingFiles, check_mode_allows, ingest_file, parse_options
-from ..store.ingest_receive import check_declared_length, receive_multipart, receive_raw
+from ..store.ingest_receive import (
+    LineMeter,
+    check_declared_length,
+    receive_multipart,
+    receive_raw,
+)
 
 log = logging.getLogger("myapp.backend.datasets")
 
@@ -122,11 +127,12 @@ async def _ingest(
         upload = staging.new("upload")
         filename = query.get("filename") or None
         received_from = time.perf_counter()
+        meter = LineMeter()
         try:
             if raw:
-                await receive_raw(request, upload, limit)
+                await receive_raw(request, upload, limit, meter)
             else:
-                form = await receive_multipart(request, upload, limit)
+                form = await receive_multipart(request, upload, limit, meter)
                 filename = form.filename or filename
                 if form.fields:
                     options = parse_options({**query, **form.fields})
@@ -157,6 +163,7 @@ async def _ingest(
             filename=filename or name,
             actor=actor.username,
             ip=client_address(request),
+            longest_line=meter.longest_line,
         )
     finally:
         await run_in_threadpool(staging.cleanup)

@@ -46,6 +46,7 @@ from .datasets import (
     table_ref,
     update_record,
 )
+from .ingest_receive import LineMeter
 from .sql import qualified, quote_ident
 
 log = logging.getLogger("myapp.backend.ingest")
@@ -95,6 +96,9 @@ MAX_EXPANSION = 10
 # DuckDB's default limit for one CSV line is 2 MB; a larger limit costs memory on every load,
 # so it is only used when a file turns out to need it (long text fields, embedded documents).
 LONG_LINE_BYTES = 64 * 1024 * 1024
+# Half of DuckDB's default limit (2,000,000 bytes), so a line measured a little short still
+# gets the bigger limit.
+LONG_LINE_THRESHOLD = 1_000_000
 
 # read_json's limit for one object; real exports hold documents of several MB per record.
 MAX_JSON_OBJECT_BYTES = 64 * 1024 * 1024
@@ -267,6 +271,8 @@ class PreparedFile:
     compression: str | None
     upload_bytes: int
     filename: str | None
+    # Lines longer than DuckDB's default limit were seen while the file passed by.
+    long_lines: bool = False
 
 
 def _read_head(path: Path, size: int = SNIFF_BYTES) -> bytes:
@@ -274,7 +280,7 @@ def _read_head(path: Path, size: int = SNIFF_BYTES) -> bytes:
         return handle.read(size)
 
 
-def _decompress(source: Path, target: Path, limit: int) -> None:
+def _decompress(source: Path, target: Path, limit: int, meter: LineMeter) -> None:
     written = 0
     try:
         with gzip.open(source, "rb") as src, target.open("wb") as dst:
@@ -287,6 +293,7 @@ def _decompress(source: Path, target: Path, limit: int) -> None:
                         code="decompressed_too_large",
                     )
                 dst.write(chunk)
+                meter.feed(chunk)
     except (OSError, EOFError, zlib.error) as exc:
         raise IngestError(
             "The file starts like a gzip file but cannot be decompressed "
@@ -341,12 +348,16 @@ def _detect_encoding(head: bytes, whole: bool) -> str:
     return "latin-1"
 
 
-def _transcode(source: Path, target: Path, encoding: str) -> None:
+def _transcode(source: Path, target: Path, encoding: str, meter: LineMeter) -> None:
     decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
-    with source.open("rb") as src, target.open("w", encoding="utf-8", newline="") as dst:
-        while chunk := src.read(CHUNK_BYTES):
-            dst.write(decoder.decode(chunk))
-        dst.write(decoder.decode(b"", final=True))
+    with source.open("rb") as src, target.open("wb") as dst:
+        while True:
+            chunk = src.read(CHUNK_BYTES)
+            text = decoder.decode(chunk, final=not chunk).encode("utf-8")
+            dst.write(text)
+            meter.feed(text)
+            if not chunk:
+                break
 
 
 def prepare_file(
@@ -355,8 +366,12 @@ def prepare_file(
     options: IngestOptions,
     settings: Settings,
     filename: str | None,
+    longest_line: int | None = None,
 ) -> PreparedFile:
-    """Decompress, tell the format and the encoding; refuse what cannot be data."""
+    """Decompress, tell the format and the encoding; refuse what cannot be data.
+
+    `longest_line` is what the receiving measured of the upload as sent (None: unknown).
+    """
     size = upload.stat().st_size
     if size == 0:
         raise IngestError("The file is empty: there is nothing to load.", code="empty_file")
@@ -366,7 +381,9 @@ def prepare_file(
     if head.startswith(GZIP_MAGIC):
         compression = "gzip"
         path = staging.new("data")
-        _decompress(upload, path, settings.max_upload_bytes * MAX_EXPANSION)
+        meter = LineMeter()
+        _decompress(upload, path, settings.max_upload_bytes * MAX_EXPANSION, meter)
+        longest_line = meter.longest_line
         head = _read_head(path)
         if not head:
             raise IngestError(
@@ -403,16 +420,20 @@ def prepare_file(
     encoding = encoding or _detect_encoding(head, whole)
     if fmt in ("json", "ndjson") and NATIVE_ENCODINGS.get(encoding) != "utf-8":
         # DuckDB reads JSON as UTF-8 only.
-        target = staging.new("utf8")
-        _transcode(path, target, encoding)
-        path, encoding = target, "utf-8"
+        path, encoding, longest_line = _to_utf8(staging, path, encoding)
     elif encoding not in NATIVE_ENCODINGS:
-        target = staging.new("utf8")
-        _transcode(path, target, encoding)
-        path, encoding = target, "utf-8"
+        path, encoding, longest_line = _to_utf8(staging, path, encoding)
     else:
         encoding = NATIVE_ENCODINGS[encoding]
-    return PreparedFile(path, fmt, encoding, compression, size, filename)
+    long_lines = longest_line is not None and longest_line >= LONG_LINE_THRESHOLD
+    return PreparedFile(path, fmt, encoding, compression, size, filename, long_lines)
+
+
+def _to_utf8(staging: StagingFiles, path: Path, encoding: str) -> tuple[Path, str, int]:
+    target = staging.new("utf8")
+    meter = LineMeter()
+    _transcode(path, target, encoding, meter)
+    return target, "utf-8", meter.longest_line
 
 
 # -- loading into a staging table ---------------------------------------------------------
@@ -600,11 +621,11 @@ def _stage(
     with database.cursor() as cur:
         try:
             if prepared.format in ("csv", "tsv"):
-                source, params = _csv_sql(prepared, options, long_lines=False)
+                source, params = _csv_sql(prepared, options, long_lines=prepared.long_lines)
                 try:
                     cur.execute(f"CREATE TABLE {target} AS SELECT * FROM {source}", params)
                 except duckdb.InvalidInputException as exc:
-                    if not _is_long_line_error(str(exc)):
+                    if prepared.long_lines or not _is_long_line_error(str(exc)):
                         raise
                     source, params = _csv_sql(prepared, options, long_lines=True)
                     cur.execute(f"CREATE TABLE {target} AS SELECT * FROM {source}", params)
@@ -875,11 +896,12 @@ def ingest_file(
     filename: str | None,
     actor: str | None,
     ip: str,
+    longest_line: int | None = None,
 ) -> dict[str, Any]:
     """The whole load of one received upload; the caller cleans up `staging` afterwards."""
     started = time.perf_counter()
     drop_stale_staging(database)
-    prepared = prepare_file(staging, upload, options, settings, filename)
+    prepared = prepare_file(staging, upload, options, settings, filename, longest_line)
     prepared_at = time.perf_counter()
     staged = stage_table(database, prepared, options, staging)
     staged_at = time.perf_counter()
