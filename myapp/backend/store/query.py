@@ -128,10 +128,7 @@ _STATEMENT_WORDS = {
     "MULTI": "a statement DuckDB runs as several (such as PIVOT on its own)",
 }
 
-# How the runner wraps the user's SELECT. The newlines keep a trailing line comment of the user
-# from swallowing the rest, and put the user's text on lines of its own so DuckDB's `LINE n:`
-# maps back by subtracting one.
-_WRAP_PREFIX = "SELECT * FROM (\n"
+# The alias of the user's SELECT where the runner wraps it as a subquery (see wrap()).
 _WRAP_ALIAS = "myapp_result"
 
 # Finished runs stay visible to GET /api/query/{id} for a while, so a client polling progress
@@ -314,6 +311,9 @@ def _word(ch: str) -> bool:
 
 
 def wrap(body: str, head: str = "SELECT *", tail: str = "") -> str:
+    """The user's SELECT as a subquery. The newlines keep a trailing line comment of the user
+    from swallowing the rest, and put the user's text on lines of its own, so a position DuckDB
+    reports maps back into it (sql_error)."""
     return f"{head} FROM (\n{body}\n) AS {_WRAP_ALIAS}{tail}"
 
 
