@@ -193,8 +193,10 @@ def test_history_of_the_session_survives_a_reload(page, workspace):
     assert "SELECT 1 AS one" in page.locator(".CodeMirror-code").inner_text()
 
 
-def test_sql_page_through_the_frontend_role(page, web_server, tmp_path):
-    """The separate frontend: no datasets on its backend, and the page still works."""
+def test_sql_page_through_the_frontend_role(page, start_server):
+    """The separate frontend, on a backend without any dataset: the page still works."""
+    backend = start_server("backend")
+    web_server = start_server("frontend", env={"MYAPP_BACKEND_URL": backend.url})
     page.goto(web_server.url + "/sql")
     expect(page.get_by_test_id("schema-empty")).to_be_visible()
     set_sql(page, "SELECT range AS n, range * 2.5 AS value FROM range(4)")
@@ -214,3 +216,6 @@ def test_sql_page_through_the_frontend_role(page, web_server, tmp_path):
         "3\t7.5",
     ]
     assert_accessible(page)
+    # SIGKILL (the fixture's clean-up) would orphan the gunicorn workers.
+    web_server.stop()
+    backend.stop()
