@@ -6,6 +6,7 @@ written with the duckdb module before a backend opens it; the backend migrates i
 
 from __future__ import annotations
 
+import atexit
 import json
 import threading
 from pathlib import Path
@@ -65,6 +66,8 @@ def start_workspace(start_server, root: Path, **env: str) -> ServerProcess:
 # One client for all requests: a new httpx client per request costs tens of milliseconds (it
 # builds an SSL context), more than the queries under test.
 CLIENT = httpx.Client(timeout=120)
+# Closed before the interpreter's own teardown, so its kept-alive sockets are not reported.
+atexit.register(CLIENT.close)
 
 
 def run(server: ServerProcess, sql: str, **body: Any) -> httpx.Response:
