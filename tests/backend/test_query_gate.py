@@ -100,6 +100,7 @@ REFUSED: list[tuple[str, str, str]] = [
     ("SELECT * FROM read_csv_auto('secret.csv')", "function_not_allowed", "read_csv_auto"),
     ("SELECT * FROM read_csv('data/secret.csv')", "function_not_allowed", "read_csv"),
     ("SELECT * FROM 'data/secret.csv'", "table_not_allowed", "not files"),
+    ("SELECT * FROM __myapp_staging_0123", "table_not_allowed", "__myapp_staging_0123"),
     ("SELECT * FROM '/etc/passwd'", "table_not_allowed", "not files"),
     ("FROM 'data/.staging/upload.csv'", "table_not_allowed", "not files"),
     ("SELECT * FROM 'data/app.db'", "table_not_allowed", "not files"),

@@ -50,6 +50,8 @@ def make_workspace(root: Path) -> Path:
             "('Faro', 'PT', 67000)) AS t(city, country, population)"
         )
         conn.execute('CREATE TABLE "Odd Name" AS SELECT 1 AS "the value", \'x\' AS "select"')
+        # An upload half-way through loading: its staging table is not a dataset yet.
+        conn.execute("CREATE TABLE __myapp_staging_0123 AS SELECT 'not yet' AS secret")
     # Files in the data dir are inside DuckDB's allowed directories: the gate must keep user
     # SQL away from them.
     (data / "secret.csv").write_text("user,password\nroot,hunter2\n")

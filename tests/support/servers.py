@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -81,6 +82,8 @@ class ServerProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            # Its own process group, so cleanup reaches gunicorn's workers too.
+            start_new_session=True,
         )
         log.close()
         if wait:
@@ -120,12 +123,20 @@ class ServerProcess:
             try:
                 self.proc.wait(timeout_s)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+                self.kill()
                 raise RuntimeError(f"{self.role} did not stop within {timeout_s} s") from None
         return self.proc.returncode
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
+        """Stop the server and every process it started, whatever state it is in.
+
+        SIGKILL to the master alone would orphan gunicorn's workers (they keep the port and the
+        database lock), so the whole process group goes.
+        """
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        if self.proc.poll() is None:
             self.proc.kill()
-            self.proc.wait()
+        self.proc.wait()

@@ -161,7 +161,7 @@ async def _ingest(
             name=dataset_name,
             options=options,
             filename=filename or name,
-            actor=actor.username,
+            actor=actor.audit_name,
             ip=client_address(request),
             longest_line=meter.longest_line,
         )
@@ -241,11 +241,11 @@ def update_dataset(
     name: str, body: DatasetUpdate, request: Request, database: DatabaseDep, actor: EditorDep
 ) -> dict[str, Any]:
     with database.transaction() as cur:
-        record, old = catalog.rename_dataset(cur, name, body.name, actor.username)
+        record, old = catalog.rename_dataset(cur, name, body.name, actor.audit_name)
         if old != record.name:
             audit.record(
                 cur,
-                actor=actor.username,
+                actor=actor.audit_name,
                 action="dataset.renamed",
                 target=record.name,
                 ip=client_address(request),
@@ -262,7 +262,7 @@ def delete_dataset(
         record = catalog.delete_dataset(cur, name)
         audit.record(
             cur,
-            actor=actor.username,
+            actor=actor.audit_name,
             action="dataset.deleted",
             target=record.name,
             ip=client_address(request),

@@ -97,6 +97,9 @@ class Database:
             # Users' SQL must not install or load code; nothing can be downloaded here anyway.
             "autoinstall_known_extensions": False,
             "autoload_known_extensions": False,
+            # SQL must not reach Python objects of this process by name (replacement scans);
+            # the query gate refuses unknown names too, this closes the door underneath it.
+            "python_enable_replacements": False,
         }
         if settings.threads:
             config["threads"] = settings.threads

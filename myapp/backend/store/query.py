@@ -38,6 +38,7 @@ from myapp.settings import Settings
 
 from ..errors import AppError, BadRequest, Conflict, NotFound
 from .database import Database
+from .datasets import STAGING_PREFIX
 from .exports import ExportFile, ExportFormat, write_export
 from .sql import quote_ident
 from .values import describe_columns, encode_rows
@@ -338,13 +339,15 @@ def _catalog(cur: duckdb.DuckDBPyConnection) -> _Catalog:
     rows = cur.execute(
         """
         SELECT lower(table_name), database_name = current_database() AND schema_name = 'main'
-            AND NOT temporary
+            AND NOT temporary AND NOT starts_with(table_name, $staging)
         FROM duckdb_tables()
         UNION ALL
         SELECT lower(view_name), database_name = current_database() AND schema_name = 'main'
             AND NOT temporary AND NOT internal
         FROM duckdb_views()
-        """
+        """,
+        # An upload being loaded is not a dataset yet, whoever guesses its table's name.
+        {"staging": STAGING_PREFIX},
     ).fetchall()
     database = cur.execute("SELECT lower(current_database())").fetchone()
     return _Catalog(
