@@ -12,15 +12,17 @@ from .security import Actor, require
 from .store.database import Database
 
 
-def get_settings(request: Request) -> Settings:
+# These are async on purpose: FastAPI runs a plain `def` dependency on its thread pool, and a
+# thread hop per dependency costs more than the lookup itself on every request.
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_database(request: Request) -> Database:
+async def get_database(request: Request) -> Database:
     return request.app.state.database
 
 
-def get_request_id(request: Request) -> str:
+async def get_request_id(request: Request) -> str:
     return request.scope.get("state", {}).get("request_id", "")
 
 

@@ -238,6 +238,17 @@ class Authenticator:
     def has_admin_token(self) -> bool:
         return self._admin_token is not None
 
+    def resolves_without_io(self, request: Request) -> bool:
+        """True when resolving this caller reads nothing from the database: no credentials
+        were sent and whether accounts exist is already known (or the admin token matches)."""
+        header = request.headers.get("authorization")
+        if header is None:
+            return self._has_accounts is not None
+        if self._admin_token is None:
+            return False
+        credential = header.strip().partition(" ")[2].strip()
+        return hmac.compare_digest(credential.encode("utf-8"), self._admin_token)
+
     # -- credentials ------------------------------------------------------------------------
     def resolve(self, request: Request) -> Actor | None:
         """The caller, or None when anonymous without any anonymous access.
@@ -395,11 +406,16 @@ def check_access(actor: Actor | None, needed: str) -> None:
 def require(needed: Role):
     """A dependency that resolves the caller and refuses one without the needed role."""
 
-    def dependency(
+    async def dependency(
         request: Request,
         _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Actor:
-        actor = current_actor(request)
+        # The access gate has usually resolved the caller already; only when it has not does
+        # resolving (which may read the database) go to the thread pool.
+        state = request.scope.get("state", {})
+        actor = state.get(ACTOR_STATE_KEY, _UNRESOLVED)
+        if actor is _UNRESOLVED:
+            actor = await run_in_threadpool(current_actor, request)
         check_access(actor, needed)
         assert actor is not None
         return actor
@@ -409,12 +425,16 @@ def require(needed: Role):
     return dependency
 
 
-def allow_anyone(
+async def allow_anyone(
     request: Request,
     _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Actor | None:
     """For routes anyone may call; still refuses bad credentials. None when anonymous."""
-    return current_actor(request)
+    state = request.scope.get("state", {})
+    actor = state.get(ACTOR_STATE_KEY, _UNRESOLVED)
+    if actor is _UNRESOLVED:
+        actor = await run_in_threadpool(current_actor, request)
+    return actor  # type: ignore[return-value]
 
 
 allow_anyone.required_role = "public"  # type: ignore[attr-defined]
@@ -510,7 +530,11 @@ class AccessGate:
                     )
             if needed is not None:
                 scope.setdefault("state", {})
-                actor = await run_in_threadpool(current_actor, request)
+                if get_auth(request).resolves_without_io(request):
+                    actor = current_actor(request)
+                else:
+                    # Looking a token up reads DuckDB: not on the event loop.
+                    actor = await run_in_threadpool(current_actor, request)
                 check_access(actor, needed)
         except AppError as exc:
             response = error_response(

@@ -290,3 +290,24 @@ def test_memory_and_disk_limits_are_a_clear_4xx(start_server, tmp_path):
         assert healthy(server)
     finally:
         server.stop()
+
+
+def test_a_query_run_again_after_its_dataset_is_gone_is_a_clear_4xx(api):
+    """The gate remembers texts that passed; a dataset deleted since then must not turn the
+    same text into a server error, and a new dataset of that name is found again."""
+    name = f"gone_{uuid.uuid4().hex[:8]}"
+    sql = f"SELECT count(*) AS n FROM {name}"
+    upload = api.put(f"/api/datasets/{name}", params={"format": "csv"}, content=b"a\n1\n2\n")
+    assert upload.status_code == 201, upload.text
+    first = api.post("/api/query", json={"sql": sql})
+    assert first.status_code == 200 and first.json()["rows"] == [[2]]
+
+    assert api.delete(f"/api/datasets/{name}").status_code == 204
+    again = api.post("/api/query", json={"sql": sql})
+    assert again.status_code == 400, again.text
+    assert name in again.json()["error"]["message"]
+
+    upload = api.put(f"/api/datasets/{name}", params={"format": "csv"}, content=b"a\n1\n")
+    assert upload.status_code == 201, upload.text
+    third = api.post("/api/query", json={"sql": sql})
+    assert third.status_code == 200 and third.json()["rows"] == [[1]]

@@ -26,7 +26,7 @@ import re
 import threading
 import time
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -383,8 +383,50 @@ class _CatalogCache:
 CATALOG = _CatalogCache()
 
 
+class _VettedCache:
+    """Texts that passed the gate, so a query run again (a dashboard, a saved query, a page of
+    results) skips the parse, which costs about as much as a point lookup itself.
+
+    Only passes are kept, and a pass cannot turn dangerous later: it names only datasets (plain
+    identifiers, never file-like names), its own CTEs and allowed functions; if a named dataset
+    goes away, DuckDB simply reports the missing table.
+    """
+
+    SIZE = 512
+
+    def __init__(self) -> None:
+        self._items: OrderedDict[str, Vetted] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, sql: str) -> Vetted | None:
+        with self._lock:
+            vetted = self._items.get(sql)
+            if vetted is not None:
+                self._items.move_to_end(sql)
+            return vetted
+
+    def put(self, vetted: Vetted) -> None:
+        with self._lock:
+            self._items[vetted.text] = vetted
+            self._items.move_to_end(vetted.text)
+            while len(self._items) > self.SIZE:
+                self._items.popitem(last=False)
+
+
+VETTED = _VettedCache()
+
+
 def vet(cur: duckdb.DuckDBPyConnection, sql: str) -> Vetted:
     """Let through one read-only SELECT over datasets, or raise QueryRefused / SqlError."""
+    cached = VETTED.get(sql)
+    if cached is not None:
+        return cached
+    vetted = _vet_uncached(cur, sql)
+    VETTED.put(vetted)
+    return vetted
+
+
+def _vet_uncached(cur: duckdb.DuckDBPyConnection, sql: str) -> Vetted:
     if not sql.strip():
         raise QueryRefused("Write a SELECT query: the text is empty.", code="empty_query")
     # json_serialize_sql parses once and serialises only SELECT statements: one answer covers
