@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,16 +26,11 @@ import time
 from pathlib import Path
 
 import httpx
+from common import free_port
 
 ADMIN_TOKEN = "bench-admin-token-0123456789abcdef"  # noqa: S105 - a throwaway server
 PASSWORD = "bench-password-123"  # noqa: S105 - a throwaway account
 TOKEN_OVERHEAD_TARGET_MS = 2.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_backend(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:

@@ -24,7 +24,6 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -33,6 +32,7 @@ from pathlib import Path
 
 import duckdb
 import httpx
+from common import free_port, rss_mb, worker_pid
 
 ROOT = Path(__file__).resolve().parent
 WORK = ROOT / ".work" / "export"
@@ -46,12 +46,6 @@ FORMATS = {
 RSS_SAMPLE_S = 0.02
 THROUGHPUT_TARGET = 0.7
 MEMORY_TARGET_MB = 300
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def make_data(data_dir: Path, rows: int) -> Path:
@@ -84,29 +78,6 @@ def copy_once(conn: duckdb.DuckDBPyConnection, fmt: str, out_dir: Path) -> float
     seconds = time.perf_counter() - started
     target.unlink()
     return seconds
-
-
-def worker_pid(master: int) -> int:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == master:
-                return int(entry.name)
-        time.sleep(0.1)
-    raise RuntimeError("no gunicorn worker found")
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 class RssSampler:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import duckdb
 import httpx
+from common import free_port, rss_mb
 
 ROOT = Path(__file__).resolve().parent
 WORK = ROOT / ".work"
@@ -76,12 +77,6 @@ def duckdb_alone(csv: Path) -> float:
     db.unlink(missing_ok=True)
     assert rows > 0
     return elapsed
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Backend:
@@ -168,13 +163,6 @@ def upload(port: int, csv: Path, name: str, sent: threading.Event | None = None)
     if status != b"201":
         raise RuntimeError(f"upload failed: {answer[:500]!r}")
     return elapsed
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
 
 
 def measure_memory(csv: Path, memory_limit: str | None) -> dict[str, float]:

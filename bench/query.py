@@ -24,7 +24,6 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -34,6 +33,7 @@ from pathlib import Path
 
 import duckdb
 import httpx
+from common import free_port, wait_ready
 
 ROOT = Path(__file__).resolve().parent
 WORK = ROOT / ".work" / "query"
@@ -53,12 +53,6 @@ QUERIES = {
 }
 OVERHEAD_SHARE = 0.20
 OVERHEAD_FLOOR_MS = 5.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def make_data(data_dir: Path, rows: int) -> Path:
@@ -131,20 +125,6 @@ def ensure_datasette() -> Path:
         check=True,
     )
     return exe
-
-
-def wait_ready(url: str, proc: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None:
-            raise RuntimeError(log.read_text())
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} did not answer")
 
 
 def timed_once(fn) -> float:
