@@ -189,7 +189,9 @@ def test_a_tampered_or_foreign_cookie_is_dropped(web, accounts):
         payload + "." + ("A" if signature[0] != "A" else "B") + signature[1:],
         good[:-2],
         "eyJ0IjoibXlhcHBfZ3Vlc3NlZCJ9.Zz1x.forged",
-        "not even close",
+        # Garbage, in characters a cookie may hold (Werkzeug 3.1.9+ ignores a value with
+        # spaces altogether, so there would be nothing to clear).
+        "not-even-close",
     ]
     for value in forged:
         with browser(web) as client:
