@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import ExitStack
 from typing import Any
 
-from flask import Response, request, stream_with_context
+from flask import Response, request
 
 from . import api
 
 # Headers of a backend download that the browser needs to see.
 _PASSED_HEADERS = ("Content-Type", "Content-Disposition", "Content-Length", "Cache-Control")
 
-UPLOAD_CHUNK_BYTES = 1024 * 1024
+CHUNK_BYTES = 1024 * 1024
 
 
 def proxy_download(
@@ -27,22 +28,26 @@ def proxy_download(
 
     Errors the backend reports before the first byte raise BackendError as usual.
     """
-    client = api()
-    context = client.stream(method, path, params=params, json=json, read_timeout_s=read_timeout_s)
-    upstream = context.__enter__()
-
-    def body() -> Iterator[bytes]:
-        try:
-            yield from upstream.iter_bytes(UPLOAD_CHUNK_BYTES)
-        finally:
-            context.__exit__(None, None, None)
-
-    headers = {k: upstream.headers[k] for k in _PASSED_HEADERS if k in upstream.headers}
-    return Response(stream_with_context(body()), status=upstream.status_code, headers=headers)
+    # The upstream stays open while the browser reads, and is closed when the WSGI server
+    # closes this response: after the last byte, on a disconnect, or if the body is never read.
+    stack = ExitStack()
+    upstream = stack.enter_context(
+        api().stream(method, path, params=params, json=json, read_timeout_s=read_timeout_s)
+    )
+    try:
+        headers = {k: upstream.headers[k] for k in _PASSED_HEADERS if k in upstream.headers}
+        response = Response(
+            upstream.iter_bytes(CHUNK_BYTES), status=upstream.status_code, headers=headers
+        )
+    except BaseException:
+        stack.close()
+        raise
+    response.call_on_close(stack.close)
+    return response
 
 
 def request_body_chunks() -> Iterator[bytes]:
     """The incoming request body, as it arrives (for uploads forwarded to the backend)."""
     stream = request.stream
-    while chunk := stream.read(UPLOAD_CHUNK_BYTES):
+    while chunk := stream.read(CHUNK_BYTES):
         yield chunk
