@@ -1,6 +1,6 @@
 """Access-control benchmark: what checking credentials costs per request, and sign-in cost.
 
-    python bench/auth.py [--requests 400] [--logins 10]
+    python bench/auth.py [--requests 400] [--logins 10] [--json PATH]
 
 A real `myapp serve --role backend` subprocess on a free loopback port, with MYAPP_ADMIN_TOKEN
 set (so not open mode). Sequential requests from one client, so the figures are latencies:
@@ -17,6 +17,7 @@ the machine and its load: the load average is printed with the results.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -75,6 +76,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--logins", type=int, default=10)
+    parser.add_argument("--json", type=Path, help="also write the results to this file")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -139,11 +141,12 @@ def main() -> None:
             proc.wait(30)
 
     print(f"{'request':<32} {'n':>5} {'median ms':>10} {'p95 ms':>8}")
-    medians = {}
+    medians, p95s = {}, {}
     for name, times in rows:
         times.sort()
         p95 = times[min(len(times) - 1, int(len(times) * 0.95))]
         medians[name] = statistics.median(times)
+        p95s[name] = p95
         print(f"{name:<32} {len(times):>5} {medians[name]:>10.2f} {p95:>8.2f}")
     overhead = medians["GET /api/auth/me API token"] - medians["GET /api/auth/me anonymous"]
     verdict = "meets" if overhead < TOKEN_OVERHEAD_TARGET_MS else "misses"
@@ -152,6 +155,16 @@ def main() -> None:
         f"{verdict} the {TOKEN_OVERHEAD_TARGET_MS:g} ms target."
     )
     print(f"load average during the run: {os.getloadavg()[0]:.2f} (2 cores shared)")
+    if args.json:
+        figures = {
+            "requests": {
+                name: {"median_ms": medians[name], "p95_ms": p95s[name]} for name in medians
+            },
+            "token_overhead_ms": overhead,
+            "target_ms": TOKEN_OVERHEAD_TARGET_MS,
+            "load": list(os.getloadavg()),
+        }
+        args.json.write_text(json.dumps(figures, indent=1))
 
 
 if __name__ == "__main__":

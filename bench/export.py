@@ -1,7 +1,7 @@
 """Export benchmark: whole results downloaded through the API versus DuckDB's own COPY … TO,
 per format, and the backend's memory while it streams them.
 
-    python bench/export.py [--rows 5000000] [--runs 2] [--frontend]
+    python bench/export.py [--rows 5000000] [--runs 2] [--frontend] [--json PATH]
 
 The data (a 5M-row table of ids, text, numbers, timestamps and booleans) is written with DuckDB
 into bench/.work/export/ (git-ignored) and reused on later runs. DuckDB alone: `COPY (SELECT *
@@ -21,6 +21,7 @@ is printed with the results.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -148,6 +149,7 @@ def main() -> None:
     parser.add_argument(
         "--memory-limit", help="the backend's MYAPP_MEMORY_LIMIT (default: the server default)"
     )
+    parser.add_argument("--json", type=Path, help="also write the results to this file")
     args = parser.parse_args()
 
     WORK.mkdir(parents=True, exist_ok=True)
@@ -251,6 +253,29 @@ def main() -> None:
         "note: DuckDB keeps the rows of COPY in order by holding finished batches until the "
         "writer reaches them; that memory grows with the export up to MYAPP_MEMORY_LIMIT."
     )
+    if args.json:
+        figures = {
+            "rows": rows,
+            "runs": args.runs,
+            "memory_limit": args.memory_limit,
+            "idle_rss_mb": idle,
+            "formats": {
+                fmt: {
+                    "size_mb": size / 1e6,
+                    "duckdb_s": t_alone,
+                    "api_s": t_api,
+                    "frontend_s": t_web,
+                    "ratio": t_alone / t_api,
+                    "peak_rss_above_idle_mb": memory,
+                }
+                for fmt, t_alone, t_api, t_web, size, memory in results
+            },
+            "target_ratio": THROUGHPUT_TARGET,
+            "target_memory_mb": MEMORY_TARGET_MB,
+            "files_left": len(exports_left),
+            "load": list(os.getloadavg()),
+        }
+        args.json.write_text(json.dumps(figures, indent=1))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 memory during a 1 GB upload.
 
     python bench/ingest.py [--rows 5000000] [--memory-gb 1.0] [--runs 3] [--skip-memory]
+                           [--json PATH]
 
 Files are generated with DuckDB in bench/.work/ (git-ignored) and reused on later runs. The
 backend is a real `myapp serve --role backend` subprocess on a free loopback port; uploads are
@@ -16,6 +17,7 @@ average is printed with the results.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -211,6 +213,7 @@ def main() -> int:
         default=None,
         help="MYAPP_MEMORY_LIMIT for the memory run (repeat to compare; default: the default)",
     )
+    parser.add_argument("--json", type=Path, help="also write the results to this file")
     args = parser.parse_args()
 
     WORK.mkdir(exist_ok=True)
@@ -255,6 +258,18 @@ def main() -> int:
         print("    " + line)
 
     code = 0 if ratio >= THROUGHPUT_TARGET else 1
+    figures: dict = {
+        "rows": args.rows,
+        "size_mb": size_mb,
+        "runs": args.runs,
+        "duckdb_s": alone,
+        "api_s": api,
+        "ratio_best": ratio,
+        "ratio_median": statistics.median(alone) / statistics.median(api),
+        "target_ratio": THROUGHPUT_TARGET,
+        "memory": [],
+        "target_memory_mb": MEMORY_TARGET_MB,
+    }
     if not args.skip_memory:
         big = WORK / f"ingest-{args.memory_gb:g}gb.csv"
         generate_csv(big, rows_for_bytes(args.memory_gb * 1e9))
@@ -276,12 +291,18 @@ def main() -> int:
                 f"MB: {'met' if met else 'NOT met'}); upload took {memory['seconds']:.1f} s"
             )
             code = code or (0 if met else 1)
+            figures["memory"].append(
+                {"limit": limit, "size_gb": big.stat().st_size / 1e9, **memory}
+            )
     load_after = os.getloadavg()
     print()
     print(
         f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f} "
         f"on {os.cpu_count()} cores (shared machine: figures are indicative)"
     )
+    if args.json:
+        figures["load"] = {"before": list(load_before), "after": list(load_after)}
+        args.json.write_text(json.dumps(figures, indent=1))
     return code
 
 

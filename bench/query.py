@@ -1,7 +1,7 @@
 """Query benchmark: end-to-end time of POST /api/query against DuckDB in-process, and against
 Datasette on the same data in SQLite, for a point lookup, a GROUP BY over 5M rows and a join.
 
-    python bench/query.py [--rows 5000000] [--repeat 20] [--no-datasette]
+    python bench/query.py [--rows 5000000] [--repeat 20] [--no-datasette] [--json PATH]
 
 The data (`events`: 5M rows; `users`: 100k rows) is written with DuckDB into bench/.work/query/
 (git-ignored) and reused. DuckDB in-process: the same SQL on a read-only connection to an
@@ -21,6 +21,7 @@ average is printed with the results.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -92,6 +93,9 @@ def make_sqlite(db: Path, target: Path, rows: int) -> Path:
     if marker.exists() and target.exists():
         return target
     target.unlink(missing_ok=True)
+    # The marker of another row count would otherwise vouch for this file later.
+    for stale in target.parent.glob(f"{target.stem}.rows-*"):
+        stale.unlink()
     print("copying the tables into SQLite for Datasette …", flush=True)
     lite = sqlite3.connect(target)
     lite.execute(
@@ -148,6 +152,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--no-datasette", action="store_true")
+    parser.add_argument("--json", type=Path, help="also write the results to this file")
     args = parser.parse_args()
 
     data_dir = WORK / "data"
@@ -203,6 +208,7 @@ def main() -> None:
         copy.unlink(missing_ok=True)
 
     lite: dict[str, float | None] = dict.fromkeys(QUERIES)
+    datasette_version = sqlite_version = None
     if not args.no_datasette:
         sqlite_db = make_sqlite(db, WORK / "bench.db", args.rows)
         exe = ensure_datasette()
@@ -231,6 +237,9 @@ def main() -> None:
         try:
             url = f"http://127.0.0.1:{port}"
             wait_ready(url + "/-/versions.json", proc, log)
+            versions = httpx.get(url + "/-/versions.json").json()
+            datasette_version = versions["datasette"]["version"]
+            sqlite_version = versions["sqlite"]["version"]
             with httpx.Client(base_url=url, timeout=300) as client:
                 for label, sql in QUERIES.items():
 
@@ -266,6 +275,25 @@ def main() -> None:
             f" {allowed:>6.1f} ms {'ok' if added <= allowed else 'MISS':>7}"
             f" {(f'{lite_ms:.1f} ms' if lite_ms is not None else 'skipped'):>17}"
         )
+    if args.json:
+        figures = {
+            "rows": args.rows,
+            "repeat": args.repeat,
+            "datasette": datasette_version,
+            "sqlite": sqlite_version if datasette_version else None,
+            "queries": {
+                label: {
+                    "duckdb_ms": inproc[label],
+                    "api_ms": api[label],
+                    "added_ms": api[label] - inproc[label],
+                    "allowed_ms": max(inproc[label] * OVERHEAD_SHARE, OVERHEAD_FLOOR_MS),
+                    "datasette_ms": lite[label],
+                }
+                for label in QUERIES
+            },
+            "load": list(os.getloadavg()),
+        }
+        args.json.write_text(json.dumps(figures, indent=1))
 
 
 if __name__ == "__main__":
