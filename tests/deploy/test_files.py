@@ -29,6 +29,7 @@ from tests.deploy.files import (
     service_environment,
 )
 
+NGINX_SNIPPETS = ROOT / "nginx" / "snippets"
 SETTINGS_VARIABLES = {f"MYAPP_{name.upper()}" for name in Settings.model_fields}
 # Read by docker-compose.yml itself (ports, the backend's user), never by the app.
 COMPOSE_ONLY = {"MYAPP_UID", "MYAPP_GID", "MYAPP_HTTP_PORT", "MYAPP_HTTPS_PORT"}
@@ -110,6 +111,10 @@ def test_compose_topology(compose):
     assert not any("data" in parse_volume(v)[0] for v in nginx["volumes"])
     mounts = {parse_volume(v)[1]: parse_volume(v)[0] for v in nginx["volumes"]}
     assert mounts["/etc/nginx/conf.d/default.conf"] == "./nginx/docker-compose.conf"
+    # The snippets the site includes (shared with nginx/vm.conf) are mounted where it looks.
+    included = re.findall(r"^\s*include\s+snippets/([^;]+);", NGINX_CONF.read_text(), re.M)
+    assert included and mounts["/etc/nginx/snippets"] == "./nginx/snippets"
+    assert all((NGINX_SNIPPETS / name).is_file() for name in included), included
 
     for name in ("backend", "frontend"):
         assert services[name]["healthcheck"]["test"][0] == "CMD"
@@ -180,7 +185,9 @@ def test_env_example_defaults_are_the_apps_defaults():
 
 
 def test_nginx_limits_match_the_app():
-    conf = NGINX_CONF.read_text()
+    # The limits live in the snippet both sites include.
+    conf = (NGINX_SNIPPETS / "myapp-server.conf").read_text()
+    assert "include snippets/myapp-server.conf;" in NGINX_CONF.read_text()
     size = re.search(r"client_max_body_size\s+(\d+)([kmg]?);", conf)
     assert size is not None
     unit = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[size.group(2)]
