@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+from collections.abc import Iterator
 from http import HTTPStatus
 from typing import Any
 
+import duckdb
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -75,6 +78,61 @@ class ServiceUnavailable(AppError):
     status_code, code = 503, "service_unavailable"
 
 
+class InsufficientStorage(AppError):
+    status_code, code = 507, "insufficient_storage"
+
+
+DISK_FULL_MESSAGE = (
+    "The server's disk is full, so this could not be saved and nothing was changed; free space "
+    "on the data volume (or ask the administrator to), then try again."
+)
+
+# After a failed checkpoint DuckDB refuses every further statement until the database is opened
+# again; saying "disk full" on every read would send people to free space that will not help.
+DATABASE_STOPPED_MESSAGE = (
+    "The database stopped after a write failed (most often because the disk was full); "
+    "free space if needed, then restart the backend."
+)
+
+_DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+_DISK_FULL_TEXTS = ("no space left on device", "disk quota exceeded")
+# DuckDB puts the operating system's reason into the text of these errors (a write, a commit,
+# a checkpoint). Other DuckDB errors may quote the user's SQL, so their text proves nothing.
+_DUCKDB_IO_ERRORS = (duckdb.IOException, duckdb.TransactionException, duckdb.FatalException)
+
+
+def _chain(exc: BaseException | None) -> Iterator[BaseException]:
+    """`exc` and the errors it was raised while handling.
+
+    The store translates errors where they happen (a failed load becomes "unreadable file", a
+    failed COPY a query error, a write inside the multipart parser "malformed body"); the
+    original error stays on the chain, and a full disk wins over those readings of it.
+    """
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def is_disk_full(exc: BaseException | None) -> bool:
+    for error in _chain(exc):
+        if isinstance(error, OSError) and error.errno in _DISK_FULL_ERRNOS:
+            return True
+        if isinstance(error, _DUCKDB_IO_ERRORS):
+            text = str(error).lower()
+            if any(t in text for t in _DISK_FULL_TEXTS):
+                return True
+    return False
+
+
+def is_database_stopped(exc: BaseException | None) -> bool:
+    return any(
+        isinstance(error, duckdb.FatalException) and "invalidated" in str(error)
+        for error in _chain(exc)
+    )
+
+
 def error_response(
     status_code: int,
     code: str,
@@ -124,10 +182,43 @@ def _validation_message(exc: RequestValidationError) -> str:
     return f"Invalid request: {where}: {msg}." if where else f"Invalid request: {msg}."
 
 
+def _storage_error(request: Request, exc: BaseException) -> JSONResponse | None:
+    """The answer for a full disk or a stopped database; None for anything else."""
+    if is_database_stopped(exc):
+        log.error("database unusable on %s %s: %s", request.method, request.url.path, exc)
+        return error_response(503, "database_unavailable", DATABASE_STOPPED_MESSAGE)
+    if is_disk_full(exc):
+        # No traceback: the cause is outside the program, and the administrator needs the line.
+        log.error("disk full on %s %s: %s", request.method, request.url.path, exc)
+        return error_response(507, InsufficientStorage.code, DISK_FULL_MESSAGE)
+    return None
+
+
+def _internal_error(request: Request) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(
+        500,
+        "internal_error",
+        "Something went wrong on the server; the error was logged. Try again, "
+        "and report it if it keeps happening.",
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def _app_error(request: Request, exc: AppError) -> JSONResponse:
+        if exc.status_code != InsufficientStorage.status_code:
+            storage = _storage_error(request, exc)
+            if storage is not None:
+                return storage
         return error_response(exc.status_code, exc.code, exc.message, exc.detail, exc.headers)
+
+    # Handled here rather than by the catch-all below, which answers and then re-raises (so
+    # every full disk would also print a traceback).
+    @app.exception_handler(OSError)
+    @app.exception_handler(duckdb.Error)
+    async def _io_error(request: Request, exc: Exception) -> JSONResponse:
+        return _storage_error(request, exc) or _internal_error(request)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -150,10 +241,4 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(
-            500,
-            "internal_error",
-            "Something went wrong on the server; the error was logged. Try again, "
-            "and report it if it keeps happening.",
-        )
+        return _storage_error(request, exc) or _internal_error(request)

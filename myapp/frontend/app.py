@@ -137,9 +137,12 @@ def _install_error_pages(app: Flask) -> None:
     @app.errorhandler(BackendError)
     def _backend_error(exc: BackendError):
         status = exc.status if 400 <= exc.status < 600 else 502
-        title = {401: "Please sign in", 403: "Not allowed", 404: "Not found"}.get(
-            status, "Something went wrong"
-        )
+        title = {
+            401: "Please sign in",
+            403: "Not allowed",
+            404: "Not found",
+            507: "The server's disk is full",
+        }.get(status, "Something went wrong")
         return page(status, title, exc.message, exc.code)
 
     @app.errorhandler(HTTPException)
