@@ -227,6 +227,7 @@ def test_interpolation_matches_compose_rules():
 DOCS = [
     ROOT / "docs" / "deployment" / "docker-compose.md",
     ROOT / "docs" / "deployment" / "coolify.md",
+    ROOT / "docs" / "deployment" / "vm.md",
     ROOT / "docs" / "architecture" / "deployment-view.md",
 ]
 
@@ -237,7 +238,7 @@ def test_deployment_docs_name_real_files_and_settings():
         text = doc.read_text()
         for link in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", text):
             assert (doc.parent / link).resolve().exists(), f"{doc.name}: broken link {link}"
-        for path in re.findall(r"`((?:nginx|docker|docs|tests)/[\w./-]+)`", text):
+        for path in re.findall(r"`((?:nginx|docker|docs|tests|deploy)/[\w./-]+)`", text):
             if path.startswith("nginx/certs/"):
                 continue  # made by the certificate script, never committed
             assert (ROOT / path.rstrip("/")).exists(), f"{doc.name}: no {path}"
