@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
+from myapp.models import ErrorBody
 from myapp.models.datasets import (
     DatasetList,
     DatasetPublic,
@@ -91,9 +92,12 @@ _MULTIPART_BODY = {
 }
 
 _INGEST_RESPONSES: dict[int | str, dict[str, Any]] = {
-    409: {"description": "mode=create and the dataset exists"},
-    413: {"description": "The body is larger than MYAPP_MAX_UPLOAD_BYTES"},
-    422: {"description": "The file cannot be read, or does not fit the dataset (append)"},
+    409: {"model": ErrorBody, "description": "mode=create and the dataset exists"},
+    413: {"model": ErrorBody, "description": "The body is larger than MYAPP_MAX_UPLOAD_BYTES"},
+    422: {
+        "model": ErrorBody,
+        "description": "The file cannot be read, or does not fit the dataset (append)",
+    },
 }
 
 
