@@ -4,17 +4,19 @@ There is no service manager on these machines, so the test does for each unit wh
 from the unit's own text: a fresh environment (systemd's PATH, the user's variables,
 NOTIFY_SOCKET, STATE_DIRECTORY), then `Environment=`, then the `EnvironmentFile=` read with
 systemd's own rules (`read_environment_file`; python-dotenv's differ: it cuts values at ` #`,
-expands ${VAR}, doubles nothing back from `\\\\` and accepts `export`), the state directory made,
+expands ${VAR}, keeps both backslashes of `\\\\` and accepts `export`), the state directory made,
 the working directory entered, and the `ExecStart=` command run exactly as written, in a process
 group of its own standing in for the unit's cgroup. The only changes are the ones a test must
 make: the venv prefix (/opt/myapp/bin is this interpreter's bin), the directories under /var/lib
 and /etc/myapp (temp dirs), and the ports (free loopback ports instead of 12000/12001, the same
 ones written into the nginx site). Readiness is what systemd waits for with Type=notify: READY=1
 from the main process on the notify socket. Stopping is KillMode=mixed: SIGTERM to the main
-process only, within TimeoutStopSec.
+process only, within TimeoutStopSec. Not emulated: the switch to User= (the processes run as the
+test's user; the unit's user is checked to be unprivileged) and the sandboxing settings, which
+only `systemd-analyze verify` reads here.
 
 Debian's nginx runs nginx/vm.conf as a site of a stand-in for Debian's nginx.conf, with the
-snippets copied where the guide puts them, unprivileged on a free loopback port.
+snippets copied where the guide puts them, on a free loopback port.
 """
 
 from __future__ import annotations
