@@ -172,6 +172,16 @@ def test_full_disk_answers_507_keeps_data_readable_and_recovers(disk_backend):
     assert leftover_files(server.data_dir, names) == []
 
 
+def test_only_real_disk_errors_count_as_a_full_disk(disk_backend):
+    server, _ = disk_backend
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        # DuckDB quotes the query in its error; the words in it are the user's, not the disk's.
+        sql = "SELECT 'IO Error: No space left on device' AS reason FROM no_such_table"
+        error = client.post("/api/query", json={"sql": sql})
+        assert 400 <= error.status_code < 500, error.text
+        assert error.json()["error"]["code"] != "insufficient_storage"
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="the profile is cached in the database, and a failed cache write fails the read "

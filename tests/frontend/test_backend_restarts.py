@@ -150,7 +150,7 @@ def test_frontend_answers_503_while_the_backend_is_down_and_recovers_alone(start
         ]
         assert not late, f"{name}: failing {RECOVERY_S} s after the backend was healthy: {late}"
         summary.append(
-            f"{name}: down {healthy - stopped:.1f} s, {len(down)} views "
+            f"{name}: down {healthy - stopped:.1f} s; in its first {DOWN_S:g} s {len(down)} views "
             f"({sum(v.status == 503 for v in down)} friendly 503), first 200 "
             f"{first_back:.2f} s after healthy"
         )
