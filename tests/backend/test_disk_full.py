@@ -225,34 +225,38 @@ def test_pages_explain_a_full_disk(disk_backend, start_server):
         assert ">item 0<" in table.text
 
 
-def test_a_database_stopped_by_a_full_disk_says_so_and_restarts_whole(tmp_path):
-    """DuckDB folds its write-ahead log into the database file once the log passes 16 MB; when
-    that checkpoint cannot be written, DuckDB refuses everything until it is opened again."""
+def test_a_disk_filling_up_under_uploads_loses_nothing_acknowledged(tmp_path):
+    """Uploads until the disk refuses one, then a restart: every acknowledged one is whole.
+
+    On the way DuckDB may also fold its write-ahead log into the database file (it does once
+    the log passes 16 MB); when that checkpoint cannot be written, DuckDB refuses everything
+    until the database is opened again, and the backend must say so.
+    """
     with small_disk(tmp_path / "disk", 96) as disk:
         server = ServerProcess("backend", tmp_path / "work", env={"MYAPP_DATA_DIR": str(disk)})
         filler = Filler(disk)
         try:
             server.start()
-            _stop_the_database_and_restart(server, filler)
+            _fill_up_and_restart(server, filler)
         finally:
             server.kill()
 
 
-def _stop_the_database_and_restart(server: ServerProcess, filler: Filler) -> None:
+def _fill_up_and_restart(server: ServerProcess, filler: Filler) -> None:
     with httpx.Client(base_url=server.url, timeout=60) as client:
         assert client.put("/api/datasets/kept", content=csv_rows(100_000)).status_code == 201
-        rows = 100_000
+        acknowledged = ["kept"]
         filler.fill(leave_bytes=16 * MIB)
-        for _ in range(12):
-            more = csv_rows(50_000, start=rows)
-            answer = client.put("/api/datasets/kept", content=more, params={"mode": "append"})
+        for n in range(1, 41):
+            answer = client.put(f"/api/datasets/grow_{n}", content=csv_rows(50_000, n * 50_000))
             if answer.status_code != 201:
                 break
-            rows += 50_000
+            acknowledged.append(f"grow_{n}")
         else:
             pytest.fail("the disk never filled up")
-        assert rows > 100_000, "the first append already failed: the disk was too small"
+        assert len(acknowledged) > 1, "the first upload already failed: the disk was too small"
         assert_disk_full(answer)
+        print(f"\n{len(acknowledged) - 1} uploads of 50,000 rows before the disk was full")
 
         health = client.get("/api/health")
         stopped = health.status_code == 503
@@ -262,7 +266,8 @@ def _stop_the_database_and_restart(server: ServerProcess, filler: Filler) -> Non
             error = assert_error_shape(listing, 503, "database_unavailable")
             assert "restart the backend" in error["message"]
         else:
-            assert client.get("/api/datasets/kept").json()["row_count"] == rows
+            listed = [d["name"] for d in client.get("/api/datasets").json()["datasets"]]
+            assert sorted(listed) == sorted(acknowledged)
 
         filler.free()
         recovered_in_place = client.get("/api/health").status_code == 200
@@ -270,15 +275,15 @@ def _stop_the_database_and_restart(server: ServerProcess, filler: Filler) -> Non
     assert server.stop() == 0
     server.start()
     with httpx.Client(base_url=server.url, timeout=60) as client:
-        # Every acknowledged append is there, the refused one is not.
-        assert client.get("/api/datasets/kept").json()["row_count"] == rows
-        counted = client.post("/api/query", json={"sql": "SELECT count(*) FROM kept"})
-        assert counted.json()["rows"] == [[rows]]
-        again = client.put(
-            "/api/datasets/kept", content=csv_rows(10, rows), params={"mode": "append"}
-        )
+        # Every acknowledged upload is there, the refused one is not.
+        listed = {d["name"]: d["row_count"] for d in client.get("/api/datasets").json()["datasets"]}
+        assert listed == {name: 100_000 if name == "kept" else 50_000 for name in acknowledged}
+        last = acknowledged[-1]
+        counted = client.post("/api/query", json={"sql": f"SELECT count(*) FROM {last}"})
+        assert counted.json()["rows"] == [[listed[last]]]
+        again = client.put("/api/datasets/kept", content=csv_rows(10), params={"mode": "append"})
         assert again.status_code == 201, again.text
-    assert leftover_files(server.data_dir, ["kept"]) == []
+    assert leftover_files(server.data_dir, acknowledged) == []
     if stopped and not recovered_in_place:
         pytest.xfail(
             "DuckDB stopped the database after a failed checkpoint on the full disk, and the "
