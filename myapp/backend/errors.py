@@ -12,6 +12,7 @@ import duckdb
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("myapp.backend")
@@ -182,9 +183,11 @@ def _validation_message(exc: RequestValidationError) -> str:
     return f"Invalid request: {where}: {msg}." if where else f"Invalid request: {msg}."
 
 
-def _storage_error(request: Request, exc: BaseException) -> JSONResponse | None:
+async def _storage_error(request: Request, exc: BaseException) -> JSONResponse | None:
     """The answer for a full disk or a stopped database; None for anything else."""
-    if is_database_stopped(exc):
+    # A stopped side instance (a load or an export of its own) is gone with its request; only
+    # the process's database staying unusable needs a restart.
+    if is_database_stopped(exc) and not await _database_usable(request):
         log.error("database unusable on %s %s: %s", request.method, request.url.path, exc)
         return error_response(503, "database_unavailable", DATABASE_STOPPED_MESSAGE)
     if is_disk_full(exc):
@@ -194,8 +197,13 @@ def _storage_error(request: Request, exc: BaseException) -> JSONResponse | None:
     return None
 
 
-def _internal_error(request: Request) -> JSONResponse:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
+async def _database_usable(request: Request) -> bool:
+    database = getattr(request.app.state, "database", None)
+    return database is not None and await run_in_threadpool(database.healthy)
+
+
+def _internal_error(request: Request, exc: BaseException) -> JSONResponse:
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(
         500,
         "internal_error",
@@ -208,7 +216,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def _app_error(request: Request, exc: AppError) -> JSONResponse:
         if exc.status_code != InsufficientStorage.status_code:
-            storage = _storage_error(request, exc)
+            storage = await _storage_error(request, exc)
             if storage is not None:
                 return storage
         return error_response(exc.status_code, exc.code, exc.message, exc.detail, exc.headers)
@@ -218,7 +226,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OSError)
     @app.exception_handler(duckdb.Error)
     async def _io_error(request: Request, exc: Exception) -> JSONResponse:
-        return _storage_error(request, exc) or _internal_error(request)
+        return await _storage_error(request, exc) or _internal_error(request, exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -241,4 +249,4 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        return _storage_error(request, exc) or _internal_error(request)
+        return await _storage_error(request, exc) or _internal_error(request, exc)
