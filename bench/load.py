@@ -77,7 +77,8 @@ CUSTOMERS = 10_000
 CATEGORIES = ["books", "games", "music", "films", "tools", "toys", "food", "garden"]
 REGIONS = ["north", "south", "east", "west", "centre"]
 STATUSES = ["open", "paid", "refunded"]
-REQUEST_TIMEOUT_S = 120.0
+# As long as nginx waits for an app (proxy_read_timeout): a slower answer is nginx's 504.
+REQUEST_TIMEOUT_S = 300.0
 # Memory that grows by more than this from the end of the warm-up to the end of the run is
 # growth, not noise: the DuckDB buffer pool and allocator arenas settle within the warm-up.
 RSS_GROWTH_TARGET_MB = 50.0
@@ -369,7 +370,9 @@ class Client:
             cookies=cookies,
             timeout=REQUEST_TIMEOUT_S,
             limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+            event_hooks={"request": [self._tag]},
         )
+        self.sent = 0
         self.api_headers = {"Authorization": f"Bearer {run.api_token}"}
         self.page_headers = {"Origin": run.url}
         self.dataset = f"load_client_{index:03d}"
@@ -378,7 +381,12 @@ class Client:
     async def close(self) -> None:
         await self.http.aclose()
 
-    # -- one request of each kind: returns None or raises WrongAnswer / an httpx error
+    async def _tag(self, request: httpx.Request) -> None:
+        # nginx, the frontend and the backend log this id: a failure here can be found there.
+        self.sent += 1
+        request.headers["X-Request-ID"] = f"load-{self.index}-{self.sent}"
+
+    # -- one request of each kind: the response, or WrongAnswer / an httpx error raised
     async def table_page(self) -> httpx.Response:
         rng = self.rng
         variants = [
@@ -584,7 +592,12 @@ class Client:
                 response = await self.one(kind)
             except httpx.TransportError as exc:
                 tally.connection += 1
-                tally.note(f"{type(exc).__name__}: {exc}")
+                try:
+                    rid = exc.request.headers.get("X-Request-ID")
+                except RuntimeError:  # raised before a request existed
+                    rid = None
+                tally.note(f"{type(exc).__name__} {exc} after {time.perf_counter() - started:.0f} s"
+                           f" ({rid})")  # fmt: skip
             except WrongAnswer as exc:
                 tally.wrong += 1
                 tally.note(str(exc))
@@ -592,14 +605,23 @@ class Client:
                 status = response.status_code
                 if status >= 500:
                     tally.status_5xx += 1
-                    tally.note(f"{status} {response.request.url.path}: {response.text[:200]}")
+                    tally.note(describe(response))
                 elif status >= 400:
                     tally.status_4xx += 1
-                    tally.note(f"{status} {response.request.url.path}: {response.text[:200]}")
+                    tally.note(describe(response))
             tally.count += 1
             tally.latencies.append((time.perf_counter() - started) * 1000)
             if run.think_s:
                 await asyncio.sleep(run.think_s)
+
+
+def describe(response: httpx.Response) -> str:
+    """A refusal in one line: status, path, request id and the message (JSON) or title (page)."""
+    text = response.text
+    title = re.search(r"<title>(.*?)</title>", text, re.S)
+    message = " ".join(title.group(1).split()) if title else text[:200]
+    rid = response.request.headers.get("X-Request-ID")
+    return f"{response.status_code} {response.request.url.path} ({rid}): {message}"
 
 
 async def sample_rss(
