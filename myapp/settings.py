@@ -72,6 +72,11 @@ class Settings(BaseSettings):
         10_000, ge=1, le=1_000_000, description="Most rows a query returns as JSON."
     )
     memory_limit: str = Field("4GB", description="DuckDB memory limit, e.g. 4GB.")
+    bulk_memory_limit: str = Field(
+        "256MB",
+        description="Memory limit of the short-lived DuckDB instances that load uploads and "
+        "write exports.",
+    )
     temp_dir_limit: str = Field("20GB", description="Most disk DuckDB may spill to.")
     lock_timeout_s: float = Field(
         30.0, ge=0, le=3600, description="How long the backend waits for a locked database file."
@@ -96,7 +101,7 @@ class Settings(BaseSettings):
         False, description="Let anonymous visitors browse and query read-only."
     )
 
-    @field_validator("memory_limit", "temp_dir_limit")
+    @field_validator("memory_limit", "bulk_memory_limit", "temp_dir_limit")
     @classmethod
     def _size(cls, value: str) -> str:
         text = value.strip().replace(" ", "")
@@ -146,6 +151,11 @@ class Settings(BaseSettings):
     def database_path(self) -> Path:
         assert self.database is not None
         return self.database
+
+    @property
+    def datasets_dir(self) -> Path:
+        """One DuckDB file per dataset version, written once by a load, then only read."""
+        return self.data_dir / "datasets"
 
     @property
     def staging_dir(self) -> Path:

@@ -11,6 +11,7 @@ import pytest
 from myapp.backend.errors import AppError
 from myapp.backend.store import browse
 from myapp.backend.store import datasets as catalog
+from myapp.backend.store import storage
 from myapp.backend.store.database import Database
 from myapp.settings import load_settings
 
@@ -20,18 +21,28 @@ def big(tmp_path_factory):
     settings = load_settings(data_dir=tmp_path_factory.mktemp("budgets") / "data")
     database = Database(settings)
     database.open()
-    with database.transaction() as cur:
-        cur.execute(
-            "CREATE TABLE main.big AS SELECT range AS id, md5(CAST(range AS VARCHAR)) AS h "
+    # A dataset made the way a load makes one: a file of its own, attached, then catalogued.
+    file_id = storage.new_file_id()
+    with storage.side_instance(settings, storage.path_of(settings, file_id)) as conn:
+        conn.execute(
+            "CREATE TABLE data AS SELECT range AS id, md5(CAST(range AS VARCHAR)) AS h "
             "FROM range(3000000)"
         )
+    with database.cursor() as cur:
+        storage.attach(cur, settings, file_id)
+    with database.transaction() as cur:
         catalog.insert_record(
             cur,
             name="big",
             row_count=3_000_000,
             source={"filename": None, "format": "csv", "bytes": 0},
             actor=None,
+            file_id=file_id,
         )
+    with database.cursor() as cur:
+        # Read once, as a dataset that has been browsed: the budgets below are about counting,
+        # not about the first read of a fresh file.
+        cur.execute("SELECT count(*) FROM big WHERE h LIKE '%ab%'").fetchall()
     yield database
     database.close()
 

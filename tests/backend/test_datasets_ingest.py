@@ -586,7 +586,7 @@ def test_list_and_read_a_dataset(api, prefix):
     assert_error_shape(api.get("/api/datasets/no_such_dataset_here"), 404, "dataset_not_found")
 
 
-def test_failed_loads_leave_no_staging_table_in_the_database(start_server):
+def test_failed_loads_leave_nothing_behind(start_server):
     server = start_server("backend")
     with httpx.Client(base_url=server.url, timeout=30) as client:
         assert client.put("/api/datasets/kept", content=b"id,amount\n1,10\n").status_code == 201
@@ -605,19 +605,23 @@ def test_failed_loads_leave_no_staging_table_in_the_database(start_server):
         ]
         assert [r.status_code for r in failures] == [422, 400, 422, 422, 409]
     assert server.stop() == 0
+    # The one dataset file left is kept's: the failed loads' files are gone.
+    (kept_file,) = os.listdir(server.data_dir / "datasets")
     with duckdb.connect(str(server.data_dir / "app.db"), read_only=True) as conn:
-        tables = sorted(
-            r[0]
-            for r in conn.execute(
-                "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'"
-            ).fetchall()
-        )
-        assert tables == ["kept"]
-        assert conn.execute("SELECT * FROM main.kept").fetchall() == [(1, 10)]
-        catalog = conn.execute("SELECT name, row_count FROM myapp_internal.datasets").fetchall()
-        assert catalog == [("kept", 1)]
+        relations = conn.execute(
+            "SELECT table_name, 'table' FROM duckdb_tables() WHERE schema_name = 'main' "
+            "UNION ALL SELECT view_name, 'view' FROM duckdb_views() "
+            "WHERE schema_name = 'main' AND NOT internal"
+        ).fetchall()
+        assert relations == [("kept", "view")]
+        catalog = conn.execute(
+            "SELECT name, row_count, file_id || '.duckdb' FROM myapp_internal.datasets"
+        ).fetchall()
+        assert catalog == [("kept", 1, kept_file)]
         actions = conn.execute(
             "SELECT action, target FROM myapp_internal.audit_log WHERE action LIKE 'dataset.%'"
         ).fetchall()
         assert actions == [("dataset.created", "kept")]
+    with duckdb.connect(str(server.data_dir / "datasets" / kept_file), read_only=True) as conn:
+        assert conn.execute("SELECT * FROM data").fetchall() == [(1, 10)]
     assert os.listdir(server.data_dir / ".staging") == []

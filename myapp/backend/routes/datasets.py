@@ -27,14 +27,14 @@ from myapp.models.datasets import (
 )
 
 from ..deps import DatabaseDep, EditorDep, SettingsDep, ViewerDep
-from ..errors import BadRequest
+from ..errors import BadRequest, Conflict
 from ..responses import export_response
 from ..security import client_address
-from ..store import audit, browse
+from ..store import audit, browse, storage
 from ..store import browse_profile as profile
 from ..store import datasets as catalog
 from ..store.exports import FORMATS as EXPORT_FORMATS
-from ..store.exports import download_filename, write_export
+from ..store.exports import PIN_ATTEMPTS, download_filename, export_files, write_export
 from ..store.ingest import StagingFiles, check_mode_allows, ingest_file, parse_options
 from ..store.ingest_receive import (
     LineMeter,
@@ -260,7 +260,7 @@ def update_dataset(
 
 @router.delete("/datasets/{name}", status_code=204, summary="Delete a dataset")
 def delete_dataset(
-    name: str, request: Request, database: DatabaseDep, actor: EditorDep
+    name: str, request: Request, settings: SettingsDep, database: DatabaseDep, actor: EditorDep
 ) -> Response:
     with database.transaction() as cur:
         record = catalog.delete_dataset(cur, name)
@@ -272,6 +272,8 @@ def delete_dataset(
             ip=client_address(request),
             detail={"row_count": record.row_count},
         )
+    with database.cursor() as cur:
+        catalog.release_file(cur, settings, record.file_id)
     return Response(status_code=204)
 
 
@@ -371,10 +373,25 @@ def export_dataset(
             f"format must be one of {', '.join(EXPORT_FORMATS)}, not {format[:20]!r}.",
             code="invalid_format",
         )
-    with database.cursor() as cur:
-        record = catalog.get_dataset(cur, name)
-        select_sql, params = browse.export_select(
-            cur, record, items=request.query_params.multi_items(), sort=sort, q=q
-        )
-    export = write_export(database, settings, select_sql, params, fmt)
+    for _ in range(PIN_ATTEMPTS):
+        with database.cursor() as cur:
+            record = catalog.get_dataset(cur, name)
+            select_sql, params = browse.export_select(
+                cur, record, items=request.query_params.multi_items(), sort=sort, q=q
+            )
+        if record.file_id is None:
+            export = write_export(database, settings, select_sql, params, fmt)
+            break
+        # The dataset's file, read by a side instance of its own (storage.py); a dataset
+        # replaced in this very moment is read again.
+        if storage.PINS.pin(record.file_id):
+            try:
+                export = export_files(
+                    settings, {record.name: record.file_id}, select_sql, params, fmt
+                )
+            finally:
+                storage.PINS.unpin(record.file_id)
+            break
+    else:
+        raise Conflict("The dataset keeps changing; try the export again.", code="dataset_changed")
     return export_response(export, download_filename(record.name, fmt))

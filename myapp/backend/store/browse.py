@@ -23,7 +23,7 @@ from typing import Any
 import duckdb
 
 from ..errors import AppError, BadRequest
-from .datasets import DatasetRecord, table_ref
+from .datasets import DatasetRecord
 from .sql import quote_ident
 from .values import describe_columns, encode_rows
 
@@ -354,7 +354,7 @@ def read_rows(
     if order.column is not None and keyset:
         hidden = f", CAST({quote_ident(order.column['name'])} AS VARCHAR), rowid"
     sql = (
-        f"SELECT *{hidden} FROM {table_ref(record.name)}{filters.where(*extra)}"
+        f"SELECT *{hidden} FROM {record.table}{filters.where(*extra)}"
         f"{order.order_by()} LIMIT {int(limit) + 1}"
     )
     if skip:
@@ -412,7 +412,7 @@ def count_rows(
     """Exact when cheap (no filter: the catalog; else a count within a budget), else estimated."""
     if not filters.active:
         return record.row_count, True
-    table = table_ref(record.name)
+    table = record.table
     try:
         with time_budget(cur, COUNT_BUDGET_S):
             row = cur.execute(
@@ -464,7 +464,7 @@ def read_facets(
         column = resolve_column(record, name)
         ident = quote_ident(column["name"])
         sql = (
-            f"SELECT {ident} AS value, count(*) AS n FROM {table_ref(record.name)}"
+            f"SELECT {ident} AS value, count(*) AS n FROM {record.table}"
             f"{filters.where()} GROUP BY ALL ORDER BY n DESC, value NULLS LAST LIMIT {size}"
         )
         try:
@@ -496,4 +496,4 @@ def export_select(
     filters = parse_filters(cur, record, items, q)
     order = parse_sort(record, sort)
     order_by = order.order_by() if order.column is not None else ""
-    return f"SELECT * FROM {table_ref(record.name)}{filters.where()}{order_by}", filters.params
+    return f"SELECT * FROM {record.table}{filters.where()}{order_by}", filters.params

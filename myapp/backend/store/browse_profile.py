@@ -19,7 +19,7 @@ import duckdb
 
 from .browse import time_budget
 from .database import Database
-from .datasets import DatasetRecord, find_dataset, get_dataset, table_ref
+from .datasets import DatasetRecord, find_dataset, get_dataset
 from .sql import internal, quote_ident
 from .values import encode_rows, to_json_value
 
@@ -61,7 +61,7 @@ def _kind(dtype: str) -> str:
 
 def _aggregates(cur: duckdb.DuckDBPyConnection, record: DatasetRecord) -> list[dict[str, Any]]:
     out = []
-    table = table_ref(record.name)
+    table = record.table
     for start in range(0, len(record.columns), AGGREGATE_BATCH):
         batch = record.columns[start : start + AGGREGATE_BATCH]
         exprs: list[str] = []
@@ -113,7 +113,7 @@ def _top_values(
 ) -> list[dict[str, Any]]:
     ident = quote_ident(column["name"])
     result = cur.execute(
-        f"SELECT {ident} AS value, count(*) AS n FROM {table_ref(record.name)} "
+        f"SELECT {ident} AS value, count(*) AS n FROM {record.table} "
         f"WHERE {ident} IS NOT NULL GROUP BY ALL ORDER BY n DESC, value LIMIT {TOP_VALUES}"
     )
     rows = encode_rows(result.fetchall(), [str(result.description[0][1]), "BIGINT"])
@@ -141,7 +141,7 @@ def _histogram(
     # Dates and times are binned on their epoch seconds, numbers as doubles; infinities and NaN
     # cannot be placed in a bin and are left out.
     x = f"epoch({ident})" if _TEMPORAL.match(dtype) else f"CAST({ident} AS DOUBLE)"
-    table = table_ref(record.name)
+    table = record.table
     low, high = cur.execute(
         f"SELECT min(x), max(x) FROM (SELECT {x} AS x FROM {table}) WHERE isfinite(x)"
     ).fetchone()

@@ -21,6 +21,7 @@ import duckdb
 
 from myapp.settings import Settings
 
+from .datasets import open_datasets
 from .schema import MIGRATIONS, SCHEMA_VERSION, apply_migrations
 from .sql import INTERNAL_SCHEMA
 
@@ -59,24 +60,31 @@ class Database:
         for directory in (
             settings.data_dir,
             self.path.parent,
+            settings.datasets_dir,
             settings.staging_dir,
             settings.export_dir,
             settings.spill_dir,
         ):
             directory.mkdir(parents=True, exist_ok=True)
-        # Leftovers of a crash: staging uploads and unfinished exports are never resumed.
+        self._conn = self._connect_with_retry()
+        # Only now, holding the file lock (an old backend may still be finishing during a
+        # rolling handover), clear the leftovers of a crash: staging uploads and unfinished
+        # exports are never resumed, and side instances' spill directories (storage.py) belong
+        # to no one any more.
+        side_spills = [p for p in settings.spill_dir.iterdir() if p.name.startswith("side-")]
         for directory in (settings.staging_dir, settings.export_dir):
             for child in directory.iterdir():
                 if child.is_dir():
                     shutil.rmtree(child, ignore_errors=True)
                 else:
                     child.unlink(missing_ok=True)
-
-        self._conn = self._connect_with_retry()
+        for spill in side_spills:
+            shutil.rmtree(spill, ignore_errors=True)
         try:
             self._apply_sandbox(self._conn)
             with self.cursor() as cur:
                 apply_migrations(cur)
+                open_datasets(cur, settings)
         except BaseException:
             self._conn.close()
             self._conn = None

@@ -1,13 +1,14 @@
-"""The dataset catalog: which tables are datasets, where they came from, and their names.
+"""The dataset catalog: which datasets exist, where their data lives, and their names.
 
-A dataset is a table in schema `main` with the dataset's name; the catalog (an internal table)
-records its source file, row count and a version that grows with every change. Only this
-package changes dataset tables, always together with the catalog in one transaction, so the
-catalog's row counts are exact.
+A dataset is a view in schema `main` with the dataset's name over the table of its own DuckDB
+file (see storage.py); the catalog (an internal table) records that file, its source file, row
+count and a version that grows with every change. Only this package changes datasets, always
+together with the catalog in one transaction, so the catalog's row counts are exact.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -17,7 +18,10 @@ from typing import Any
 import duckdb
 
 from ..errors import AppError, Conflict, NotFound
+from . import storage
 from .sql import INTERNAL_SCHEMA, internal, qualified, quote_ident
+
+log = logging.getLogger("myapp.backend.datasets")
 
 DATASET_SCHEMA = "main"
 
@@ -27,8 +31,8 @@ MAX_NAME_LENGTH = 63
 # Everything that is not a letter, digit or underscore in any script becomes an underscore.
 _NOT_WORD = re.compile(r"[^\w]+", re.UNICODE)
 
-# Staging tables of uploads in progress live in `main` (DuckDB renames tables only within a
-# schema) under this prefix; dataset names never start with an underscore, so never collide.
+# Staging tables of uploads in progress lived in `main` under this prefix before datasets had
+# files of their own; the query gate still refuses the prefix, and names never start with `_`.
 STAGING_PREFIX = "__myapp_staging_"
 
 
@@ -48,6 +52,14 @@ class DatasetRecord:
     created_at: datetime
     updated_at: datetime
     columns: list[dict[str, str]]
+    file_id: str | None = None
+
+    @property
+    def table(self) -> str:
+        """The table holding the data, quoted and qualified (it has a rowid; the view not)."""
+        if self.file_id is None:
+            return qualified(DATASET_SCHEMA, self.name)
+        return storage.table_of(self.file_id)
 
     def public(self) -> dict[str, Any]:
         return {
@@ -106,14 +118,9 @@ _KNOWN_EXTENSIONS = frozenset(
 )
 
 
-def table_ref(name: str) -> str:
-    """The quoted, qualified table of a dataset (name already normalised)."""
-    return qualified(DATASET_SCHEMA, name)
-
-
 _SELECT_RECORDS = (
     "SELECT name, row_count, version, source_filename, source_format, source_compression, "
-    f"source_bytes, created_at, updated_at FROM {internal('datasets')}"
+    f"source_bytes, created_at, updated_at, file_id FROM {internal('datasets')}"
 )
 
 
@@ -147,6 +154,7 @@ def _record(row: tuple, columns: list[dict[str, str]]) -> DatasetRecord:
         created_at=row[7],
         updated_at=row[8],
         columns=columns,
+        file_id=row[9],
     )
 
 
@@ -202,14 +210,17 @@ def insert_record(
     row_count: int,
     source: dict[str, Any],
     actor: str | None,
+    file_id: str,
 ) -> None:
     now = datetime.now(UTC)
+    cur.execute(storage.view_sql(name, file_id))
     cur.execute(
         f"INSERT INTO {internal('datasets')} (name, row_count, version, source_filename, "
         "source_format, source_compression, source_bytes, created_at, updated_at, created_by, "
-        "updated_by) VALUES ($name, $rows, $version, $filename, $format, $compression, $bytes, "
-        "$now, $now, $actor, $actor)",
+        "updated_by, file_id) VALUES ($name, $rows, $version, $filename, $format, $compression, "
+        "$bytes, $now, $now, $actor, $actor, $file_id)",
         {
+            "file_id": file_id,
             "name": name,
             "rows": row_count,
             "version": next_version(cur),
@@ -230,16 +241,23 @@ def update_record(
     row_count: int,
     source: dict[str, Any] | None,
     actor: str | None,
+    file_id: str,
 ) -> None:
-    """A changed dataset: new row count, a new version, and the file it was last loaded from."""
+    """A changed dataset: its new data file, row count and version, and the file it was last
+    loaded from; the view follows the data file."""
+    cur.execute(storage.view_sql(name, file_id))
     params: dict[str, Any] = {
         "name": name,
         "rows": row_count,
         "version": next_version(cur),
         "now": datetime.now(UTC),
         "actor": actor,
+        "file_id": file_id,
     }
-    sets = "row_count = $rows, version = $version, updated_at = $now, updated_by = $actor"
+    sets = (
+        "row_count = $rows, version = $version, updated_at = $now, updated_by = $actor, "
+        "file_id = $file_id"
+    )
     if source is not None:
         sets += (
             ", source_filename = $filename, source_format = $format, "
@@ -272,7 +290,10 @@ def rename_dataset(
             code="dataset_exists",
             detail={"name": new},
         )
-    cur.execute(f"ALTER TABLE {table_ref(record.name)} RENAME TO {quote_ident(new)}")
+    kind = "VIEW" if record.file_id else "TABLE"
+    cur.execute(
+        f"ALTER {kind} {qualified(DATASET_SCHEMA, record.name)} RENAME TO {quote_ident(new)}"
+    )
     cur.execute(
         f"UPDATE {internal('datasets')} SET name = $new, updated_at = $now, updated_by = $actor "
         "WHERE name = $old",
@@ -285,18 +306,23 @@ def rename_dataset(
 
 
 def delete_dataset(cur: duckdb.DuckDBPyConnection, name: str) -> DatasetRecord:
-    """Drop the table and its catalog entry inside the caller's transaction."""
+    """Drop the view and the catalog entry inside the caller's transaction; once committed,
+    the caller lets the data file go (`release_file`)."""
     record = get_dataset(cur, name)
-    cur.execute(f"DROP TABLE IF EXISTS {table_ref(record.name)}")
+    kind = "VIEW" if record.file_id else "TABLE"
+    cur.execute(f"DROP {kind} IF EXISTS {qualified(DATASET_SCHEMA, record.name)}")
     cur.execute(f"DELETE FROM {internal('datasets')} WHERE name = $name", {"name": record.name})
     drop_profiles(cur, record.name)
     return record
 
 
 def _table_exists(cur: duckdb.DuckDBPyConnection, name: str) -> bool:
+    """A table or view in `main` with this name, whatever its case."""
     row = cur.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = $schema "
-        "AND database_name = current_database() AND lower(table_name) = lower($name)",
+        "SELECT count(*) FROM (SELECT schema_name, database_name, table_name AS n "
+        "FROM duckdb_tables() UNION ALL SELECT schema_name, database_name, view_name "
+        "FROM duckdb_views() WHERE NOT internal) WHERE schema_name = $schema "
+        "AND database_name = current_database() AND lower(n) = lower($name)",
         {"schema": DATASET_SCHEMA, "name": name},
     ).fetchone()
     return bool(row and row[0])
@@ -321,3 +347,68 @@ def check_name_free(cur: duckdb.DuckDBPyConnection, name: str) -> None:
             code="name_taken",
             detail={"name": name},
         )
+
+
+def release_file(cur: duckdb.DuckDBPyConnection, settings: Any, file_id: str | None) -> None:
+    """After a committed change: detach a data file no dataset uses any more and delete it
+    (once no export reads it). Failing here leaves only an orphan file, removed at next start."""
+    if file_id is None:
+        return
+    try:
+        storage.detach(cur, file_id)
+    except duckdb.Error as exc:
+        log.warning("could not detach dataset file %s: %s", file_id, exc)
+    storage.PINS.retire(settings, file_id)
+
+
+def open_datasets(cur: duckdb.DuckDBPyConnection, settings: Any) -> None:
+    """At start: attach every dataset's file, recreate its view, move datasets still stored as
+    tables of the main database (before files of their own) into files, and delete files that
+    belong to no dataset (a load cut short by a crash, an interrupted deletion)."""
+    settings.datasets_dir.mkdir(parents=True, exist_ok=True)
+    rows = cur.execute(f"SELECT name, file_id FROM {internal('datasets')} ORDER BY name").fetchall()
+    referenced = {file_id for _, file_id in rows if file_id}
+    for path in storage.unreferenced_files(settings, referenced):
+        log.info("removing a dataset file no dataset uses: %s", path.name)
+        path.unlink(missing_ok=True)
+    for name, file_id in rows:
+        if file_id is None:
+            _move_table_to_file(cur, settings, name)
+            continue
+        if not storage.path_of(settings, file_id).exists():
+            log.error(
+                "the data file of dataset %s is missing (%s); the dataset cannot be read",
+                name,
+                storage.path_of(settings, file_id),
+            )
+            continue
+        storage.attach(cur, settings, file_id)
+        cur.execute(storage.view_sql(name, file_id))
+
+
+def _move_table_to_file(cur: duckdb.DuckDBPyConnection, settings: Any, name: str) -> None:
+    file_id = storage.new_file_id()
+    path = storage.path_of(settings, file_id)
+    writer = f"myapp_move_{file_id}"
+    log.info("moving dataset %s into a file of its own (%s)", name, path.name)
+    cur.execute(f"ATTACH {storage.sql_literal(path)} AS {quote_ident(writer)}")
+    try:
+        cur.execute(
+            f"CREATE TABLE {quote_ident(writer)}.main.{quote_ident(storage.TABLE)} AS "
+            f"SELECT * FROM {qualified(DATASET_SCHEMA, name)}"
+        )
+    finally:
+        cur.execute(f"DETACH {quote_ident(writer)}")
+    storage.attach(cur, settings, file_id)
+    cur.execute("BEGIN TRANSACTION")
+    try:
+        cur.execute(f"DROP TABLE {qualified(DATASET_SCHEMA, name)}")
+        cur.execute(storage.view_sql(name, file_id))
+        cur.execute(
+            f"UPDATE {internal('datasets')} SET file_id = $file_id WHERE name = $name",
+            {"file_id": file_id, "name": name},
+        )
+        cur.execute("COMMIT")
+    except BaseException:
+        cur.execute("ROLLBACK")
+        raise

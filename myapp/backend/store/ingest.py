@@ -3,13 +3,16 @@
 The upload is already on disk (see ingest_receive.py). Loading happens in two steps so a long
 load never holds the write lock that logins, renames and other uploads need:
 
-1. DuckDB reads the staging file into a staging table of its own (`__myapp_staging_<id>`),
-   skipping and recording rows it cannot parse (`store_rejects`).
-2. One short transaction under the write lock renames the staging table into place (create,
-   replace) or inserts it by column name (append), updates the catalog and writes the audit
-   event. Any failure rolls all of it back, so every table and the catalog stay as they were.
+1. A side instance with the bulk memory limit (storage.py) reads the staging file into a new
+   dataset file, skipping and recording rows it cannot parse (`store_rejects`). An append
+   writes the dataset's rows followed by the file's (matched by column name), after checking
+   they fit; the dataset's own file is only read.
+2. One short transaction under the write lock points the dataset's view and catalog entry at
+   the new file and writes the audit event. Any failure rolls all of it back, so every dataset
+   and the catalog stay as they were; the replaced file is deleted afterwards.
 
-The staging table and files are removed in every outcome.
+The staging files, and the new dataset file unless it was swapped in, are removed in every
+outcome.
 """
 
 from __future__ import annotations
@@ -32,18 +35,16 @@ import duckdb
 
 from myapp.settings import Settings
 
-from ..errors import AppError, BadRequest, PayloadTooLarge, Unprocessable
-from . import audit
+from ..errors import AppError, BadRequest, Conflict, PayloadTooLarge, Unprocessable
+from . import audit, storage
 from .database import Database
 from .datasets import (
-    DATASET_SCHEMA,
-    STAGING_PREFIX,
     DatasetRecord,
     check_name_free,
     drop_profiles,
     find_dataset,
     insert_record,
-    table_ref,
+    release_file,
     update_record,
 )
 from .ingest_receive import LineMeter
@@ -440,15 +441,28 @@ def _to_utf8(staging: StagingFiles, path: Path, encoding: str) -> tuple[Path, st
 
 
 @dataclass
-class StagedTable:
-    table: str
+class StagedFile:
+    """A dataset file written by a load, not yet any dataset's (see storage.py)."""
+
+    file_id: str
     rows_loaded: int
     rows_rejected: int
     rejects: list[dict[str, Any]]
+    # Rows in the file: rows_loaded, plus the dataset's rows for an append.
+    row_count: int
+    # For an append: the file it was built on; the swap checks it is still the dataset's.
+    based_on: str | None = None
 
 
-_active_staging: set[str] = set()
-_active_lock = threading.Lock()
+# Loads of one dataset name run one after another: an append builds on the dataset's current
+# file, and two appends at once would each miss the other's rows.
+_name_locks: dict[str, threading.Lock] = {}
+_name_locks_guard = threading.Lock()
+
+
+def _name_lock(name: str) -> threading.Lock:
+    with _name_locks_guard:
+        return _name_locks.setdefault(name, threading.Lock())
 
 
 def _plain(message: str) -> str:
@@ -589,80 +603,141 @@ def _clean_ndjson(prepared: PreparedFile, staging: StagingFiles) -> tuple[Path, 
     return target, rejected, sample
 
 
-def stage_table(
-    database: Database,
+def build_file(
+    settings: Settings,
     prepared: PreparedFile,
     options: IngestOptions,
     staging: StagingFiles,
-) -> StagedTable:
-    """Load the prepared file into a new staging table; the caller must drop it (drop_staged).
+    base: DatasetRecord | None,
+) -> StagedFile:
+    """Load the prepared file into a new dataset file, in a side instance (see storage.py).
 
-    On any failure the staging table is dropped here.
+    With `base` (an append), the new file holds the dataset's rows followed by the file's. On
+    any failure the new file is removed here.
     """
-    table = f"{STAGING_PREFIX}{staging.id}"
-    with _active_lock:
-        _active_staging.add(table)
+    file_id = storage.new_file_id()
+    path = storage.path_of(settings, file_id)
+    pinned = base is not None and base.file_id is not None
+    if pinned and not storage.PINS.pin(base.file_id):
+        raise Conflict(
+            f"The dataset {base.name!r} changed while the file was being received; nothing was "
+            "appended. Upload it again.",
+            code="dataset_changed",
+        )
     try:
-        return _stage(database, prepared, options, staging, table)
+        with storage.side_instance(settings, path) as conn:
+            staged = _load(conn, settings, prepared, options, staging, file_id, base)
+            conn.execute("CHECKPOINT")
+        return staged
     except BaseException:
-        drop_staged(database, table)
+        storage.remove_file(settings, file_id)
         raise
+    finally:
+        if pinned:
+            storage.PINS.unpin(base.file_id)
 
 
-def _stage(
-    database: Database,
+def _load(
+    conn: duckdb.DuckDBPyConnection,
+    settings: Settings,
     prepared: PreparedFile,
     options: IngestOptions,
     staging: StagingFiles,
-    table: str,
-) -> StagedTable:
-    target = qualified(DATASET_SCHEMA, table)
+    file_id: str,
+    base: DatasetRecord | None,
+) -> StagedFile:
+    table = "incoming" if base is not None else storage.TABLE
+    target = qualified("main", table)
     rejected, rejects = 0, []
-    with database.cursor() as cur:
-        try:
-            if prepared.format in ("csv", "tsv"):
-                source, params = _csv_sql(prepared, options, long_lines=prepared.long_lines)
-                try:
-                    cur.execute(f"CREATE TABLE {target} AS SELECT * FROM {source}", params)
-                except duckdb.InvalidInputException as exc:
-                    if prepared.long_lines or not _is_long_line_error(str(exc)):
-                        raise
-                    source, params = _csv_sql(prepared, options, long_lines=True)
-                    cur.execute(f"CREATE TABLE {target} AS SELECT * FROM {source}", params)
-                rejected, rejects = _reject_sample(cur)
-            elif prepared.format == "parquet":
-                cur.execute(
-                    f"CREATE TABLE {target} AS SELECT * FROM read_parquet($path)",
-                    {"path": str(prepared.path.resolve())},
-                )
-            else:
-                source, params = _json_sql(prepared.path, prepared.format)
-                try:
-                    cur.execute(f"CREATE TABLE {target} AS SELECT * FROM {source}", params)
-                except duckdb.InvalidInputException as exc:
-                    if prepared.format != "ndjson" or "malformed json" not in str(exc).lower():
-                        raise
-                    clean, rejected, rejects = _clean_ndjson(prepared, staging)
-                    if clean.stat().st_size == 0:
-                        raise _nothing_loaded(rejected, rejects) from None
-                    source, params = _json_sql(clean, "ndjson")
-                    cur.execute(f"CREATE TABLE {target} AS SELECT * FROM {source}", params)
-        except duckdb.Error as exc:
-            raise _load_error(exc, prepared) from None
-        loaded = cur.execute(f"SELECT count(*) FROM {target}").fetchone()[0]
-        if options.types:
-            # read_csv ignores types of unknown columns when it stores rejects: check here.
-            present = {name.lower() for name, _ in _columns(cur, table)}
-            missing = [c for c in options.types if c.lower() not in present]
-            if missing:
-                raise BadRequest(
-                    f"'types' names columns the file does not have: {', '.join(missing[:10])}.",
-                    code="invalid_option",
-                    detail={"option": "types", "columns": sorted(present)[:200]},
-                )
+    cur = conn
+    try:
+        if prepared.format in ("csv", "tsv"):
+            source, params = _csv_sql(prepared, options, long_lines=prepared.long_lines)
+            try:
+                cur.execute(f"CREATE TABLE {target} AS SELECT * FROM {source}", params)
+            except duckdb.InvalidInputException as exc:
+                if prepared.long_lines or not _is_long_line_error(str(exc)):
+                    raise
+                source, params = _csv_sql(prepared, options, long_lines=True)
+                cur.execute(f"CREATE TABLE {target} AS SELECT * FROM {source}", params)
+            rejected, rejects = _reject_sample(cur)
+        elif prepared.format == "parquet":
+            cur.execute(
+                f"CREATE TABLE {target} AS SELECT * FROM read_parquet($path)",
+                {"path": str(prepared.path.resolve())},
+            )
+        else:
+            source, params = _json_sql(prepared.path, prepared.format)
+            try:
+                cur.execute(f"CREATE TABLE {target} AS SELECT * FROM {source}", params)
+            except duckdb.InvalidInputException as exc:
+                if prepared.format != "ndjson" or "malformed json" not in str(exc).lower():
+                    raise
+                clean, rejected, rejects = _clean_ndjson(prepared, staging)
+                if clean.stat().st_size == 0:
+                    raise _nothing_loaded(rejected, rejects) from None
+                source, params = _json_sql(clean, "ndjson")
+                cur.execute(f"CREATE TABLE {target} AS SELECT * FROM {source}", params)
+    except duckdb.Error as exc:
+        raise _load_error(exc, prepared) from None
+    loaded = cur.execute(f"SELECT count(*) FROM {target}").fetchone()[0]
+    if options.types:
+        # read_csv ignores types of unknown columns when it stores rejects: check here.
+        present = {name.lower() for name, _ in _columns(cur, table)}
+        missing = [c for c in options.types if c.lower() not in present]
+        if missing:
+            raise BadRequest(
+                f"'types' names columns the file does not have: {', '.join(missing[:10])}.",
+                code="invalid_option",
+                detail={"option": "types", "columns": sorted(present)[:200]},
+            )
     if loaded == 0 and rejected > 0:
         raise _nothing_loaded(rejected, rejects)
-    return StagedTable(table, loaded, rejected, rejects)
+    row_count = loaded
+    if base is not None:
+        row_count = _append_onto(cur, settings, base, table)
+    return StagedFile(
+        file_id=file_id,
+        rows_loaded=loaded,
+        rows_rejected=rejected,
+        rejects=rejects,
+        row_count=row_count,
+        based_on=base.file_id if base is not None else None,
+    )
+
+
+def _append_onto(
+    cur: duckdb.DuckDBPyConnection, settings: Settings, base: DatasetRecord, incoming: str
+) -> int:
+    """Make `data` the dataset's rows followed by the incoming ones (matched by column name);
+    returns the row count. The dataset's own file is only read."""
+    _check_append(cur, incoming, base)
+    source = "myapp_base"
+    if base.file_id is not None:
+        cur.execute(
+            f"ATTACH {storage.sql_literal(storage.path_of(settings, base.file_id))} "
+            f"AS {source} (READ_ONLY)"
+        )
+        base_table = f"{source}.main.{quote_ident(storage.TABLE)}"
+    else:
+        raise Conflict(
+            f"The dataset {base.name!r} is being moved into its own file; try again in a moment.",
+            code="dataset_changed",
+        )
+    data = qualified("main", storage.TABLE)
+    try:
+        cur.execute(f"CREATE TABLE {data} AS SELECT * FROM {base_table}")
+        cur.execute(f"INSERT INTO {data} BY NAME SELECT * FROM {qualified('main', incoming)}")
+    except (duckdb.ConversionException, duckdb.BinderException) as exc:
+        raise Unprocessable(
+            "The file's values do not fit the dataset's columns; nothing was "
+            f"appended: {sentence(_plain(str(exc)))}",
+            code="incompatible_types",
+        ) from None
+    finally:
+        cur.execute(f"DETACH {source}")
+    cur.execute(f"DROP TABLE {qualified('main', incoming)}")
+    return cur.execute(f"SELECT count(*) FROM {data}").fetchone()[0]
 
 
 def _nothing_loaded(rejected: int, rejects: list[dict[str, Any]]) -> IngestError:
@@ -712,35 +787,6 @@ def _load_error(exc: duckdb.Error, prepared: PreparedFile) -> AppError:
     )
 
 
-def drop_staged(database: Database, table: str) -> None:
-    try:
-        with database.cursor() as cur:
-            cur.execute(f"DROP TABLE IF EXISTS {qualified(DATASET_SCHEMA, table)}")
-    except duckdb.Error as exc:
-        log.warning("could not drop staging table %s: %s", table, exc)
-    finally:
-        with _active_lock:
-            _active_staging.discard(table)
-
-
-def drop_stale_staging(database: Database) -> None:
-    """Staging tables a crashed process left behind (never ones of uploads in progress)."""
-    with database.cursor() as cur:
-        names = [
-            r[0]
-            for r in cur.execute(
-                "SELECT table_name FROM duckdb_tables() WHERE schema_name = $schema "
-                "AND database_name = current_database() AND starts_with(table_name, $prefix)",
-                {"schema": DATASET_SCHEMA, "prefix": STAGING_PREFIX},
-            ).fetchall()
-        ]
-    with _active_lock:
-        stale = [n for n in names if n not in _active_staging]
-    for name in stale:
-        log.info("dropping staging table left by an earlier process: %s", name)
-        drop_staged(database, name)
-
-
 # -- the swap -----------------------------------------------------------------------------
 
 # Type names made only of keywords and numbers can be written into SQL as they are; anything
@@ -753,10 +799,10 @@ def _columns(cur: duckdb.DuckDBPyConnection, table: str) -> list[tuple[str, str]
     return [
         (r[0], r[1])
         for r in cur.execute(
-            "SELECT column_name, data_type FROM duckdb_columns() WHERE schema_name = $schema "
+            "SELECT column_name, data_type FROM duckdb_columns() WHERE schema_name = 'main' "
             "AND database_name = current_database() AND table_name = $table "
             "ORDER BY column_index",
-            {"schema": DATASET_SCHEMA, "table": table},
+            {"table": table},
         ).fetchall()
     ]
 
@@ -793,7 +839,7 @@ def _check_append(cur: duckdb.DuckDBPyConnection, staged: str, record: DatasetRe
             else ""
         )
         bad = cur.execute(
-            f"SELECT count(*) FROM {qualified(DATASET_SCHEMA, staged)} "
+            f"SELECT count(*) FROM {qualified('main', staged)} "
             f"WHERE {column} IS NOT NULL AND ({cast} IS NULL{lossy})"
         ).fetchone()[0]
         if bad:
@@ -818,63 +864,74 @@ def _check_append(cur: duckdb.DuckDBPyConnection, staged: str, record: DatasetRe
 
 def swap_in(
     database: Database,
-    staged: StagedTable,
+    staged: StagedFile,
     name: str,
     mode: str,
     source: dict[str, Any],
     actor: str | None,
     ip: str,
 ) -> tuple[str, DatasetRecord]:
-    """Make the staged table the dataset `name` in one transaction; return (action, record)."""
-    staging_ref = qualified(DATASET_SCHEMA, staged.table)
-    with database.transaction() as cur:
-        existing = find_dataset(cur, name)
-        if mode == "create" or existing is None:
-            check_name_free(cur, name)
-            cur.execute(f"ALTER TABLE {staging_ref} RENAME TO {quote_ident(name)}")
-            insert_record(cur, name=name, row_count=staged.rows_loaded, source=source, actor=actor)
-            action = "created"
-        elif mode == "replace":
-            cur.execute(f"DROP TABLE {table_ref(name)}")
-            cur.execute(f"ALTER TABLE {staging_ref} RENAME TO {quote_ident(name)}")
-            update_record(cur, name=name, row_count=staged.rows_loaded, source=source, actor=actor)
-            drop_profiles(cur, name)
-            action = "replaced"
-        else:
-            _check_append(cur, staged.table, existing)
-            try:
-                cur.execute(f"INSERT INTO {table_ref(name)} BY NAME SELECT * FROM {staging_ref}")
-            except (duckdb.ConversionException, duckdb.BinderException) as exc:
-                raise Unprocessable(
-                    "The file's values do not fit the dataset's columns; nothing was "
-                    f"appended: {sentence(_plain(str(exc)))}",
-                    code="incompatible_types",
-                ) from None
-            cur.execute(f"DROP TABLE {staging_ref}")
-            update_record(
-                cur,
+    """Make the staged file the dataset `name` in one transaction; return (action, record).
+
+    On failure the staged file is detached and removed; on success the replaced file is let go.
+    """
+    settings = database.settings
+    with database.cursor() as cur:
+        storage.attach(cur, settings, staged.file_id)
+    replaced: str | None = None
+    try:
+        with database.transaction() as cur:
+            existing = find_dataset(cur, name)
+            fields = dict(
                 name=name,
-                row_count=existing.row_count + staged.rows_loaded,
+                row_count=staged.row_count,
                 source=source,
                 actor=actor,
+                file_id=staged.file_id,
             )
-            drop_profiles(cur, name)
-            action = "appended"
-        audit.record(
-            cur,
-            actor=actor,
-            action=f"dataset.{action}",
-            target=name,
-            ip=ip,
-            detail={
-                "rows_loaded": staged.rows_loaded,
-                "rows_rejected": staged.rows_rejected,
-                **source,
-            },
-        )
-        record = find_dataset(cur, name)
+            if mode == "create" or existing is None:
+                if staged.based_on is not None:
+                    raise _changed(name)
+                check_name_free(cur, name)
+                insert_record(cur, **fields)
+                action = "created"
+            else:
+                if mode == "append" and existing.file_id != staged.based_on:
+                    raise _changed(name)
+                update_record(cur, **fields)
+                drop_profiles(cur, name)
+                replaced = existing.file_id
+                action = "replaced" if mode == "replace" else "appended"
+            audit.record(
+                cur,
+                actor=actor,
+                action=f"dataset.{action}",
+                target=name,
+                ip=ip,
+                detail={
+                    "rows_loaded": staged.rows_loaded,
+                    "rows_rejected": staged.rows_rejected,
+                    **source,
+                },
+            )
+            record = find_dataset(cur, name)
+    except BaseException:
+        with database.cursor() as cur:
+            release_file(cur, settings, staged.file_id)
+        raise
+    if replaced is not None:
+        with database.cursor() as cur:
+            release_file(cur, settings, replaced)
     assert record is not None
     return action, record
+
+
+def _changed(name: str) -> Conflict:
+    return Conflict(
+        f"The dataset {name!r} was changed or deleted by someone else while this file was being "
+        "loaded; nothing was appended. Upload it again.",
+        code="dataset_changed",
+    )
 
 
 def check_mode_allows(database: Database, name: str, mode: str) -> None:
@@ -900,12 +957,15 @@ def ingest_file(
 ) -> dict[str, Any]:
     """The whole load of one received upload; the caller cleans up `staging` afterwards."""
     started = time.perf_counter()
-    drop_stale_staging(database)
     prepared = prepare_file(staging, upload, options, settings, filename, longest_line)
     prepared_at = time.perf_counter()
-    staged = stage_table(database, prepared, options, staging)
-    staged_at = time.perf_counter()
-    try:
+    with _name_lock(name):
+        base = None
+        if options.mode == "append":
+            with database.cursor() as cur:
+                base = find_dataset(cur, name)
+        staged = build_file(settings, prepared, options, staging, base)
+        staged_at = time.perf_counter()
         source = {
             "filename": filename,
             "format": prepared.format,
@@ -913,8 +973,6 @@ def ingest_file(
             "bytes": prepared.upload_bytes,
         }
         action, record = swap_in(database, staged, name, options.mode, source, actor, ip)
-    finally:
-        drop_staged(database, staged.table)
     log.info(
         "dataset %s %s: %d rows loaded, %d rejected, from %d bytes (%s); prepared in %.2f s, "
         "loaded in %.2f s, swapped in %.2f s",

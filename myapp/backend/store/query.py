@@ -37,9 +37,10 @@ import duckdb
 from myapp.settings import Settings
 
 from ..errors import AppError, BadRequest, Conflict, NotFound
+from . import storage
 from .database import Database
 from .datasets import STAGING_PREFIX
-from .exports import ExportFile, ExportFormat, write_export
+from .exports import ExportFile, ExportFormat, export_files, pinned_files, write_export
 from .sql import quote_ident
 from .values import describe_columns, encode_rows
 
@@ -326,6 +327,8 @@ class Vetted:
     text: str
     body: str
     parameters: tuple[str, ...]
+    # The datasets it reads (names as in the catalog): what an export's side instance attaches.
+    datasets: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -341,13 +344,15 @@ def _catalog(cur: duckdb.DuckDBPyConnection) -> _Catalog:
         SELECT lower(table_name), database_name = current_database() AND schema_name = 'main'
             AND NOT temporary AND NOT starts_with(table_name, $staging)
         FROM duckdb_tables()
+        -- Datasets' own files (storage.py) are reached through views in main only.
+        WHERE NOT starts_with(database_name, $files)
         UNION ALL
         SELECT lower(view_name), database_name = current_database() AND schema_name = 'main'
             AND NOT temporary AND NOT internal
         FROM duckdb_views()
         """,
         # An upload being loaded is not a dataset yet, whoever guesses its table's name.
-        {"staging": STAGING_PREFIX},
+        {"staging": STAGING_PREFIX, "files": storage.ALIAS_PREFIX},
     ).fetchall()
     database = cur.execute("SELECT lower(current_database())").fetchone()
     return _Catalog(
@@ -438,7 +443,12 @@ def _vet_uncached(cur: duckdb.DuckDBPyConnection, sql: str) -> Vetted:
         _explain_refusal(sql, tree)
     gate = _Gate(sql, cur)
     gate.walk(statements[0].get("node"), frozenset())  # type: ignore[index]
-    return Vetted(text=sql, body=statement_body(sql), parameters=tuple(gate.parameters))
+    return Vetted(
+        text=sql,
+        body=statement_body(sql),
+        parameters=tuple(gate.parameters),
+        datasets=frozenset(gate.datasets),
+    )
 
 
 def _explain_refusal(sql: str, tree: dict[str, Any]) -> None:
@@ -503,6 +513,7 @@ class _Gate:
         self.catalog = CATALOG.get(cur)
         self.fresh = False
         self.parameters: dict[str, None] = {}
+        self.datasets: set[str] = set()
 
     def is_dataset(self, name: str) -> bool:
         if name in self.catalog.datasets and name not in self.catalog.elsewhere:
@@ -609,6 +620,7 @@ class _Gate:
         if not catalog_name and schema == database:
             in_main = True  # database.table
         if in_main and self.is_dataset(lowered):
+            self.datasets.add(lowered)
             return
         shown = ".".join(part for part in (catalog_name, schema, name) if part)
         if _PATHLIKE.search(name):
@@ -743,6 +755,15 @@ class Run:
                 self.stop_reason = reason
             self.cursor.interrupt()
             return True
+
+    def use(self, cursor: duckdb.DuckDBPyConnection) -> None:
+        """Interrupts and progress go to `cursor` from now on (an export's side instance)."""
+        with self.lock:
+            if self.active:
+                self.cursor = cursor
+                self.tracks_progress = True
+            if self.stop_reason:
+                cursor.interrupt()
 
     def nudge(self) -> None:
         """Interrupt again: an interrupt that lands between two statements is not remembered."""
@@ -998,7 +1019,10 @@ def prepare(
     except AppError:
         vet(cur, sql)
         raise _unwrappable() from None
-    return Vetted(text=sql, body=body, parameters=wrapped.parameters), text
+    return (
+        Vetted(text=sql, body=body, parameters=wrapped.parameters, datasets=wrapped.datasets),
+        text,
+    )
 
 
 def _vet_wrapped(cur: duckdb.DuckDBPyConnection, text: str) -> None:
@@ -1092,18 +1116,28 @@ def export_select(
         database, settings, run_id=run_id, kind="export", owner=owner, timeout_ms=timeout_ms
     ) as (cur, run):
         # COPY cannot go through the syntax-tree check; the same body as a subquery can, and
-        # write_export wraps it the same way.
+        # the export wraps it the same way.
         vetted, _ = prepare(cur, sql)
         values = bind_parameters(vetted, params)
         run.raise_if_stopped()
         try:
-            return write_export(database, settings, vetted.body, values, fmt, cursor=cur)
+            with pinned_files(database, vetted.datasets) as files:
+                if files is None:
+                    return write_export(database, settings, vetted.body, values, fmt, cursor=cur)
+                return export_files(
+                    settings,
+                    files,
+                    vetted.body,
+                    values,
+                    fmt,
+                    on_connection=lambda conn: run.use(conn or cur),
+                )
         except duckdb.InterruptException:
             raise
         except duckdb.Error as exc:
             if run.stop_reason:
                 raise run.stopped_error() from None
-            copy_text = f"COPY (\n{vetted.body}\n)"  # as write_export builds it
+            copy_text = f"COPY (\n{vetted.body}\n)"  # as the export builds it
             raise sql_error(exc, copy_text, body=vetted.body) from None
 
 

@@ -58,6 +58,12 @@ DATASETS: list[Migration] = [
             "body JSON NOT NULL, PRIMARY KEY (name, version))",
         ),
     ),
+    Migration(
+        # Each dataset's data moves into a DuckDB file of its own (see storage.py); NULL until
+        # the start-up step has moved a dataset stored as a table of the main database.
+        "datasets-0002-data-files",
+        (f"ALTER TABLE {internal('datasets')} ADD COLUMN file_id VARCHAR",),
+    ),
 ]
 QUERIES: list[Migration] = [
     Migration(
