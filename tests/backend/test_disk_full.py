@@ -246,9 +246,9 @@ def _fill_up_and_restart(server: ServerProcess, filler: Filler) -> None:
     with httpx.Client(base_url=server.url, timeout=60) as client:
         assert client.put("/api/datasets/kept", content=csv_rows(100_000)).status_code == 201
         acknowledged = ["kept"]
-        filler.fill(leave_bytes=16 * MIB)
+        filler.fill(leave_bytes=12 * MIB)
         for n in range(1, 41):
-            answer = client.put(f"/api/datasets/grow_{n}", content=csv_rows(50_000, n * 50_000))
+            answer = client.put(f"/api/datasets/grow_{n}", content=csv_rows(100_000, n * 100_000))
             if answer.status_code != 201:
                 break
             acknowledged.append(f"grow_{n}")
@@ -256,7 +256,7 @@ def _fill_up_and_restart(server: ServerProcess, filler: Filler) -> None:
             pytest.fail("the disk never filled up")
         assert len(acknowledged) > 1, "the first upload already failed: the disk was too small"
         assert_disk_full(answer)
-        print(f"\n{len(acknowledged) - 1} uploads of 50,000 rows before the disk was full")
+        print(f"\n{len(acknowledged) - 1} uploads of 100,000 rows before the disk was full")
 
         health = client.get("/api/health")
         stopped = health.status_code == 503
@@ -277,7 +277,7 @@ def _fill_up_and_restart(server: ServerProcess, filler: Filler) -> None:
     with httpx.Client(base_url=server.url, timeout=60) as client:
         # Every acknowledged upload is there, the refused one is not.
         listed = {d["name"]: d["row_count"] for d in client.get("/api/datasets").json()["datasets"]}
-        assert listed == {name: 100_000 if name == "kept" else 50_000 for name in acknowledged}
+        assert listed == dict.fromkeys(acknowledged, 100_000)
         last = acknowledged[-1]
         counted = client.post("/api/query", json={"sql": f"SELECT count(*) FROM {last}"})
         assert counted.json()["rows"] == [[listed[last]]]
