@@ -89,9 +89,9 @@ def serve(
             from myapp.backend.security import check_startup
 
             check_startup(settings)
-        if settings.secret_key is None:
+        if settings.secret_key is None or not settings.secret_key.get_secret_value().strip():
             # One key shared by every worker forked below, so a session cookie signed by one
-            # worker is accepted by the others.
+            # worker is accepted by the others (an empty MYAPP_SECRET_KEY= counts as unset).
             settings = settings.model_copy(
                 update={"secret_key": SecretStr(secrets.token_urlsafe(32))}
             )

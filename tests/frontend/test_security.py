@@ -215,6 +215,28 @@ def test_any_replica_with_the_same_key_serves_the_session(web, proxied, accounts
         assert page.status_code == 200 and f">{name}<" in page.text
 
 
+def test_without_a_key_every_worker_of_one_frontend_shares_the_generated_one(
+    tmp_path_factory, backend, accounts
+):
+    # An empty MYAPP_SECRET_KEY= (as a copied env file leaves it) counts as unset: one key is
+    # generated for the whole process group, so any of the 2 workers accepts the session.
+    proc = _frontend(tmp_path_factory, backend, MYAPP_SECRET_KEY="")
+    try:
+        name = accounts.user("viewer")
+        with browser(proc) as client:
+            sign_in(client, name)
+            cookie = client.cookies["myapp_session"]
+        statuses = []
+        for _ in range(12):
+            # A new connection each time, so the requests spread over the workers.
+            with httpx.Client(base_url=proc.url, follow_redirects=False) as fresh:
+                fresh.cookies.set("myapp_session", cookie)
+                statuses.append(fresh.get("/account").status_code)
+        assert statuses == [200] * 12
+    finally:
+        proc.stop()
+
+
 def test_the_cookie_is_secure_behind_https(proxied, accounts):
     name = accounts.user("viewer")
     with httpx.Client(base_url=proxied.url) as client:
