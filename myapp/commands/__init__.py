@@ -4,6 +4,6 @@ from __future__ import annotations
 
 import click
 
-from . import accounts, datasets
+from . import accounts, backups, datasets
 
-COMMANDS: list[click.Command] = [*datasets.COMMANDS, *accounts.COMMANDS]
+COMMANDS: list[click.Command] = [*datasets.COMMANDS, *accounts.COMMANDS, *backups.COMMANDS]

@@ -1,0 +1,43 @@
+"""Online backups, for admins: written while the workspace keeps working (store/backups.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from myapp.models.backups import BackupList, BackupPublic
+
+from ..deps import AdminDep, DatabaseDep, SettingsDep
+from ..security import client_address
+from ..store import audit
+from ..store import backups as store
+
+router = APIRouter(tags=["backups"])
+
+
+@router.post(
+    "/admin/backup",
+    status_code=201,
+    response_model=BackupPublic,
+    summary="Write a consistent backup of everything, while reads and writes go on",
+)
+def create_backup(
+    request: Request, settings: SettingsDep, database: DatabaseDep, actor: AdminDep
+) -> dict[str, Any]:
+    manifest = store.create_backup(database, settings)
+    with database.transaction() as cur:
+        audit.record(
+            cur,
+            actor=actor.audit_name,
+            action="backup.created",
+            target=manifest["name"],
+            ip=client_address(request),
+            detail={"datasets": len(manifest["datasets"]), "bytes": manifest["bytes"]},
+        )
+    return manifest
+
+
+@router.get("/admin/backups", response_model=BackupList, summary="The backups, newest first")
+def list_backups(settings: SettingsDep, actor: AdminDep) -> dict[str, Any]:
+    return {"backups": store.list_backups(settings)}
