@@ -3,11 +3,11 @@ per format, and the backend's memory while it streams them.
 
     python bench/export.py [--rows 5000000] [--runs 2] [--frontend] [--json PATH]
 
-The data (a 5M-row table of ids, text, numbers, timestamps and booleans) is written with DuckDB
-into bench/.work/export/ (git-ignored) and reused on later runs. DuckDB alone: `COPY (SELECT *
-FROM t) TO file` in this process on an identical copy of the database, taking turns with the API
-run by run. Through
-the API: a real `myapp serve --role backend` subprocess on a free loopback port, `GET
+The data (5M rows of ids, text, numbers, timestamps and booleans) is generated with DuckDB into
+bench/.work/export/ (git-ignored, reused on later runs) as a Parquet file, uploaded through the
+API into a fresh workspace as dataset `events`, and as a DuckDB database for DuckDB alone:
+`COPY (SELECT * FROM events) TO file` in this process, taking turns with the API run by run.
+Through the API: a real `myapp serve --role backend` subprocess on a free loopback port, `GET
 /api/query/export` streamed by a client that discards the bytes; the time runs from sending the
 request to the last byte. With --frontend, the same through the frontend role's /sql/export,
 which streams the backend's download on to the browser.
@@ -49,15 +49,16 @@ THROUGHPUT_TARGET = 0.7
 MEMORY_TARGET_MB = 300
 
 
-def make_data(data_dir: Path, rows: int) -> Path:
-    db = data_dir / "app.db"
-    marker = data_dir / f"rows-{rows}"
-    if marker.exists() and db.exists():
-        return db
-    shutil.rmtree(data_dir, ignore_errors=True)
-    data_dir.mkdir(parents=True)
+def make_data(rows: int) -> tuple[Path, Path]:
+    """The rows as a Parquet file (what is uploaded) and as a DuckDB database (for DuckDB
+    alone), both made once and reused."""
+    parquet = WORK / f"events-{rows}.parquet"
+    local = WORK / f"in-process-{rows}.db"
+    if parquet.exists() and local.exists():
+        return parquet, local
     print(f"generating {rows:,} rows …", flush=True)
-    with duckdb.connect(str(db)) as conn:
+    local.unlink(missing_ok=True)
+    with duckdb.connect(str(local)) as conn:
         conn.execute(
             f"""CREATE TABLE events AS
             SELECT i AS id,
@@ -67,8 +68,20 @@ def make_data(data_dir: Path, rows: int) -> Path:
                    i % 3 = 0 AS flagged
             FROM range({int(rows)}) t(i)"""
         )
-    marker.touch()
-    return db
+        conn.execute(f"COPY events TO '{parquet}' (FORMAT parquet)")
+    return parquet, local
+
+
+def upload(api: str, parquet: Path) -> None:
+    """The rows become a dataset the way users make one: uploaded through the API."""
+    with parquet.open("rb") as body:
+        answer = httpx.put(
+            api + "/api/datasets/events",
+            params={"format": "parquet", "mode": "replace"},
+            content=body,
+            timeout=600,
+        )
+    answer.raise_for_status()
 
 
 def copy_once(conn: duckdb.DuckDBPyConnection, fmt: str, out_dir: Path) -> float:
@@ -153,20 +166,20 @@ def main() -> None:
     args = parser.parse_args()
 
     WORK.mkdir(parents=True, exist_ok=True)
+    parquet, local_db = make_data(args.rows)
+    # A fresh workspace each time; DuckDB in this process reads the same rows from a database
+    # of its own, taking turns with the API run by run, so both see the same load.
     data_dir = WORK / "data"
-    db = make_data(data_dir, args.rows)
-    # The backend locks its file; DuckDB in this process copies from an identical file, taking
-    # turns with the API run by run, so both see the same load on a shared machine.
-    copy = WORK / "in-process.db"
-    shutil.copyfile(db, copy)
+    shutil.rmtree(data_dir, ignore_errors=True)
     out_dir = WORK / "out"
     out_dir.mkdir(exist_ok=True)
-    local = duckdb.connect(str(copy), read_only=True)
+    local = duckdb.connect(str(local_db), read_only=True)
 
     backend_env = {"MYAPP_MEMORY_LIMIT": args.memory_limit} if args.memory_limit else {}
     backend, api = start("backend", data_dir, WORK / "backend.log", backend_env)
     frontend = None
     try:
+        upload(api, parquet)
         worker = worker_pid(backend.pid)
         time.sleep(1)
         idle = rss_mb(worker)
@@ -205,7 +218,6 @@ def main() -> None:
         exports_left = list((data_dir / ".exports").iterdir())
     finally:
         local.close()
-        copy.unlink(missing_ok=True)
         for proc in (frontend, backend):
             if proc is not None:
                 proc.send_signal(signal.SIGTERM)
@@ -250,8 +262,8 @@ def main() -> None:
     )
     print(f"files left in the export directory: {len(exports_left)}")
     print(
-        "note: DuckDB keeps the rows of COPY in order by holding finished batches until the "
-        "writer reaches them; that memory grows with the export up to MYAPP_MEMORY_LIMIT."
+        "note: each export runs in a side instance of its own with MYAPP_BULK_MEMORY_LIMIT "
+        "(default 256MB), which bounds what DuckDB's ordered COPY holds."
     )
     if args.json:
         figures = {

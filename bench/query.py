@@ -3,9 +3,10 @@ Datasette on the same data in SQLite, for a point lookup, a GROUP BY over 5M row
 
     python bench/query.py [--rows 5000000] [--repeat 20] [--no-datasette] [--json PATH]
 
-The data (`events`: 5M rows; `users`: 100k rows) is written with DuckDB into bench/.work/query/
-(git-ignored) and reused. DuckDB in-process: the same SQL on a read-only connection to an
-identical copy of the file (the backend locks its own), fetching every row. myapp: a real `myapp
+The data (`events`: 5M rows; `users`: 100k rows) is generated with DuckDB into bench/.work/query/
+(git-ignored) and reused: a DuckDB database, and Parquet files uploaded through the API into a
+fresh workspace. DuckDB in-process: the same SQL on a read-only connection to that database,
+fetching every row. myapp: a real `myapp
 serve --role backend` subprocess on a free loopback port; one kept-alive HTTP client posts the
 query and reads the JSON answer. Datasette: installed from PyPI into its own virtualenv under
 bench/.work/, serving the same tables copied into SQLite (events.id is its INTEGER PRIMARY KEY, so
@@ -56,15 +57,15 @@ OVERHEAD_SHARE = 0.20
 OVERHEAD_FLOOR_MS = 5.0
 
 
-def make_data(data_dir: Path, rows: int) -> Path:
-    db = data_dir / "app.db"
-    marker = data_dir / f"rows-{rows}"
+def make_data(rows: int) -> Path:
+    """The tables in a DuckDB database of their own (DuckDB in-process reads it; they are
+    exported from it as Parquet to be uploaded), made once and reused."""
+    db = WORK / f"source-{rows}.db"
+    marker = WORK / f"source-{rows}.done"
     if marker.exists() and db.exists():
         return db
-    for child in data_dir.glob("*"):
-        if child.is_file():
-            child.unlink()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    db.unlink(missing_ok=True)
+    WORK.mkdir(parents=True, exist_ok=True)
     print(f"generating {rows:,} events …", flush=True)
     with duckdb.connect(str(db)) as conn:
         conn.execute(
@@ -84,8 +85,23 @@ def make_data(data_dir: Path, rows: int) -> Path:
                     'CA'][1 + i % 10] AS country
             FROM range(100000) t(i)"""
         )
+        for table in ("events", "users"):
+            conn.execute(f"COPY {table} TO '{WORK / table}-{rows}.parquet' (FORMAT parquet)")
     marker.touch()
     return db
+
+
+def upload(url: str, rows: int) -> None:
+    """The tables become datasets the way users make them: uploaded through the API."""
+    for table in ("events", "users"):
+        with (WORK / f"{table}-{rows}.parquet").open("rb") as body:
+            answer = httpx.put(
+                f"{url}/api/datasets/{table}",
+                params={"format": "parquet", "mode": "replace"},
+                content=body,
+                timeout=600,
+            )
+        answer.raise_for_status()
 
 
 def make_sqlite(db: Path, target: Path, rows: int) -> Path:
@@ -155,13 +171,11 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     args = parser.parse_args()
 
+    db = make_data(args.rows)
+    # A fresh workspace; DuckDB in this process reads the same rows from the source database,
+    # and the two take turns query by query, sharing whatever load the machine has.
     data_dir = WORK / "data"
-    db = make_data(data_dir, args.rows)
-
-    # The backend locks its file; DuckDB in this process reads an identical copy, so the two can
-    # take turns query by query and share whatever load the machine has at that moment.
-    copy = WORK / "in-process.db"
-    shutil.copyfile(db, copy)
+    shutil.rmtree(data_dir, ignore_errors=True)
 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MYAPP_")}
@@ -180,9 +194,10 @@ def main() -> None:
     try:
         url = f"http://127.0.0.1:{port}"
         wait_ready(url + "/api/health", backend, log)
+        upload(url, args.rows)
         with (
             httpx.Client(base_url=url, timeout=120) as client,
-            duckdb.connect(str(copy), read_only=True) as conn,
+            duckdb.connect(str(db), read_only=True) as conn,
         ):
             for label, sql in QUERIES.items():
 
@@ -205,7 +220,6 @@ def main() -> None:
     finally:
         backend.send_signal(signal.SIGTERM)
         backend.wait(60)
-        copy.unlink(missing_ok=True)
 
     lite: dict[str, float | None] = dict.fromkeys(QUERIES)
     datasette_version = sqlite_version = None
