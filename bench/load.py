@@ -337,6 +337,9 @@ class Tally:
     status_4xx: int = 0
     connection: int = 0
     wrong: int = 0
+    # Answers that came before the deadline: requests/s is these over the duration, so that one
+    # slow answer the run waits for at the end does not dilute it.
+    in_time: int = 0
     samples: list[str] = field(default_factory=list)
 
     def note(self, text: str) -> None:
@@ -610,6 +613,7 @@ class Client:
                     tally.status_4xx += 1
                     tally.note(describe(response))
             tally.count += 1
+            tally.in_time += time.monotonic() <= run.deadline
             tally.latencies.append((time.perf_counter() - started) * 1000)
             if run.think_s:
                 await asyncio.sleep(run.think_s)
@@ -699,11 +703,13 @@ def percentiles(values: list[float]) -> dict[str, float | None]:
     return {"p50": rank(50), "p95": rank(95), "p99": rank(99)}
 
 
-def rss_summary(samples: list[tuple[float, float]], warmup_s: float) -> dict[str, float | None]:
+def rss_summary(
+    samples: list[tuple[float, float]], warmup_s: float, end_s: float
+) -> dict[str, float | None]:
     """Resident memory after the warm-up: at its start and at the end (each the median of a
     quarter of the samples after the warm-up, so that one export's passing peak is not taken
     for growth), the growth between them, the peak, and the least-squares slope (MB/min)."""
-    after = [(t, mb) for t, mb in samples if t >= warmup_s]
+    after = [(t, mb) for t, mb in samples if warmup_s <= t <= end_s]
     if len(after) < 2:
         return {"at_warmup": None, "end": None, "growth": None, "peak": None, "slope": None}
     times = [t for t, _ in after]
@@ -720,26 +726,34 @@ def rss_summary(samples: list[tuple[float, float]], warmup_s: float) -> dict[str
     }
 
 
-def summarize(run: Run, elapsed: float) -> dict[str, dict]:
+def summarize(run: Run, duration_s: float) -> dict[str, dict]:
     kinds: dict[str, dict] = {}
     every: list[float] = []
-    totals = {"count": 0, "status_5xx": 0, "status_4xx": 0, "connection": 0, "wrong": 0}
+    totals = {
+        "count": 0,
+        "in_time": 0,
+        "status_5xx": 0,
+        "status_4xx": 0,
+        "connection": 0,
+        "wrong": 0,
+    }
     for kind, tally in run.tallies.items():
         every += tally.latencies
         row = {
             "count": tally.count,
-            "rps": round(tally.count / elapsed, 2),
+            "rps": round(tally.in_time / duration_s, 2),
             **percentiles(tally.latencies),
             "status_5xx": tally.status_5xx,
             "status_4xx": tally.status_4xx,
             "connection": tally.connection,
             "wrong": tally.wrong,
+            "in_time": tally.in_time,
             "samples": tally.samples,
         }
         for key in totals:
             totals[key] += row[key]
         kinds[kind] = row
-    overall = {**totals, "rps": round(totals["count"] / elapsed, 2), **percentiles(every)}
+    overall = {**totals, "rps": round(totals["in_time"] / duration_s, 2), **percentiles(every)}
     return {"kinds": kinds, "overall": overall}
 
 
@@ -835,6 +849,9 @@ def print_report(result: dict) -> None:
     samples = rss["samples"]
     for start in range(0, len(samples), 8):
         print("  " + "  ".join(f"{t:>5.0f}s {mb:>6.0f}" for t, mb in samples[start : start + 8]))
+    t, mb = rss["final"]
+    print(f"  {mb:.0f} MB at {t:.0f} s, when the last answer had come ({cfg['drain_s']:.0f} s "
+          "after the deadline)")  # fmt: skip
     summary = rss["after_warmup"]
     if summary["growth"] is not None:
         flat = summary["growth"] < RSS_GROWTH_TARGET_MB
@@ -904,6 +921,8 @@ def main() -> int:
             "clients": args.clients,
             "duration_s": args.duration,
             "elapsed_s": round(elapsed, 1),
+            # How long the last answers took to come after the deadline.
+            "drain_s": round(max(0.0, elapsed - args.duration), 1),
             "rows": args.rows,
             "warmup_s": warmup,
             "rss_every_s": args.rss_every,
@@ -912,11 +931,13 @@ def main() -> int:
             "nginx": nginx_version(),
             "nginx_site": f"nginx/{stack.site_source}",
         },
-        **summarize(run, elapsed),
+        **summarize(run, args.duration),
         "rss": {
             "idle": round(idle, 1),
-            "samples": samples,
-            "after_warmup": rss_summary(samples, warmup),
+            # During the load; `final` when the last answer had come.
+            "samples": [(t, mb) for t, mb in samples if t <= args.duration],
+            "final": samples[-1],
+            "after_warmup": rss_summary(samples, warmup, args.duration),
             "target_growth_mb": RSS_GROWTH_TARGET_MB,
         },
         "integrity": integrity,

@@ -354,7 +354,9 @@ def load_section(figures: list[dict]) -> list[str]:
         f"frontend and backend, on a {cfg['rows']:,}-row table. The mix (weights): "
         + ", ".join(f"{k} {w}" for k, w in cfg["weights"].items())
         + ". Latencies in ms; counts and errors are totals over the runs, the rest medians "
-        "(range). Targets: no 5xx, no connection errors, memory flat after the warm-up.",
+        "(range); req/s counts the answers that came before the deadline. After it the runs "
+        f"waited {spread([f['config']['drain_s'] for f in figures], '.0f')} s for the last "
+        "answers. Targets: no 5xx, no connection errors, memory flat after the warm-up.",
         "",
         *table(
             ["kind", "requests", "req/s", "p50", "p95", "p99", "5xx", "4xx", "conn", "wrong"],
@@ -366,9 +368,10 @@ def load_section(figures: list[dict]) -> list[str]:
         f"{cfg['warmup_s']:g} s warm-up to the end {spread(growth, '+.0f')} MB (target < "
         f"{last['target_growth_mb']:g} MB), peak after warm-up "
         f"{spread([r['after_warmup']['peak'] for r in rss], '.0f')}. The last run, every "
-        f"{cfg['rss_every_s']:g} s: {series}.",
+        f"{cfg['rss_every_s']:g} s: {series}; when the last answer had come "
+        f"{last['final'][1]:.0f}.",
         "",
-        f"After each run every dataset held exactly the rows of its acknowledged uploads: "
+        "Datasets holding exactly the rows of their acknowledged uploads after the runs: "
         f"{sum(i['right'] for i in integrity)} of {sum(i['checked'] for i in integrity)} checked "
         f"({sum(i['unknown'] for i in integrity)} whose last upload's outcome was unknown were "
         f"not). Staging or export files left: {sum(f['leftover_files'] for f in figures)}. ERROR "
@@ -377,7 +380,21 @@ def load_section(figures: list[dict]) -> list[str]:
         f"{sum(p['frontend'] for p in problems)} frontend. Exit codes after SIGTERM: "
         + ", ".join(sorted({f"{k} {v}" for c in codes for k, v in c.items()}))
         + ".",
+        *errors_seen(figures),
     ]
+
+
+def errors_seen(figures: list[dict]) -> list[str]:
+    notes = [
+        f"- {kind}: {' '.join(note.split())}"
+        for f in figures
+        for kind, row in f["kinds"].items()
+        for note in row["samples"]
+    ]
+    if not notes:
+        return []
+    # A page's title or an API's message, with the request id nginx and the apps logged.
+    return ["", "Failed requests (up to five of each kind per run):", "", *notes]
 
 
 SECTIONS = {
