@@ -41,13 +41,15 @@ def test_percentiles_are_nearest_rank(load):
 def test_memory_growth_ignores_a_passing_peak_but_not_a_climb(load):
     flat = [(t, 300.0) for t in range(0, 200, 5)]
     flat[20] = (100, 450.0)  # one export's buffers, gone by the next sample
-    summary = load.rss_summary(flat, warmup_s=30)
+    summary = load.rss_summary(flat, warmup_s=30, end_s=200)
     assert summary["growth"] == 0 and summary["peak"] == 450
     climbing = [(t, 300.0 + t) for t in range(0, 200, 5)]
-    summary = load.rss_summary(climbing, warmup_s=30)
+    summary = load.rss_summary(climbing, warmup_s=30, end_s=200)
     assert summary["growth"] > load.RSS_GROWTH_TARGET_MB
     assert summary["slope"] == pytest.approx(60.0)
-    assert load.rss_summary(climbing[:3], warmup_s=30)["growth"] is None
+    # Samples after the deadline (waiting for the last answers) are not the load's.
+    assert load.rss_summary(climbing, warmup_s=30, end_s=40)["growth"] == 10  # 330 → 340
+    assert load.rss_summary(climbing[:3], warmup_s=30, end_s=200)["growth"] is None
 
 
 @pytest.mark.parametrize("site", ["vm.conf", "docker-compose.conf"])
