@@ -131,7 +131,8 @@ def serve_backend(settings: Settings, host: str, port: int) -> None:
             "bind": _bind(host, port),
             # DuckDB allows one process per database file: one worker, concurrency by threads.
             "workers": 1,
-            "worker_class": "uvicorn_worker.UvicornWorker",
+            # uvicorn's worker with bounds on request lines and headers (see http_limits.py).
+            "worker_class": "myapp.http_limits.UvicornWorker",
             "graceful_timeout": settings.graceful_timeout_s,
             "timeout": max(WORKER_TIMEOUT_FLOOR_S, int(settings.lock_timeout_s) + 30),
             "keepalive": 5,
@@ -177,6 +178,7 @@ def serve_all(settings: Settings, host: str, port: int) -> int:
     import uvicorn
 
     from myapp.asgi import create_all
+    from myapp.http_limits import BoundedHttpToolsProtocol
 
     wait_for_database_lock(settings.database_path, settings.lock_timeout_s)
     config = uvicorn.Config(
@@ -189,6 +191,7 @@ def serve_all(settings: Settings, host: str, port: int) -> int:
         proxy_headers=True,
         forwarded_allow_ips=settings.forwarded_allow_ips,
         lifespan="on",
+        http=BoundedHttpToolsProtocol,
     )
     server = uvicorn.Server(config)
 
