@@ -12,13 +12,14 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 
 from myapp import __version__
 from myapp.models import ErrorBody
 from myapp.settings import Settings
 
 from .errors import install_error_handlers
-from .middleware import RequestLogMiddleware
+from .middleware import BodyLimit, RequestLogMiddleware
 from .routes import audit, auth, backups, datasets, health, queries, query, tokens, users
 from .security import bootstrap, install_security
 from .store.database import Database
@@ -89,4 +90,6 @@ def create_api(settings: Settings, *, role: str = "backend") -> FastAPI:
         )
 
     install_security(app, settings, docs_path=f"{API_PREFIX}/docs")
+    # Innermost, after the access gate: a caller without access is refused before any body.
+    app.user_middleware.append(Middleware(BodyLimit))
     return app
