@@ -7,6 +7,7 @@ start without losing a row; files no dataset names are removed at start.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import duckdb
@@ -157,3 +158,25 @@ def test_a_failed_change_keeps_the_dataset_and_leaves_no_file(start_server, mode
         assert 400 <= answer.status_code < 500, answer.text
         assert data_files(server) == before
         assert client.get("/api/datasets/kept").json()["row_count"] == 10
+
+
+def test_many_exports_at_once_take_turns_and_all_finish(start_server):
+    # More exports than side-instance slots (storage.SIDE_INSTANCE_SLOTS): the rest wait
+    # their turn instead of each taking its own memory budget at once.
+    server = start_server("backend")
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        assert client.put("/api/datasets/many", content=csv(20_000)).status_code == 201
+
+    def export(i: int) -> tuple[int, int]:
+        with httpx.Client(base_url=server.url, timeout=120) as own:
+            answer = own.get(
+                "/api/query/export",
+                params={"sql": f"SELECT * FROM many WHERE id % 10 <> {i % 10}", "format": "csv"},
+            )
+            return answer.status_code, len(answer.text.splitlines())
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        results = list(pool.map(export, range(12)))
+    # 18,000 rows each and a header line.
+    assert results == [(200, 18_001)] * 12
+    assert list((server.data_dir / ".exports").iterdir()) == []

@@ -9,9 +9,8 @@ from __future__ import annotations
 import pytest
 
 from myapp.backend.errors import AppError
-from myapp.backend.store import browse
+from myapp.backend.store import browse, storage
 from myapp.backend.store import datasets as catalog
-from myapp.backend.store import storage
 from myapp.backend.store.database import Database
 from myapp.settings import load_settings
 

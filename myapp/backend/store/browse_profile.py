@@ -218,6 +218,16 @@ def get_profile(database: Database, name: str) -> dict[str, Any]:
         if cached:
             return json.loads(cached[0])
         body = compute_profile(cur, record)
+    try:
+        _cache(database, record, body)
+    except duckdb.Error as exc:
+        # The cache is only a saving: a profile that cannot be stored (a full disk) is still
+        # the right answer, and is computed again next time.
+        log.warning("could not cache the profile of %s: %s", record.name, exc)
+    return body
+
+
+def _cache(database: Database, record: DatasetRecord, body: dict[str, Any]) -> None:
     with database.transaction() as cur:
         current = find_dataset(cur, record.name)
         # Store it only if the data did not change while it was computed.
@@ -235,4 +245,3 @@ def get_profile(database: Database, name: str) -> dict[str, Any]:
                     "body": json.dumps(body),
                 },
             )
-    return body

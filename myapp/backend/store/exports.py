@@ -144,7 +144,9 @@ def export_files(
     read (storage.py). `on_connection` is told the connection while the COPY runs (and None
     after), so a time limit or a cancel can interrupt it.
     """
-    with storage.side_instance(settings, progress=True) as conn:
+    # An export waits for a side instance no longer than a query may run.
+    wait_s = settings.query_timeout_ms / 1000
+    with storage.side_instance(settings, progress=True, wait_s=wait_s) as conn:
         for name, file_id in files.items():
             storage.attach(conn, settings, file_id)
             conn.execute(storage.view_sql(name, file_id))

@@ -34,6 +34,7 @@ import duckdb
 
 from myapp.settings import Settings
 
+from ..errors import AppError
 from .sql import quote_ident
 
 log = logging.getLogger("myapp.backend.storage")
@@ -43,6 +44,12 @@ FILE_SUFFIX = ".duckdb"
 ALIAS_PREFIX = "myapp_ds_"
 # The one table in each dataset file.
 TABLE = "data"
+
+# Side instances at once (loads and exports together): each may use MYAPP_BULK_MEMORY_LIMIT,
+# so this bounds what they add to the backend (4 x 256MB by default) however many clients
+# export at the same time; the others wait their turn.
+SIDE_INSTANCE_SLOTS = 4
+_slots = threading.BoundedSemaphore(SIDE_INSTANCE_SLOTS)
 
 
 def new_file_id() -> str:
@@ -126,14 +133,36 @@ PINS = FilePins()
 
 @contextmanager
 def side_instance(
-    settings: Settings, path: Path | None = None, *, progress: bool = False
+    settings: Settings,
+    path: Path | None = None,
+    *,
+    progress: bool = False,
+    wait_s: float = 600.0,
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """A short-lived DuckDB instance with the bulk memory limit, closed afterwards.
 
-    `path` None means in-memory (exports); otherwise the dataset file being written. Each
-    instance spills into a directory of its own: DuckDB names its spill files per instance
-    only, so two instances sharing one directory would overwrite each other's.
+    `path` None means in-memory (exports); otherwise the dataset file being written. Waits up
+    to `wait_s` for one of the SIDE_INSTANCE_SLOTS, then answers 503. Each instance spills into
+    a directory of its own: DuckDB names its spill files per instance only, so two instances
+    sharing one directory would overwrite each other's.
     """
+    if not _slots.acquire(timeout=wait_s):
+        raise AppError(
+            "The server is busy with other uploads and exports; try again in a minute.",
+            code="busy",
+            status_code=503,
+        )
+    try:
+        with _side_instance(settings, path, progress) as conn:
+            yield conn
+    finally:
+        _slots.release()
+
+
+@contextmanager
+def _side_instance(
+    settings: Settings, path: Path | None, progress: bool
+) -> Iterator[duckdb.DuckDBPyConnection]:
     spill = settings.spill_dir / f"side-{uuid.uuid4().hex}"
     spill.mkdir(parents=True, exist_ok=True)
     config: dict[str, str | int | bool] = {
