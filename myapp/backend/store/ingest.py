@@ -649,7 +649,7 @@ def _load(
     table = "incoming" if base is not None else storage.TABLE
     target = qualified("main", table)
     rejected, rejects = 0, []
-    cur = conn
+    cur = conn  # the side instance's own connection: one load, one thread
     try:
         if prepared.format in ("csv", "tsv"):
             source, params = _csv_sql(prepared, options, long_lines=prepared.long_lines)
@@ -876,10 +876,10 @@ def swap_in(
     On failure the staged file is detached and removed; on success the replaced file is let go.
     """
     settings = database.settings
-    with database.cursor() as cur:
-        storage.attach(cur, settings, staged.file_id)
     replaced: str | None = None
     try:
+        with database.cursor() as cur:
+            storage.attach(cur, settings, staged.file_id)
         with database.transaction() as cur:
             existing = find_dataset(cur, name)
             fields = dict(
