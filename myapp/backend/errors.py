@@ -147,6 +147,10 @@ def error_response(
     return JSONResponse({"error": error}, status_code=status_code, headers=headers)
 
 
+# FastAPI's words when a body is not JSON it can decode (e.g. not UTF-8), and ours instead.
+_UNREADABLE_BODY = "There was an error parsing the body"
+_UNREADABLE_BODY_MESSAGE = "The request body could not be read; send JSON encoded as UTF-8."
+
 # Codes for statuses Starlette raises by itself (routing, method mismatch…).
 _HTTP_CODES = {
     400: "bad_request",
@@ -235,6 +239,8 @@ def install_error_handlers(app: FastAPI) -> None:
             message = f"There is no API endpoint at {request.url.path}."
         elif exc.status_code == 405:
             message = f"{request.method} is not allowed on {request.url.path}."
+        elif exc.detail == _UNREADABLE_BODY:
+            message = _UNREADABLE_BODY_MESSAGE
         elif isinstance(exc.detail, str):
             message = exc.detail
         else:

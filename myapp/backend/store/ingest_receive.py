@@ -215,11 +215,11 @@ async def receive_multipart(
                 raise
             except Exception as exc:
                 # python-multipart raises its own errors for malformed bodies.
-                raise BadRequest(f"The multipart body is malformed: {exc}") from None
+                raise BadRequest(f"The upload is not a valid multipart form: {exc}.") from None
         try:
             parser.finalize()
         except Exception as exc:
-            raise BadRequest(f"The multipart body is malformed: {exc}") from None
+            raise BadRequest(f"The upload is not a valid multipart form: {exc}.") from None
     if not result.has_file:
         raise BadRequest("The form has no 'file' field with the data file.", code="missing_file")
     return result
