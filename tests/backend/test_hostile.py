@@ -21,6 +21,8 @@ import json
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from html import escape
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -908,3 +910,110 @@ def test_hostile_request(
     assert after == before
     # The server is still well and still answers the next client.
     assert client.get(f"/api/datasets/{SALES}/rows").json()["total"] == 3
+
+
+# -- markup in data and names, as the pages show it ------------------------------------------
+MARKUP_CSV = (
+    b'id,city,"<img src=x onerror=alert(1)>"\n'
+    b'1,"<script>alert(2)</script>","</td><svg onload=alert(3)>"\n'
+    b'2,Oslo,"""><iframe src=javascript:alert(4)>"\n'
+)
+MARKUP_FILENAME = "<svg onload=alert(5)>.csv"
+MARKUP_TITLE = "<script>alert(6)</script>"
+MARKUP_DESCRIPTION = "<img src=x onerror=alert(7)>"
+MARKUP_SEARCH = "<script>alert(8)</script>"
+MARKUP_CELLS = ("<script>alert(2)</script>", "</td><svg onload=alert(3)>")
+
+
+class MarkupAudit(HTMLParser):
+    """What a browser would run in a page: event handlers, javascript: URLs, inline scripts."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.handlers: list[str] = []
+        self.inline_scripts: list[dict[str, str | None]] = []
+        self.tags: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        self.handlers += [f"<{tag} {name}>" for name, _ in attrs if name.startswith("on")]
+        self.handlers += [
+            f"<{tag} {name}={value}>"
+            for name, value in attrs
+            if (value or "").strip().lower().startswith("javascript:")
+        ]
+        values = dict(attrs)
+        if tag == "script" and "src" not in values and values.get("type") != "application/json":
+            self.inline_scripts.append(values)
+
+
+@pytest.fixture(scope="module")
+def web(backend: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server = ServerProcess(
+        "frontend", tmp_path_factory.mktemp("hostile-web"), env={"MYAPP_BACKEND_URL": backend.url}
+    ).start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+def test_markup_in_data_and_names_is_stored_verbatim_and_shown_escaped(
+    client: httpx.Client, web: str
+) -> None:
+    uploaded = client.put(
+        "/api/datasets/hx_markup", params={"filename": MARKUP_FILENAME}, content=MARKUP_CSV
+    )
+    assert uploaded.status_code == 201, uploaded.text
+    dataset = uploaded.json()["dataset"]
+    assert dataset["source"]["filename"] == MARKUP_FILENAME
+    header = [c["name"] for c in dataset["columns"]]
+    assert header[2] == "<img src=x onerror=alert(1)>"
+    rows = client.get("/api/datasets/hx_markup/rows").json()["rows"]
+    assert rows[0][1:] == list(MARKUP_CELLS)
+    saved = client.post(
+        "/api/queries",
+        json={
+            "slug": "hx-markup-page",
+            "title": MARKUP_TITLE,
+            "description": MARKUP_DESCRIPTION,
+            "sql": "SELECT * FROM hx_markup",
+        },
+    )
+    assert saved.status_code == 201, saved.text
+    assert saved.json()["title"] == MARKUP_TITLE
+
+    try:
+        pages = {
+            "/datasets": [MARKUP_FILENAME],
+            "/datasets/hx_markup": [*MARKUP_CELLS, header[2], MARKUP_FILENAME],
+            f"/datasets/hx_markup?q={q(MARKUP_SEARCH)}": [MARKUP_SEARCH],
+            f"/datasets/hx_markup?city__eq={q(MARKUP_CELLS[0])}": [MARKUP_CELLS[0]],
+            "/datasets/hx_markup/profile": [header[2]],
+            "/queries": [MARKUP_TITLE],
+            "/queries/hx-markup-page": [MARKUP_TITLE, MARKUP_DESCRIPTION],
+        }
+        with httpx.Client(base_url=web, timeout=30.0) as browser:
+            for path, payloads in pages.items():
+                page = browser.get(path)
+                assert page.status_code == 200, (path, page.status_code)
+                html = page.text
+                for payload in payloads:
+                    assert escape(payload) in html, (path, payload)
+                    assert payload not in html, (path, payload)
+                audit = MarkupAudit()
+                audit.feed(html)
+                assert audit.handlers == [], (path, audit.handlers)
+                assert audit.inline_scripts == [], (path, audit.inline_scripts)
+                assert "iframe" not in audit.tags, path
+
+            # A name that cannot exist gets the friendly page, with the name escaped.
+            missing = browser.get("/datasets/" + q("<img src=x onerror=alert(9)>"))
+            assert missing.status_code == 404
+            assert "<img src=x onerror=alert(9)>" not in missing.text
+            audit = MarkupAudit()
+            audit.feed(missing.text)
+            assert audit.handlers == [], audit.handlers
+    finally:
+        assert client.delete("/api/queries/hx-markup-page").status_code == 204
+        assert client.delete("/api/datasets/hx_markup").status_code == 204
