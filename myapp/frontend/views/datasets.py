@@ -228,7 +228,7 @@ def upload_form():
             datasets=listing["datasets"],
             max_upload_bytes=(listing.get("limits") or {}).get("max_upload_bytes"),
             upload_error=exc,
-        ), exc.status if 400 <= exc.status < 500 else 400
+        ), exc.status if 400 <= exc.status < 500 or exc.status in (503, 507) else 400
     return render_template("datasets/uploaded.html", result=result), 201
 
 
