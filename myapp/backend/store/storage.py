@@ -202,9 +202,14 @@ def lock_down(conn: duckdb.DuckDBPyConnection, settings: Settings) -> None:
 
 
 def attach(cur: duckdb.DuckDBPyConnection, settings: Settings, file_id: str) -> None:
-    """Attach a dataset file read-only under its alias (nothing happens if it already is)."""
+    """Attach a dataset file read-only under its alias.
+
+    Plain ATTACH, never `ATTACH IF NOT EXISTS`: with the file attached in another instance of
+    the process, DuckDB 2.0.1's IF NOT EXISTS path was seen to spin forever after a few dozen
+    exports (reproduced outside myapp); every caller attaches a file new to its instance.
+    """
     cur.execute(
-        f"ATTACH IF NOT EXISTS {sql_literal(path_of(settings, file_id))} "
+        f"ATTACH {sql_literal(path_of(settings, file_id))} "
         f"AS {quote_ident(alias(file_id))} (READ_ONLY)"
     )
 
