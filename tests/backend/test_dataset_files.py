@@ -180,3 +180,14 @@ def test_many_exports_at_once_take_turns_and_all_finish(start_server):
     # 18,000 rows each and a header line.
     assert results == [(200, 18_001)] * 12
     assert list((server.data_dir / ".exports").iterdir()) == []
+
+
+def test_exporting_one_dataset_again_and_again_never_hangs(start_server):
+    # Each export attaches the dataset's file in a new side instance while the main instance
+    # has it attached too; one way of attaching spun forever after 4 to 42 rounds.
+    server = start_server("backend")
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        assert client.put("/api/datasets/again", content=csv(100)).status_code == 201
+        for _ in range(50):
+            answer = client.get("/api/datasets/again/export", params={"format": "csv"})
+            assert answer.status_code == 200 and len(answer.text.splitlines()) == 101
