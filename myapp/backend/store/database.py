@@ -24,6 +24,7 @@ from myapp.settings import Settings
 from .datasets import open_datasets
 from .schema import MIGRATIONS, SCHEMA_VERSION, apply_migrations
 from .sql import INTERNAL_SCHEMA
+from .storage import instance_config
 
 log = logging.getLogger("myapp.backend.database")
 
@@ -98,19 +99,7 @@ class Database:
 
     def _connect_with_retry(self) -> duckdb.DuckDBPyConnection:
         settings = self.settings
-        config: dict[str, str | int | bool] = {
-            "memory_limit": settings.memory_limit,
-            "temp_directory": str(settings.spill_dir.resolve()),
-            "max_temp_directory_size": settings.temp_dir_limit,
-            # Users' SQL must not install or load code; nothing can be downloaded here anyway.
-            "autoinstall_known_extensions": False,
-            "autoload_known_extensions": False,
-            # SQL must not reach Python objects of this process by name (replacement scans);
-            # the query gate refuses unknown names too, this closes the door underneath it.
-            "python_enable_replacements": False,
-        }
-        if settings.threads:
-            config["threads"] = settings.threads
+        config = instance_config(settings, settings.memory_limit, settings.spill_dir)
         deadline = time.monotonic() + settings.lock_timeout_s
         warned = False
         while True:

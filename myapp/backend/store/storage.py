@@ -131,6 +131,26 @@ class FilePins:
 PINS = FilePins()
 
 
+def instance_config(
+    settings: Settings, memory_limit: str, spill_dir: Path
+) -> dict[str, str | int | bool]:
+    """DuckDB's configuration for every instance of the backend, the main one and side ones."""
+    config: dict[str, str | int | bool] = {
+        "memory_limit": memory_limit,
+        "temp_directory": str(spill_dir.resolve()),
+        "max_temp_directory_size": settings.temp_dir_limit,
+        # Users' SQL must not install or load code; nothing can be downloaded here anyway.
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": False,
+        # SQL must not reach Python objects of this process by name (replacement scans);
+        # the query gate refuses unknown names too, this closes the door underneath it.
+        "python_enable_replacements": False,
+    }
+    if settings.threads:
+        config["threads"] = settings.threads
+    return config
+
+
 @contextmanager
 def side_instance(
     settings: Settings,
@@ -165,16 +185,7 @@ def _side_instance(
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     spill = settings.spill_dir / f"side-{uuid.uuid4().hex}"
     spill.mkdir(parents=True, exist_ok=True)
-    config: dict[str, str | int | bool] = {
-        "memory_limit": settings.bulk_memory_limit,
-        "temp_directory": str(spill.resolve()),
-        "max_temp_directory_size": settings.temp_dir_limit,
-        "autoinstall_known_extensions": False,
-        "autoload_known_extensions": False,
-        "python_enable_replacements": False,
-    }
-    if settings.threads:
-        config["threads"] = settings.threads
+    config = instance_config(settings, settings.bulk_memory_limit, spill)
     try:
         conn = duckdb.connect(str(path) if path is not None else ":memory:", config=config)
         try:
