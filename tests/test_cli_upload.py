@@ -12,17 +12,7 @@ import sys
 import httpx
 import pytest
 
-from tests.support.servers import clean_env, free_port
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "myapp", *args],
-        capture_output=True,
-        text=True,
-        env=clean_env(env),
-        timeout=120,
-    )
+from tests.support.servers import clean_env, free_port, run_cli
 
 
 @pytest.fixture

@@ -7,24 +7,12 @@ a user runs them, and a second backend started on the restored workspace.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import httpx
 
-from tests.support.servers import clean_env
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "myapp", *args],
-        capture_output=True,
-        text=True,
-        env=clean_env(env),
-        timeout=120,
-    )
+from tests.support.servers import run_cli
 
 
 def csv_rows(count: int, start: int = 0) -> bytes:

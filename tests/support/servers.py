@@ -140,3 +140,14 @@ class ServerProcess:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`myapp ARGS…` as a user runs it, with only the given MYAPP_* variables."""
+    return subprocess.run(
+        [sys.executable, "-m", "myapp", *args],
+        capture_output=True,
+        text=True,
+        env=clean_env(env),
+        timeout=120,
+    )

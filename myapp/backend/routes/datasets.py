@@ -34,7 +34,7 @@ from ..store import audit, browse, storage
 from ..store import browse_profile as profile
 from ..store import datasets as catalog
 from ..store.exports import FORMATS as EXPORT_FORMATS
-from ..store.exports import PIN_ATTEMPTS, download_filename, export_files, write_export
+from ..store.exports import PIN_ATTEMPTS, download_filename, export_files
 from ..store.ingest import StagingFiles, check_mode_allows, ingest_file, parse_options
 from ..store.ingest_receive import (
     LineMeter,
@@ -379,9 +379,6 @@ def export_dataset(
             select_sql, params = browse.export_select(
                 cur, record, items=request.query_params.multi_items(), sort=sort, q=q
             )
-        if record.file_id is None:
-            export = write_export(database, settings, select_sql, params, fmt)
-            break
         # The dataset's file, read by a side instance of its own (storage.py); a dataset
         # replaced in this very moment is read again.
         if storage.PINS.pin(record.file_id):

@@ -17,6 +17,8 @@ from typing import Any
 
 import duckdb
 
+from myapp.settings import Settings
+
 from ..errors import AppError, Conflict, NotFound
 from . import storage
 from .sql import INTERNAL_SCHEMA, internal, qualified, quote_ident
@@ -52,13 +54,12 @@ class DatasetRecord:
     created_at: datetime
     updated_at: datetime
     columns: list[dict[str, str]]
-    file_id: str | None = None
+    # Every dataset has its data file once the backend is open (open_datasets).
+    file_id: str
 
     @property
     def table(self) -> str:
         """The table holding the data, quoted and qualified (it has a rowid; the view not)."""
-        if self.file_id is None:
-            return qualified(DATASET_SCHEMA, self.name)
         return storage.table_of(self.file_id)
 
     def public(self) -> dict[str, Any]:
@@ -162,6 +163,15 @@ def list_datasets(cur: duckdb.DuckDBPyConnection) -> list[DatasetRecord]:
     rows = cur.execute(_SELECT_RECORDS + " ORDER BY name").fetchall()
     columns = _columns_by_table(cur, None)
     return [_record(row, columns.get(row[0], [])) for row in rows]
+
+
+def data_files(cur: duckdb.DuckDBPyConnection, names: list[str]) -> dict[str, str | None]:
+    """The data file of each of these datasets that exists (None: not moved into one yet)."""
+    rows = cur.execute(
+        f"SELECT name, file_id FROM {internal('datasets')} WHERE list_contains($names, name)",
+        {"names": names},
+    ).fetchall()
+    return dict(rows)
 
 
 def dataset_names(cur: duckdb.DuckDBPyConnection) -> list[str]:
@@ -290,10 +300,7 @@ def rename_dataset(
             code="dataset_exists",
             detail={"name": new},
         )
-    kind = "VIEW" if record.file_id else "TABLE"
-    cur.execute(
-        f"ALTER {kind} {qualified(DATASET_SCHEMA, record.name)} RENAME TO {quote_ident(new)}"
-    )
+    cur.execute(f"ALTER VIEW {qualified(DATASET_SCHEMA, record.name)} RENAME TO {quote_ident(new)}")
     cur.execute(
         f"UPDATE {internal('datasets')} SET name = $new, updated_at = $now, updated_by = $actor "
         "WHERE name = $old",
@@ -309,8 +316,7 @@ def delete_dataset(cur: duckdb.DuckDBPyConnection, name: str) -> DatasetRecord:
     """Drop the view and the catalog entry inside the caller's transaction; once committed,
     the caller lets the data file go (`release_file`)."""
     record = get_dataset(cur, name)
-    kind = "VIEW" if record.file_id else "TABLE"
-    cur.execute(f"DROP {kind} IF EXISTS {qualified(DATASET_SCHEMA, record.name)}")
+    cur.execute(f"DROP VIEW IF EXISTS {qualified(DATASET_SCHEMA, record.name)}")
     cur.execute(f"DELETE FROM {internal('datasets')} WHERE name = $name", {"name": record.name})
     drop_profiles(cur, record.name)
     return record
@@ -349,11 +355,9 @@ def check_name_free(cur: duckdb.DuckDBPyConnection, name: str) -> None:
         )
 
 
-def release_file(cur: duckdb.DuckDBPyConnection, settings: Any, file_id: str | None) -> None:
+def release_file(cur: duckdb.DuckDBPyConnection, settings: Settings, file_id: str) -> None:
     """After a committed change: detach a data file no dataset uses any more and delete it
     (once no export reads it). Failing here leaves only an orphan file, removed at next start."""
-    if file_id is None:
-        return
     try:
         storage.detach(cur, file_id)
     except duckdb.Error as exc:
@@ -361,7 +365,7 @@ def release_file(cur: duckdb.DuckDBPyConnection, settings: Any, file_id: str | N
     storage.PINS.retire(settings, file_id)
 
 
-def open_datasets(cur: duckdb.DuckDBPyConnection, settings: Any) -> None:
+def open_datasets(cur: duckdb.DuckDBPyConnection, settings: Settings) -> None:
     """At start: attach every dataset's file, recreate its view, move datasets still stored as
     tables of the main database (before files of their own) into files, and delete files that
     belong to no dataset (a load cut short by a crash, an interrupted deletion)."""
@@ -386,7 +390,7 @@ def open_datasets(cur: duckdb.DuckDBPyConnection, settings: Any) -> None:
         cur.execute(storage.view_sql(name, file_id))
 
 
-def _move_table_to_file(cur: duckdb.DuckDBPyConnection, settings: Any, name: str) -> None:
+def _move_table_to_file(cur: duckdb.DuckDBPyConnection, settings: Settings, name: str) -> None:
     file_id = storage.new_file_id()
     path = storage.path_of(settings, file_id)
     writer = f"myapp_move_{file_id}"

@@ -24,7 +24,7 @@ from myapp.settings import Settings
 from ..errors import Conflict
 from . import storage
 from .database import Database
-from .sql import internal
+from .datasets import data_files
 
 # A dataset replaced while an export starts is read again; more than a few replacements in
 # that moment means something is rewriting it in a loop.
@@ -163,19 +163,15 @@ def export_files(
 @contextmanager
 def pinned_files(database: Database, names: Iterable[str]) -> Iterator[dict[str, str] | None]:
     """The data files of the datasets `names`, held until the block ends (storage.FilePins);
-    None when one of them has no file of its own (a plain table: export on the main instance).
+    None when one of them is a plain table of the main database rather than a dataset with a
+    file of its own: that export runs on the main instance.
 
     A dataset replaced between reading the catalog and pinning is read again.
     """
     wanted = sorted(set(names))
     for _ in range(PIN_ATTEMPTS):
         with database.cursor() as cur:
-            rows = cur.execute(
-                f"SELECT name, file_id FROM {internal('datasets')} "
-                "WHERE list_contains($names, name)",
-                {"names": wanted},
-            ).fetchall()
-        files = {name: file_id for name, file_id in rows}
+            files = data_files(cur, wanted)
         if len(files) != len(wanted) or None in files.values():
             yield None
             return

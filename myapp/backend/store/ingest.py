@@ -617,8 +617,7 @@ def build_file(
     """
     file_id = storage.new_file_id()
     path = storage.path_of(settings, file_id)
-    pinned = base is not None and base.file_id is not None
-    if pinned and not storage.PINS.pin(base.file_id):
+    if base is not None and not storage.PINS.pin(base.file_id):
         raise Conflict(
             f"The dataset {base.name!r} changed while the file was being received; nothing was "
             "appended. Upload it again.",
@@ -633,7 +632,7 @@ def build_file(
         storage.remove_file(settings, file_id)
         raise
     finally:
-        if pinned:
+        if base is not None:
             storage.PINS.unpin(base.file_id)
 
 
@@ -713,17 +712,11 @@ def _append_onto(
     returns the row count. The dataset's own file is only read."""
     _check_append(cur, incoming, base)
     source = "myapp_base"
-    if base.file_id is not None:
-        cur.execute(
-            f"ATTACH {storage.sql_literal(storage.path_of(settings, base.file_id))} "
-            f"AS {source} (READ_ONLY)"
-        )
-        base_table = f"{source}.main.{quote_ident(storage.TABLE)}"
-    else:
-        raise Conflict(
-            f"The dataset {base.name!r} is being moved into its own file; try again in a moment.",
-            code="dataset_changed",
-        )
+    cur.execute(
+        f"ATTACH {storage.sql_literal(storage.path_of(settings, base.file_id))} "
+        f"AS {source} (READ_ONLY)"
+    )
+    base_table = f"{source}.main.{quote_ident(storage.TABLE)}"
     data = qualified("main", storage.TABLE)
     try:
         cur.execute(f"CREATE TABLE {data} AS SELECT * FROM {base_table}")

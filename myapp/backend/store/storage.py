@@ -1,10 +1,11 @@
 """Where dataset tables live: one DuckDB file per dataset version, written once, then only read.
 
 Why files of their own: DuckDB's buffer pool keeps the blocks it writes and reads, up to its
-memory limit, so a 1 GB upload loaded by the backend's main instance left about 600 MB resident
-(measured with `bench/ingest.py`). Loads and exports therefore run in short-lived *side
-instances* with a small memory limit (`MYAPP_BULK_MEMORY_LIMIT`) that give all their memory back
-when closed. A side instance must not share a file another instance writes, so:
+memory limit: a 1 GB upload loaded by the backend's main instance peaked at 862 MB above idle
+(`bench/ingest.py`), in a side instance with 256MB at 261 MB. Loads and exports therefore run
+in short-lived *side instances* with a small memory limit (`MYAPP_BULK_MEMORY_LIMIT`) that give
+all their memory back when closed. A side instance must not share a file another instance
+writes, so:
 
 - a load writes a new file `datasets/<file_id>.duckdb` holding one table `data`, checkpoints and
   closes it; nothing writes that file again;
