@@ -198,7 +198,14 @@ def main() -> None:
         "--memory-limit", help="the backend's MYAPP_MEMORY_LIMIT (default: the server default)"
     )
     parser.add_argument("--json", type=Path, help="also write the results to this file")
+    parser.add_argument(
+        "--formats", default=",".join(FORMATS), help="comma-separated (default: all five)"
+    )
     args = parser.parse_args()
+    formats = [f for f in args.formats.split(",") if f]
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown:
+        parser.error(f"unknown formats: {', '.join(unknown)}")
 
     WORK.mkdir(parents=True, exist_ok=True)
     parquet, local_db = make_data(args.rows)
@@ -226,7 +233,7 @@ def main() -> None:
             frontend, web = start(
                 "frontend", WORK / "web", WORK / "frontend.log", {"MYAPP_BACKEND_URL": api}
             )
-        for fmt in FORMATS:
+        for fmt in formats:
             api_times, local_times, peak, size = [], [], 0.0, 0
             for _ in range(args.runs):
                 local_times.append(copy_once(local, fmt, out_dir))

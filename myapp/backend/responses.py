@@ -2,31 +2,46 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from .store.exports import ExportFile, content_disposition
+from .store.exports import ExportFailed, ExportFile, content_disposition
+
+log = logging.getLogger("myapp.backend.exports")
 
 
 class ExportResponse(StreamingResponse):
-    """Streams an export file and closes it when the response ends, however it ends.
+    """Streams an export and closes it when the response ends, however it ends.
 
     When the client goes away, the server stops sending with an exception; the generator that
-    reads the file would then only be closed by a later garbage collection, keeping the
-    unlinked file (possibly gigabytes) on disk until then.
+    reads the export would then only be closed by a later garbage collection, keeping the
+    unlinked file (possibly gigabytes) on disk and the COPY running until then.
+
+    An export bigger than STREAM_AFTER_BYTES is sent while DuckDB writes it, without a length
+    (chunked). If the COPY fails after that, the response ends without its last chunk: the
+    connection is closed, and every HTTP client (browsers, curl, httpx, nginx in between)
+    reports the download as cut short rather than taking a part for the whole.
     """
 
     def __init__(self, export: ExportFile, filename: str) -> None:
         self.export = export
-        super().__init__(
-            export.chunks(),
-            media_type=export.format.media_type,
-            headers={
-                "Content-Disposition": content_disposition(filename),
-                "Content-Length": str(export.size),
-                "Cache-Control": "no-store",
-            },
-        )
+        headers = {
+            "Content-Disposition": content_disposition(filename),
+            "Cache-Control": "no-store",
+        }
+        if export.size is not None:
+            headers["Content-Length"] = str(export.size)
+        super().__init__(export.chunks(), media_type=export.format.media_type, headers=headers)
+
+    async def stream_response(self, send: Send) -> None:
+        try:
+            await super().stream_response(send)
+        except ExportFailed as exc:
+            # Not sending the end of the body is the signal; the server then closes the
+            # connection (and logs that the response was not completed).
+            log.warning("export cut short after the download began: %s", exc)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -36,5 +51,6 @@ class ExportResponse(StreamingResponse):
 
 
 def export_response(export: ExportFile, filename: str) -> StreamingResponse:
-    """Stream an export file as a download with its size, type and a good file name."""
+    """Stream an export as a download with its type, a good file name, and its size when it
+    is known before the download begins."""
     return ExportResponse(export, filename)

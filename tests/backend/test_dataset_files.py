@@ -7,6 +7,7 @@ start without losing a row; files no dataset names are removed at start.
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
@@ -191,3 +192,37 @@ def test_exporting_one_dataset_again_and_again_never_hangs(start_server):
         for _ in range(50):
             answer = client.get("/api/datasets/again/export", params={"format": "csv"})
             assert answer.status_code == 200 and len(answer.text.splitlines()) == 101
+
+
+def test_a_big_dataset_export_downloads_whole_while_the_dataset_is_replaced(start_server):
+    # The export streams while DuckDB still writes it (no length yet); a replace meanwhile
+    # does not disturb it: the download holds every row of the version it started on.
+    server = start_server("backend")
+    rows = 600_000
+    with httpx.Client(base_url=server.url, timeout=120) as client:
+        assert client.put("/api/datasets/moving", content=csv(rows)).status_code == 201
+        with client.stream(
+            "GET", "/api/datasets/moving/export", params={"format": "ndjson"}
+        ) as response:
+            assert response.status_code == 200
+            assert "content-length" not in response.headers
+            chunks = response.iter_bytes()
+            body = bytearray(next(chunks))
+            replaced = client.put(
+                "/api/datasets/moving", content=csv(10), params={"mode": "replace"}
+            )
+            assert replaced.status_code == 201, replaced.text
+            for chunk in chunks:
+                body += chunk
+        lines = body.decode().splitlines()
+        assert len(lines) == rows
+        assert (
+            lines[0] == '{"id":0,"word":"w0"}'
+            and lines[-1] == f'{{"id":{rows - 1},"word":"w{(rows - 1) % 7}"}}'
+        )
+        assert client.get("/api/datasets/moving").json()["row_count"] == 10
+    # The old version's file goes once the export is done with it.
+    deadline = time.monotonic() + 10
+    while len(data_files(server)) > 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(data_files(server)) == 1

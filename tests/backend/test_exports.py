@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from pathlib import Path
 
 import duckdb
+import httpx
 import pytest
 
+from myapp.backend.store.exports import FORMATS, STREAM_AFTER_BYTES
 from tests.backend.test_query_support import CLIENT, SALES_ROWS, dumps, error_of, make_workspace
 from tests.support.servers import ServerProcess
 
@@ -27,6 +30,11 @@ MEDIA_TYPES = {
     "json": "application/json",
     "ndjson": "application/x-ndjson",
 }
+# A result bigger than STREAM_AFTER_BYTES in every format (Parquet: 11.8 MB).
+BIG_ROWS = 600_000
+BIG_SQL = f"SELECT range AS n, md5(range::VARCHAR) AS h, range / 7 AS q FROM range({BIG_ROWS})"
+# Gigabytes that DuckDB would take far longer to write than any test waits: for cancels.
+ENDLESS_EXPORT = "SELECT range AS n, md5(range::VARCHAR) AS h FROM range(100000000)"
 SQL = "SELECT id, city, amount, day, paid, price FROM sales WHERE id >= $from ORDER BY id"
 TYPES = ["BIGINT", "VARCHAR", "DOUBLE", "DATE", "BOOLEAN", "DECIMAL(10,2)"]
 # What the rows must sum up to, whatever the format.
@@ -184,24 +192,115 @@ def _open_export_files(server: ServerProcess) -> list[str]:
     return found
 
 
+def _run_state(server: ServerProcess, run_id: str, *, settled: bool = True) -> str:
+    """The state of an export's run; with `settled`, once it is no longer running."""
+    deadline = time.monotonic() + 30
+    while True:
+        state = CLIENT.get(server.url + f"/api/query/{run_id}").json()["state"]
+        if not settled or state != "running" or time.monotonic() > deadline:
+            return state
+        time.sleep(0.05)
+
+
 def test_nothing_is_left_when_the_client_goes_away_mid_download(server):
+    run_id = str(uuid.uuid4())
     request = CLIENT.build_request(
         "GET",
         server.url + "/api/query/export",
-        params={"sql": "SELECT range AS n, 'row ' || range AS label FROM range(3000000)"},
+        params={"sql": ENDLESS_EXPORT, "format": "csv", "id": run_id},
     )
     response = CLIENT.send(request, stream=True)
     assert response.status_code == 200
     body = response.iter_raw(64 * 1024)  # kept: dropping the iterator would close the stream
-    assert next(body).startswith(b"n,label\n")
-    # The file was unlinked as soon as it was opened: already invisible, only the handle is left.
+    assert next(body).startswith(b"n,h\n")
+    # Only the unlinked spool is left: already invisible, held open by the download.
     assert list(export_dir(server).iterdir()) == []
     assert any("(deleted)" in target for target in _open_export_files(server))
+    assert _run_state(server, run_id, settled=False) == "running"
     response.close()  # the client walks away with most of the file unread
     del body
 
+    # DuckDB stops writing (the COPY of 5 GB is cancelled, not finished) and the space is back.
+    assert _run_state(server, run_id) == "cancelled"
     deadline = time.monotonic() + 10
     while _open_export_files(server) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _open_export_files(server) == []
     assert CLIENT.get(server.url + "/api/health").json()["status"] == "ok"
+
+
+@pytest.mark.parametrize("fmt", list(READERS))
+def test_a_big_export_downloads_while_duckdb_writes_it(server, tmp_path, fmt):
+    """Past STREAM_AFTER_BYTES the download starts before the COPY ends (no length known
+    yet), and what arrives is exactly what DuckDB writes, in order."""
+    with CLIENT.stream(
+        "GET", server.url + "/api/query/export", params={"sql": BIG_SQL, "format": fmt}
+    ) as response:
+        assert response.status_code == 200, response.read()
+        assert "content-length" not in response.headers
+        assert response.headers["transfer-encoding"] == "chunked"
+        file = download(response, tmp_path / f"export.{fmt}")
+    assert file.stat().st_size > STREAM_AFTER_BYTES
+    expected = tmp_path / f"expected.{fmt}"
+    with duckdb.connect() as conn:
+        conn.execute(f"COPY ({BIG_SQL}) TO '{expected}' ({FORMATS[fmt].copy_options})")
+        if fmt == "parquet":  # row groups may be cut elsewhere; the rows are the same
+            left, right = f"read_parquet('{file}')", f"read_parquet('{expected}')"
+            assert conn.execute(f"SELECT count(*) FROM {left}").fetchone() == (BIG_ROWS,)
+            for a, b in ((left, right), (right, left)):
+                diff = f"SELECT count(*) FROM (FROM {a} EXCEPT ALL FROM {b})"
+                assert conn.execute(diff).fetchone() == (0,)
+        else:
+            assert file.read_bytes() == expected.read_bytes()
+    assert list(export_dir(server).iterdir()) == []
+
+
+def test_an_error_after_the_download_began_cuts_it_short(server):
+    """A row that fails near the end: the client has had its first megabytes, and must not
+    take them for the whole file: the download ends without its last chunk."""
+    run_id = str(uuid.uuid4())
+    sql = BIG_SQL.replace(
+        "range / 7 AS q",
+        f"CASE WHEN range = {BIG_ROWS - 1000} THEN error('row is bad') ELSE range / 7 END AS q",
+    )
+    received = 0
+    with CLIENT.stream(
+        "GET",
+        server.url + "/api/query/export",
+        params={"sql": sql, "format": "ndjson", "id": run_id},
+    ) as response:
+        assert response.status_code == 200
+        assert "content-length" not in response.headers
+        with pytest.raises(httpx.RemoteProtocolError, match="incomplete chunked read"):
+            for chunk in response.iter_raw():
+                received += len(chunk)
+    assert received >= STREAM_AFTER_BYTES
+    assert _run_state(server, run_id) == "failed"
+    assert list(export_dir(server).iterdir()) == []
+    # The same error before the download begins is the usual JSON error.
+    early = sql.replace(f"range = {BIG_ROWS - 1000}", "range = 10")
+    error = error_of(
+        CLIENT.get(server.url + "/api/query/export", params={"sql": early, "format": "ndjson"}),
+        400,
+    )
+    assert error["code"] == "sql_error" and "row is bad" in error["message"]
+    assert CLIENT.get(server.url + "/api/health").json()["status"] == "ok"
+
+
+def test_cancel_stops_an_export_that_is_downloading(server):
+    run_id = str(uuid.uuid4())
+    with CLIENT.stream(
+        "GET",
+        server.url + "/api/query/export",
+        params={"sql": ENDLESS_EXPORT, "format": "ndjson", "id": run_id},
+    ) as response:
+        assert response.status_code == 200
+        chunks = response.iter_raw()
+        assert next(chunks).startswith(b'{"n":0,')
+        cancel = CLIENT.delete(server.url + f"/api/query/{run_id}")
+        assert cancel.status_code == 204, cancel.text
+        with pytest.raises(httpx.RemoteProtocolError):
+            for _ in chunks:
+                pass
+    assert _run_state(server, run_id) == "cancelled"
+    assert list(export_dir(server).iterdir()) == []

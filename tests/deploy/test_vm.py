@@ -74,6 +74,8 @@ SETTINGS_VARIABLES = {f"MYAPP_{name.upper()}" for name in Settings.model_fields}
 # What a person could type as a password: systemd keeps all of it (a # inside a value is not a
 # comment, $ is not expanded, quotes after the first character stay).
 ADMIN_PASSWORD = 'vm pa$$word #1 "ok"'
+# Rows of an export bigger than the backend's STREAM_AFTER_BYTES as NDJSON (41 MB).
+BIG_EXPORT_ROWS = 600_000
 PEOPLE_CSV = "id,name,city\n1,Ada,London\n2,Grace,Arlington\n3,Edsger,Nuenen\n"
 
 
@@ -774,6 +776,23 @@ def test_vm_stack_through_nginx(host, notify_dir, nginx_temp, nginx_binary, runn
     assert export.status_code == 200, export.text
     assert "attachment" in export.headers["Content-Disposition"]
     assert list(csv.reader(io.StringIO(export.text))) == list(csv.reader(io.StringIO(PEOPLE_CSV)))
+    # A big export streams through nginx while DuckDB writes it; one that fails late reaches
+    # the client cut short (nginx does not end a body its upstream did not end).
+    big_sql = f"SELECT range AS n, md5(range::VARCHAR) AS h FROM range({BIG_EXPORT_ROWS})"
+    late_sql = big_sql.replace(
+        " AS h", f" AS h, CASE WHEN range = {BIG_EXPORT_ROWS - 1000} THEN error('bad') END AS e"
+    )
+    export_url = url + "/api/query/export"
+    params = {"sql": big_sql, "format": "ndjson"}
+    with httpx.stream("GET", export_url, params=params, headers=auth, timeout=120) as big:
+        assert big.status_code == 200 and "content-length" not in big.headers
+        assert sum(chunk.count(b"\n") for chunk in big.iter_bytes()) == BIG_EXPORT_ROWS
+    params = {"sql": late_sql, "format": "ndjson"}
+    with httpx.stream("GET", export_url, params=params, headers=auth, timeout=120) as cut:
+        assert cut.status_code == 200
+        with pytest.raises(httpx.RemoteProtocolError):
+            for _ in cut.iter_raw():
+                pass
 
     # -- the pages, signed in: every frontend worker knows the key from the environment file -----
     signed_in = httpx.post(

@@ -34,7 +34,13 @@ from ..store import audit, browse, storage
 from ..store import browse_profile as profile
 from ..store import datasets as catalog
 from ..store.exports import FORMATS as EXPORT_FORMATS
-from ..store.exports import PIN_ATTEMPTS, download_filename, export_files
+from ..store.exports import (
+    PIN_ATTEMPTS,
+    Watch,
+    download_filename,
+    export_files,
+    stream_export,
+)
 from ..store.ingest import StagingFiles, check_mode_allows, ingest_file, parse_options
 from ..store.ingest_receive import (
     LineMeter,
@@ -373,22 +379,26 @@ def export_dataset(
             f"format must be one of {', '.join(EXPORT_FORMATS)}, not {format[:20]!r}.",
             code="invalid_format",
         )
-    for _ in range(PIN_ATTEMPTS):
-        with database.cursor() as cur:
-            record = catalog.get_dataset(cur, name)
-            select_sql, params = browse.export_select(
-                cur, record, items=request.query_params.multi_items(), sort=sort, q=q
-            )
+    with database.cursor() as cur:
+        record = catalog.get_dataset(cur, name)
+
+    def write(target: str, watch: Watch) -> None:
         # The dataset's file, read by a side instance of its own (storage.py); a dataset
         # replaced in this very moment is read again.
-        if storage.PINS.pin(record.file_id):
-            try:
-                export = export_files(
-                    settings, {record.name: record.file_id}, select_sql, params, fmt
+        for _ in range(PIN_ATTEMPTS):
+            with database.cursor() as cur:
+                current = catalog.get_dataset(cur, record.name)
+                select_sql, params = browse.export_select(
+                    cur, current, items=request.query_params.multi_items(), sort=sort, q=q
                 )
-            finally:
-                storage.PINS.unpin(record.file_id)
-            break
-    else:
+            if storage.PINS.pin(current.file_id):
+                try:
+                    files = {current.name: current.file_id}
+                    export_files(settings, files, select_sql, params, fmt, target, watch)
+                finally:
+                    storage.PINS.unpin(current.file_id)
+                return
         raise Conflict("The dataset keeps changing; try the export again.", code="dataset_changed")
+
+    export = stream_export(settings, fmt, write)
     return export_response(export, download_filename(record.name, fmt))

@@ -1,20 +1,23 @@
 """Whole results as files: DuckDB writes them, the API streams them, nothing is left behind.
 
 DuckDB's own `COPY … TO` is several times faster than encoding rows in Python (see DESIGN.md),
-so an export is written into a private directory under the data dir that no user can name, then
-opened and immediately unlinked: the open handle streams it, and the disk space is returned when
-the handle closes, whether the download finished or the client went away.
+so DuckDB writes every export, into a private directory under the data dir that no user can
+name (`_Spool`). The download begins while DuckDB is still writing, and the disk space is
+returned when the download ends, whether it finished or the client went away.
 """
 
 from __future__ import annotations
 
+import contextvars
+import fcntl
 import os
 import re
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any
 from urllib.parse import quote
 
 import duckdb
@@ -33,6 +36,15 @@ PIN_ATTEMPTS = 5
 # Each chunk is read on a worker thread and handed to the event loop: bigger chunks mean fewer
 # hand-offs, and the file streams faster (measured on this machine: 4 MB ~1.3x faster than 1 MB).
 CHUNK_BYTES = 4 * 1024 * 1024
+
+# An export is sent whole, with its length, if DuckDB has written all of it before this much;
+# a bigger one starts downloading at this point, while DuckDB goes on writing it. Errors
+# before then (nearly all of them: SQL, parameters, types, a busy server) are the usual JSON
+# error; one later can only cut the download short.
+STREAM_AFTER_BYTES = 8 * 1024 * 1024
+
+# The most one splice(2) moves from the pipe into the spool file.
+PIPE_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -65,22 +77,206 @@ FORMATS: dict[str, ExportFormat] = {
 }
 
 
+class ExportFailed(Exception):
+    """An export failed after its download had begun; `error` is why."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+# What runs the COPY: it is given the path to COPY to and `watch`, to be told the connection
+# (or cursor) running it, and None once it is done, so that a cancel can interrupt it.
+Watch = Callable[[duckdb.DuckDBPyConnection | None], None]
+Writer = Callable[[str, Watch], None]
+
+
+class _Spool:
+    """The bytes of one export as DuckDB writes them.
+
+    DuckDB's COPY can write a file out of order (NDJSON seen here: blocks further on written
+    first, the gap between filled later), so a file still being written cannot be streamed.
+    Instead COPY writes into a named pipe, which makes it write in order, and a thread moves
+    the bytes with splice(2) into an unlinked spool file. Readers follow the spool up to what
+    has been moved. The download can so start while DuckDB is still writing, and a slow client
+    never slows the COPY down: it holds a side instance, and the query time limit applies to it.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        stem = settings.export_dir / uuid.uuid4().hex
+        self.pipe = stem.with_suffix(".pipe")
+        self._cond = threading.Condition()
+        self.written = 0
+        self.done = False
+        self.error: BaseException | None = None
+        self._cancelled = False
+        self._running: duckdb.DuckDBPyConnection | None = None
+        os.mkfifo(self.pipe, 0o600)
+        fds: list[int] = []
+        try:
+            # Non-blocking, so that opening the pipe does not wait for a writer; our own write
+            # end then keeps reads waiting (rather than ending) until DuckDB has opened the pipe
+            # and closed it again.
+            self._pipe_out = os.open(self.pipe, os.O_RDONLY | os.O_NONBLOCK)
+            fds.append(self._pipe_out)
+            self._pipe_in = os.open(self.pipe, os.O_WRONLY)
+            fds.append(self._pipe_in)
+            os.set_blocking(self._pipe_out, True)
+            # A bigger pipe means fewer, bigger moves (the default holds 64 KiB); Linux lets
+            # any user raise it to 1 MiB.
+            with suppress(OSError):
+                fcntl.fcntl(self._pipe_out, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+            spool = stem.with_suffix(".spool")
+            self._file = os.open(spool, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+            fds.append(self._file)
+            # Unlinked at once: its space is returned when the last descriptor closes, however
+            # the download ends.
+            spool.unlink()
+            # The reader's own descriptor: the pump closes `_file` when it is done, possibly
+            # before a reader has started.
+            self.read_fd = os.dup(self._file)
+        except BaseException:
+            for fd in fds:
+                os.close(fd)
+            self.pipe.unlink(missing_ok=True)
+            raise
+
+    def start(self, write: Writer) -> None:
+        # The threads carry the request's context (its log fields) with them.
+        copier = threading.Thread(
+            target=contextvars.copy_context().run,
+            args=(self._copy, write),
+            name="export-copy",
+            daemon=True,
+        )
+        pump = threading.Thread(
+            target=contextvars.copy_context().run,
+            args=(self._pump, copier),
+            name="export-pump",
+            daemon=True,
+        )
+        copier.start()
+        pump.start()
+
+    def _copy(self, write: Writer) -> None:
+        try:
+            write(str(self.pipe.resolve()), self._watch)
+        except BaseException as exc:
+            self._fail(exc)
+        finally:
+            os.close(self._pipe_in)
+            self.pipe.unlink(missing_ok=True)
+
+    def _pump(self, copier: threading.Thread) -> None:
+        try:
+            while not self._cancelled:
+                moved = os.splice(self._pipe_out, self._file, PIPE_BYTES)
+                if moved == 0:
+                    break
+                if self.written == 0:
+                    # DuckDB has it open: the name is no longer needed.
+                    self.pipe.unlink(missing_ok=True)
+                with self._cond:
+                    self.written += moved
+                    self._cond.notify_all()
+        except OSError as exc:  # the spool's disk is full, or the like
+            self._fail(exc)
+            self.cancel()
+        finally:
+            # A COPY still writing now fails at its next write (EPIPE) instead of waiting.
+            os.close(self._pipe_out)
+            copier.join()
+            os.close(self._file)
+            with self._cond:
+                self.done = True
+                self._cond.notify_all()
+
+    def _fail(self, exc: BaseException) -> None:
+        with self._cond:
+            if self.error is None:
+                self.error = exc
+            self._cond.notify_all()
+
+    def _watch(self, running: duckdb.DuckDBPyConnection | None) -> None:
+        with self._cond:
+            self._running = running
+            if running is not None and self._cancelled:
+                running.interrupt()
+
+    def cancel(self) -> None:
+        """Stop the COPY (the client went away); what was written is dropped."""
+        with self._cond:
+            if self.done:
+                return
+            self._cancelled = True
+            if self._running is not None:
+                self._running.interrupt()
+
+    def wait(self, at_least: int) -> tuple[int, bool, BaseException | None]:
+        """Block until `at_least` bytes are written or the export is over; then how many bytes
+        are written, whether it is over, and its error if it failed."""
+        with self._cond:
+            while self.written < at_least and not self.done and self.error is None:
+                self._cond.wait()
+            return self.written, self.done, self.error
+
+
 @dataclass
 class ExportFile:
-    handle: BinaryIO
-    size: int
+    """An export as it is being written: `size` is known only if it was done before streaming
+    began (a small result); otherwise the download follows the COPY."""
+
     format: ExportFormat
+    size: int | None
+    _spool: _Spool
+    _fd: int
 
     def chunks(self) -> Iterator[bytes]:
+        """The bytes in order, waiting for the COPY as needed; raises ExportFailed if the COPY
+        fails after the download began."""
+        offset = 0
         try:
-            while chunk := self.handle.read(CHUNK_BYTES):
-                yield chunk
+            while True:
+                # Whole chunks while DuckDB writes: each one is a hand-off to the event loop.
+                written, done, error = self._spool.wait(offset + CHUNK_BYTES)
+                if error is not None:
+                    raise ExportFailed(error)
+                if offset >= written and done:
+                    return
+                while offset < written:
+                    chunk = os.pread(self._fd, min(CHUNK_BYTES, written - offset), offset)
+                    offset += len(chunk)
+                    yield chunk
         finally:
-            self.handle.close()
+            self.close()
 
     def close(self) -> None:
-        """Give the disk space back now (the file is already unlinked); safe to call twice."""
-        self.handle.close()
+        """Give the disk space back now, and stop the COPY if it is still running; safe to
+        call twice."""
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            os.close(fd)
+        self._spool.cancel()
+
+
+def stream_export(settings: Settings, fmt: ExportFormat, write: Writer) -> ExportFile:
+    """Run `write` (a COPY into the path it is given) and return the export once it is done or
+    STREAM_AFTER_BYTES of it are written, whichever comes first.
+
+    An error before that point is raised here, so the client gets the usual JSON error.
+    """
+    spool = _Spool(settings)
+    try:
+        spool.start(write)
+        written, done, error = spool.wait(STREAM_AFTER_BYTES)
+    except BaseException:
+        spool.cancel()
+        os.close(spool.read_fd)
+        raise
+    if error is not None:
+        os.close(spool.read_fd)
+        raise error
+    return ExportFile(format=fmt, size=written if done else None, _spool=spool, _fd=spool.read_fd)
 
 
 def write_export(
@@ -89,42 +285,42 @@ def write_export(
     select_sql: str,
     params: Mapping[str, Any] | None,
     fmt: ExportFormat,
+    target: str,
+    watch: Watch,
     *,
     cursor: duckdb.DuckDBPyConnection | None = None,
-) -> ExportFile:
-    """Run `select_sql` (already vetted: one read-only SELECT) into a file and open it, on the
-    main instance.
+) -> None:
+    """COPY `select_sql` (already vetted: one read-only SELECT) to `target`, on the main
+    instance.
 
-    The returned file is already unlinked; iterate `chunks()` to stream and close it. With
-    `cursor`, the COPY runs on it (user SQL: inside its read-only transaction, under its time
-    limit); otherwise on a cursor of its own. Exports of datasets go through `export_files`
-    instead; this path remains for tables that are not in files of their own.
+    With `cursor`, the COPY runs on it (user SQL: inside its read-only transaction, under its
+    time limit); otherwise on a cursor of its own. Exports of datasets go through
+    `export_files` instead; this path remains for tables that are not in files of their own.
     """
     if cursor is not None:
-        return _copy(cursor, settings, select_sql, params, fmt)
+        _copy(cursor, target, select_sql, params, fmt, watch)
+        return
     with database.cursor() as cur:
-        return _copy(cur, settings, select_sql, params, fmt)
+        _copy(cur, target, select_sql, params, fmt, watch)
 
 
 def _copy(
     cur: duckdb.DuckDBPyConnection,
-    settings: Settings,
+    target: str,
     select_sql: str,
     params: Mapping[str, Any] | None,
     fmt: ExportFormat,
-) -> ExportFile:
-    path = settings.export_dir / f"{uuid.uuid4().hex}.{fmt.extension}"
-    # The path is ours (a fresh uuid under the data dir), never user text; quoted as a literal.
-    target = "'" + str(path.resolve()).replace("'", "''") + "'"
+    watch: Watch,
+) -> None:
+    # The target is ours (a pipe under the data dir named by a uuid), never user text.
+    literal = "'" + target.replace("'", "''") + "'"
     # Newlines around the query so a trailing line comment cannot swallow the COPY tail.
-    statement = f"COPY (\n{select_sql}\n) TO {target} ({fmt.copy_options})"
+    statement = f"COPY (\n{select_sql}\n) TO {literal} ({fmt.copy_options})"
+    watch(cur)
     try:
         cur.execute(statement, dict(params or {}))
-        handle = path.open("rb")
     finally:
-        # Unlinking while open keeps the data readable through the handle only.
-        path.unlink(missing_ok=True)
-    return ExportFile(handle=handle, size=os.fstat(handle.fileno()).st_size, format=fmt)
+        watch(None)
 
 
 def export_files(
@@ -133,16 +329,16 @@ def export_files(
     select_sql: str,
     params: Mapping[str, Any] | None,
     fmt: ExportFormat,
-    *,
-    on_connection: Callable[[duckdb.DuckDBPyConnection | None], None] | None = None,
-) -> ExportFile:
+    target: str,
+    watch: Watch,
+) -> None:
     """Like `write_export`, in a side instance that sees exactly the datasets in `files`
     (name → data file, pinned by the caller), sandboxed like the main instance.
 
     The side instance's small memory limit is the point: DuckDB's ordered COPY buffers in
     proportion to the result, and the main instance's buffer pool would keep every block it
-    read (storage.py). `on_connection` is told the connection while the COPY runs (and None
-    after), so a time limit or a cancel can interrupt it.
+    read (storage.py). `watch` is told the connection while the COPY runs (and None after),
+    so a time limit or a cancel can interrupt it.
     """
     # An export waits for a side instance no longer than a query may run.
     wait_s = settings.query_timeout_ms / 1000
@@ -151,13 +347,7 @@ def export_files(
             storage.attach(conn, settings, file_id)
             conn.execute(storage.view_sql(name, file_id))
         storage.lock_down(conn, settings)
-        if on_connection is not None:
-            on_connection(conn)
-        try:
-            return _copy(conn, settings, select_sql, params, fmt)
-        finally:
-            if on_connection is not None:
-                on_connection(None)
+        _copy(conn, target, select_sql, params, fmt, watch)
 
 
 @contextmanager

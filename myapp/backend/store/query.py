@@ -40,7 +40,15 @@ from ..errors import AppError, BadRequest, Conflict, NotFound
 from . import storage
 from .database import Database
 from .datasets import STAGING_PREFIX
-from .exports import ExportFile, ExportFormat, export_files, pinned_files, write_export
+from .exports import (
+    ExportFile,
+    ExportFormat,
+    Watch,
+    export_files,
+    pinned_files,
+    stream_export,
+    write_export,
+)
 from .sql import quote_ident
 from .values import describe_columns, encode_rows
 
@@ -1111,34 +1119,39 @@ def export_select(
     run_id: str,
     owner: str | None,
 ) -> ExportFile:
-    """The whole result of one vetted SELECT as a file (no row cap), already unlinked."""
-    with guarded(
-        database, settings, run_id=run_id, kind="export", owner=owner, timeout_ms=timeout_ms
-    ) as (cur, run):
-        # COPY cannot go through the syntax-tree check; the same body as a subquery can, and
-        # the export wraps it the same way.
-        vetted, _ = prepare(cur, sql)
-        values = bind_parameters(vetted, params)
-        run.raise_if_stopped()
-        try:
-            with pinned_files(database, vetted.datasets) as files:
-                if files is None:
-                    return write_export(database, settings, vetted.body, values, fmt, cursor=cur)
-                return export_files(
-                    settings,
-                    files,
-                    vetted.body,
-                    values,
-                    fmt,
-                    on_connection=lambda conn: run.use(conn or cur),
-                )
-        except duckdb.InterruptException:
-            raise
-        except duckdb.Error as exc:
-            if run.stop_reason:
-                raise run.stopped_error() from None
-            copy_text = f"COPY (\n{vetted.body}\n)"  # as the export builds it
-            raise sql_error(exc, copy_text, body=vetted.body) from None
+    """The whole result of one vetted SELECT (no row cap), streaming as DuckDB writes it."""
+
+    def write(target: str, watch: Watch) -> None:
+        with guarded(
+            database, settings, run_id=run_id, kind="export", owner=owner, timeout_ms=timeout_ms
+        ) as (cur, run):
+            # COPY cannot go through the syntax-tree check; the same body as a subquery can,
+            # and the export wraps it the same way.
+            vetted, _ = prepare(cur, sql)
+            values = bind_parameters(vetted, params)
+            run.raise_if_stopped()
+
+            def follow(conn: duckdb.DuckDBPyConnection | None) -> None:
+                run.use(conn or cur)
+                watch(conn)
+
+            try:
+                with pinned_files(database, vetted.datasets) as files:
+                    if files is None:
+                        write_export(
+                            database, settings, vetted.body, values, fmt, target, watch, cursor=cur
+                        )
+                    else:
+                        export_files(settings, files, vetted.body, values, fmt, target, follow)
+            except duckdb.InterruptException:
+                raise
+            except duckdb.Error as exc:
+                if run.stop_reason:
+                    raise run.stopped_error() from None
+                copy_text = f"COPY (\n{vetted.body}\n)"  # as the export builds it
+                raise sql_error(exc, copy_text, body=vetted.body) from None
+
+    return stream_export(settings, fmt, write)
 
 
 # -- charts --------------------------------------------------------------------------------------
