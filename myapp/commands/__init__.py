@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import click
 
-from . import accounts, backups, datasets
+from . import accounts, backups, datasets, query
 
-COMMANDS: list[click.Command] = [*datasets.COMMANDS, *accounts.COMMANDS, *backups.COMMANDS]
+COMMANDS: list[click.Command] = [
+    *datasets.COMMANDS,
+    *query.COMMANDS,
+    *accounts.COMMANDS,
+    *backups.COMMANDS,
+]
