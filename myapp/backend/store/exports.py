@@ -216,9 +216,15 @@ class _Spool:
         """Block until `at_least` bytes are written or the export is over; then how many bytes
         are written, whether it is over, and its error if it failed."""
         with self._cond:
-            while self.written < at_least and not self.done and self.error is None:
+            while self.written < at_least and not self.done:
                 self._cond.wait()
             return self.written, self.done, self.error
+
+    def settle(self) -> None:
+        """Block until the COPY's instance and files are gone (after an error: soon)."""
+        with self._cond:
+            while not self.done:
+                self._cond.wait()
 
 
 @dataclass
@@ -240,6 +246,7 @@ class ExportFile:
                 # Whole chunks while DuckDB writes: each one is a hand-off to the event loop.
                 written, done, error = self._spool.wait(offset + CHUNK_BYTES)
                 if error is not None:
+                    self._spool.settle()
                     raise ExportFailed(error)
                 if offset >= written and done:
                     return
@@ -275,6 +282,7 @@ def stream_export(settings: Settings, fmt: ExportFormat, write: Writer) -> Expor
         raise
     if error is not None:
         os.close(spool.read_fd)
+        spool.settle()
         raise error
     return ExportFile(format=fmt, size=written if done else None, _spool=spool, _fd=spool.read_fd)
 
