@@ -9,9 +9,10 @@ API into a fresh workspace as dataset `events`, and as a DuckDB database for Duc
 `COPY (SELECT * FROM events) TO file` in this process, taking turns with the API run by run.
 Through the API: a real `myapp serve --role backend` subprocess on a free loopback port, `GET
 /api/query/export` downloaded by curl into /dev/null (a Python client would take a core of its
-own); the time runs from sending the
-request to the last byte. With --frontend, the same through the frontend role's /sql/export,
-which streams the backend's download on to the browser.
+own); the time runs from sending the request to the last byte, and the time to the first byte
+is printed too (a big export begins downloading while DuckDB still writes it). With
+--frontend, the same through the frontend role's /sql/export, which streams the backend's
+download on to the browser.
 
 Targets: the API reaches at least 0.7x DuckDB's rows/s in every format; the backend worker's
 resident memory (VmRSS from /proc/<pid>/status, sampled every 20 ms) stays flat while it
@@ -145,8 +146,11 @@ def start(
     raise RuntimeError(f"{role} did not start")
 
 
-def download(client: httpx.Client, method: str, url: str, **kwargs: object) -> tuple[float, int]:
-    """Seconds from sending the request to the last byte, and the bytes received.
+def download(
+    client: httpx.Client, method: str, url: str, **kwargs: object
+) -> tuple[float, int, float]:
+    """Seconds from sending the request to the last byte, the bytes received, and seconds to
+    the first byte of the body (when the download began).
 
     curl does the downloading when it is installed, as a user's browser or script would: a
     Python client reading hundreds of MB takes a core of its own on a 2-core machine (measured:
@@ -158,7 +162,8 @@ def download(client: httpx.Client, method: str, url: str, **kwargs: object) -> t
     params = kwargs.get("params") or {}
     data = kwargs.get("data") or {}
     headers = kwargs.get("headers") or {}
-    command = [curl, "-sS", "-o", "/dev/null", "-w", "%{http_code} %{size_download}"]
+    written = "%{http_code} %{size_download} %{time_starttransfer}"
+    command = [curl, "-sS", "-o", "/dev/null", "-w", written]
     target = url
     if params:
         target += "?" + urlencode(params)  # type: ignore[arg-type]
@@ -170,23 +175,25 @@ def download(client: httpx.Client, method: str, url: str, **kwargs: object) -> t
     started = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - started
-    status, size = [*result.stdout.split(), "0", "0"][:2]
+    status, size, first = [*result.stdout.split(), "0", "0", "0"][:3]
     if status != "200":
         raise RuntimeError(f"{url}: {status} {result.stderr[:300]}")
-    return seconds, int(size)
+    return seconds, int(size), float(first)
 
 
 def _download_httpx(
     client: httpx.Client, method: str, url: str, **kwargs: object
-) -> tuple[float, int]:
+) -> tuple[float, int, float]:
     started = time.perf_counter()
-    size = 0
+    size, first = 0, 0.0
     with client.stream(method, url, **kwargs) as response:  # type: ignore[arg-type]
         if response.status_code != 200:
             raise RuntimeError(f"{url}: {response.status_code} {response.read()[:300]!r}")
         for chunk in response.iter_raw(1024 * 1024):
+            if not size:
+                first = time.perf_counter() - started
             size += len(chunk)
-    return time.perf_counter() - started, size
+    return time.perf_counter() - started, size, first
 
 
 def main() -> None:
@@ -234,14 +241,15 @@ def main() -> None:
                 "frontend", WORK / "web", WORK / "frontend.log", {"MYAPP_BACKEND_URL": api}
             )
         for fmt in formats:
-            api_times, local_times, peak, size = [], [], 0.0, 0
+            api_times, local_times, first_bytes, peak, size = [], [], [], 0.0, 0
             for _ in range(args.runs):
                 local_times.append(copy_once(local, fmt, out_dir))
                 with RssSampler(worker) as sampler:
-                    seconds, size = download(
+                    seconds, size, first = download(
                         client, "GET", api + "/api/query/export", params={"sql": sql, "format": fmt}
                     )
                 api_times.append(seconds)
+                first_bytes.append(first)
                 peak = max(peak, sampler.peak)
             web_seconds = None
             if web:
@@ -255,7 +263,17 @@ def main() -> None:
                     )[0]
                     for _ in range(args.runs)
                 )
-            results.append((fmt, min(local_times), min(api_times), web_seconds, size, peak - idle))
+            results.append(
+                (
+                    fmt,
+                    min(local_times),
+                    min(api_times),
+                    web_seconds,
+                    size,
+                    peak - idle,
+                    min(first_bytes),
+                )
+            )
         client.close()
         exports_left = list((data_dir / ".exports").iterdir())
     finally:
@@ -274,21 +292,22 @@ def main() -> None:
     )
     header = (
         f"{'format':<8} {'size MB':>8} {'DuckDB COPY':>12} {'API':>12} {'API/DuckDB':>10}"
-        f" {'target':>7} {'peak RSS +MB':>12}"
+        f" {'target':>7} {'first byte':>10} {'peak RSS +MB':>12}"
     )
     if args.frontend:
         header += f" {'via frontend':>13}"
     print(header)
     print("-" * len(header))
     worst_ratio, worst_memory = 1e9, 0.0
-    for fmt, t_alone, t_api, t_web, size, memory in results:
+    for fmt, t_alone, t_api, t_web, size, memory, first in results:
         ratio = t_alone / t_api
         worst_ratio = min(worst_ratio, ratio)
         worst_memory = max(worst_memory, memory)
         line = (
             f"{fmt:<8} {size / 1e6:>8.1f} {rows / t_alone / 1e6:>9.2f} M/s"
             f" {rows / t_api / 1e6:>8.2f} M/s"
-            f" {ratio:>9.2f}x {'ok' if ratio >= THROUGHPUT_TARGET else 'MISS':>7} {memory:>12.1f}"
+            f" {ratio:>9.2f}x {'ok' if ratio >= THROUGHPUT_TARGET else 'MISS':>7}"
+            f" {first:>8.2f} s {memory:>12.1f}"
         )
         if t_web is not None:
             line += f" {rows / t_web / 1e6:>9.2f} M/s"
@@ -321,8 +340,9 @@ def main() -> None:
                     "frontend_s": t_web,
                     "ratio": t_alone / t_api,
                     "peak_rss_above_idle_mb": memory,
+                    "first_byte_s": first,
                 }
-                for fmt, t_alone, t_api, t_web, size, memory in results
+                for fmt, t_alone, t_api, t_web, size, memory, first in results
             },
             "target_ratio": THROUGHPUT_TARGET,
             "target_memory_mb": MEMORY_TARGET_MB,

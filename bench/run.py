@@ -283,6 +283,7 @@ def export_section(figures: list[dict]) -> list[str]:
                 spread([first["rows"] / p["duckdb_s"] / 1e6 for p in per], ".2f"),
                 spread([first["rows"] / p["api_s"] / 1e6 for p in per], ".2f"),
                 spread([p["ratio"] for p in per], ".2f", "x"),
+                spread([p["first_byte_s"] for p in per], ".2f"),
                 spread([p["peak_rss_above_idle_mb"] for p in per], ".0f"),
             ]
         )
@@ -293,7 +294,18 @@ def export_section(figures: list[dict]) -> list[str]:
         f"the backend worker under {first['target_memory_mb']} MB above its idle memory. Export "
         f"files left behind: {sum(f['files_left'] for f in figures)}.",
         "",
-        *table(["format", "MB", "DuckDB M rows/s", "myapp M rows/s", "vs DuckDB", "RSS +MB"], rows),
+        *table(
+            [
+                "format",
+                "MB",
+                "DuckDB M rows/s",
+                "myapp M rows/s",
+                "vs DuckDB",
+                "first byte s",
+                "RSS +MB",
+            ],
+            rows,
+        ),
     ]
 
 
