@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import duckdb
@@ -85,9 +85,15 @@ class ExportFailed(Exception):
         self.error = error
 
 
-# What runs the COPY: it is given the path to COPY to and `watch`, to be told the connection
-# (or cursor) running it, and None once it is done, so that a cancel can interrupt it.
-Watch = Callable[[duckdb.DuckDBPyConnection | None], None]
+class Interruptible(Protocol):
+    """What stops a running COPY: its connection or cursor, or the query run it belongs to."""
+
+    def interrupt(self) -> None: ...
+
+
+# What runs the COPY: it is given the path to COPY to and `watch`, to be told what stops the
+# COPY while it runs (and None once it is done), so that a client going away can stop it.
+Watch = Callable[[Interruptible | None], None]
 Writer = Callable[[str, Watch], None]
 
 
@@ -110,7 +116,7 @@ class _Spool:
         self.done = False
         self.error: BaseException | None = None
         self._cancelled = False
-        self._running: duckdb.DuckDBPyConnection | None = None
+        self._running: Interruptible | None = None
         os.mkfifo(self.pipe, 0o600)
         fds: list[int] = []
         try:
@@ -197,7 +203,7 @@ class _Spool:
                 self.error = exc
             self._cond.notify_all()
 
-    def _watch(self, running: duckdb.DuckDBPyConnection | None) -> None:
+    def _watch(self, running: Interruptible | None) -> None:
         with self._cond:
             self._running = running
             if running is not None and self._cancelled:
@@ -208,9 +214,11 @@ class _Spool:
         with self._cond:
             if self.done:
                 return
-            self._cancelled = True
+            # Interrupted first: the pump then closes the pipe, and the COPY must already know
+            # why its next write fails.
             if self._running is not None:
                 self._running.interrupt()
+            self._cancelled = True
 
     def wait(self, at_least: int) -> tuple[int, bool, BaseException | None]:
         """Block until `at_least` bytes are written or the export is over; then how many bytes

@@ -43,6 +43,7 @@ from .datasets import STAGING_PREFIX
 from .exports import (
     ExportFile,
     ExportFormat,
+    Interruptible,
     Watch,
     export_files,
     pinned_files,
@@ -1131,15 +1132,17 @@ def export_select(
             values = bind_parameters(vetted, params)
             run.raise_if_stopped()
 
-            def follow(conn: duckdb.DuckDBPyConnection | None) -> None:
-                run.use(conn or cur)
-                watch(conn)
+            def follow(conn: Interruptible | None) -> None:
+                # Progress and interrupts follow the COPY's connection while it runs; a client
+                # going away stops the run like a cancel, so it ends as cancelled.
+                run.use(conn if isinstance(conn, duckdb.DuckDBPyConnection) else cur)
+                watch(_RunStopper(run) if conn is not None else None)
 
             try:
                 with pinned_files(database, vetted.datasets) as files:
                     if files is None:
                         write_export(
-                            database, settings, vetted.body, values, fmt, target, watch, cursor=cur
+                            database, settings, vetted.body, values, fmt, target, follow, cursor=cur
                         )
                     else:
                         export_files(settings, files, vetted.body, values, fmt, target, follow)
@@ -1152,6 +1155,14 @@ def export_select(
                 raise sql_error(exc, copy_text, body=vetted.body) from None
 
     return stream_export(settings, fmt, write)
+
+
+@dataclass(frozen=True)
+class _RunStopper:
+    run: Run
+
+    def interrupt(self) -> None:
+        self.run.stop("cancel")
 
 
 # -- charts --------------------------------------------------------------------------------------
