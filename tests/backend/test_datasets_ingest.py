@@ -247,6 +247,30 @@ def test_empty_file_is_refused(api, prefix, sentinel):
     sentinel()
 
 
+def test_a_multipart_upload_cut_short_is_refused_not_loaded_in_part(api, prefix, sentinel):
+    # Megabytes of the file arrive (more than is written to disk at a time), then the body
+    # ends without the form's closing boundary: what came is only part of the file.
+    boundary = "cutshort"
+    body = (
+        (
+            f"--{boundary}\r\n"
+            f'Content-Disposition: form-data; name="file"; filename="{prefix}.csv"\r\n'
+            "Content-Type: text/csv\r\n\r\n"
+        ).encode()
+        + b"a,b\n"
+        + b"1,x\n" * 600_000
+    )
+    response = api.post(
+        "/api/datasets",
+        content=body,
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    error = assert_error_shape(response, 400, "truncated_upload")
+    assert "cut short" in error["message"]
+    assert api.get(f"/api/datasets/{prefix}").status_code == 404
+    sentinel()
+
+
 def test_header_only_gives_an_empty_table_with_its_columns(api, prefix, sentinel):
     response = put(api, prefix, b"name,age,city\n", filename="people.csv")
     assert response.status_code == 201, response.text

@@ -103,6 +103,9 @@ class MultipartUpload:
     filename: str | None = None
     has_file: bool = False
     bytes: int = 0
+    # The closing boundary arrived: without it the body was cut short, and its last part (the
+    # file, perhaps) is only the beginning of what was sent.
+    complete: bool = False
 
 
 class _Collector:
@@ -176,8 +179,12 @@ class _Collector:
                 raise BadRequest("The form has too many fields.", code="invalid_option")
             self.result.fields[self.part_name] = self.value.decode("utf-8", "replace")
 
+    def on_end(self) -> None:
+        self.result.complete = True
+
     def callbacks(self) -> dict:
         return {
+            "on_end": self.on_end,
             "on_part_begin": self.on_part_begin,
             "on_header_field": self.on_header_field,
             "on_header_value": self.on_header_value,
@@ -220,6 +227,12 @@ async def receive_multipart(
             parser.finalize()
         except Exception as exc:
             raise BadRequest(f"The upload is not a valid multipart form: {exc}.") from None
+    if not result.complete:
+        raise BadRequest(
+            "The upload ended before the end of its form (no closing boundary): it was cut "
+            "short on the way; send it again.",
+            code="truncated_upload",
+        )
     if not result.has_file:
         raise BadRequest("The form has no 'file' field with the data file.", code="missing_file")
     return result
