@@ -66,6 +66,7 @@ EXPECTED.update(
 )
 
 DUMMY = "matrix-dummy"
+DUMMY_UUID = "00000000-0000-4000-8000-00000000d0d0"
 
 
 @pytest.fixture(scope="module", params=["private", "public_read"])
@@ -117,8 +118,14 @@ def _dummy(schema: dict[str, Any]) -> Any:
 
 
 def minimal_request(path: str, op: dict[str, Any]) -> dict[str, Any]:
-    """Path parameters filled with a dummy, required query parameters too, a minimal body."""
-    url = re.sub(r"\{[^}]+\}", DUMMY, path)
+    """Path parameters filled with a dummy (a UUID where the path takes only those), required
+    query parameters too, a minimal body."""
+    uuids = {
+        p["name"]
+        for p in op.get("parameters", [])
+        if p.get("in") == "path" and p.get("schema", {}).get("format") == "uuid"
+    }
+    url = re.sub(r"\{([^}]+)\}", lambda m: DUMMY_UUID if m.group(1) in uuids else DUMMY, path)
     params = {
         p["name"]: _dummy(p.get("schema", {}))
         for p in op.get("parameters", [])

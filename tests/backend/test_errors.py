@@ -45,6 +45,10 @@ def test_every_framework_error_has_the_one_body(tmp_path):
     with serve_in_thread(make_app(tmp_path)) as url, httpx.Client(base_url=url) as client:
         assert_error_shape(client.get("/api/does-not-exist"), 404, "not_found")
         assert_error_shape(client.post("/api/health"), 405, "method_not_allowed")
+        # Fixed paths under /api/query are not taken for a run's id.
+        assert_error_shape(client.get("/api/query/chart"), 405, "method_not_allowed")
+        assert_error_shape(client.delete("/api/query/export"), 405, "method_not_allowed")
+        assert_error_shape(client.get("/api/query/not-a-run-id"), 404, "not_found")
         error = assert_error_shape(client.get("/api/_test/number?n=abc"), 422, "validation_error")
         assert "n" in error["message"]
         assert error["detail"][0]["loc"] == ["query", "n"]

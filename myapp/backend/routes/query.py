@@ -168,7 +168,7 @@ def export_query_post(
 
 
 @router.get(
-    "/query/{query_id}",
+    "/query/{query_id:uuid}",
     response_model=QueryStatus,
     summary="State and progress of a query run (running or recently ended)",
 )
@@ -178,7 +178,7 @@ def read_query_status(query_id: UUID, actor: ViewerDep) -> dict[str, Any]:
 
 
 @router.delete(
-    "/query/{query_id}",
+    "/query/{query_id:uuid}",
     status_code=204,
     responses={409: {"model": ErrorBody, "description": "The query has already ended"}},
     summary="Cancel a running query; its own request answers 409 query_cancelled",
