@@ -124,6 +124,29 @@ def test_revoked_token_stops_working_at_once(accounts: Accounts):
     assert [(t["id"], t["active"]) for t in listed] == [(created["id"], False)]
 
 
+def test_account_changes_apply_at_once_to_credentials_in_use(accounts: Accounts):
+    # The backend keeps what it looked up about a token between requests: a change to the
+    # account must still count from the very next request.
+    client = accounts.client
+    name = accounts.user("editor")
+    token = bearer(accounts.token(name, "editor")["token"])
+    session = bearer(accounts.session(name))
+    for _ in range(3):
+        assert client.get("/api/auth/me", headers=token).json()["role"] == "editor"
+        assert client.get("/api/auth/me", headers=session).json()["role"] == "editor"
+    demoted = client.patch(f"/api/users/{name}", headers=ADMIN_HEADERS, json={"role": "viewer"})
+    assert demoted.status_code == 200, demoted.text
+    assert client.get("/api/auth/me", headers=token).json()["role"] == "viewer"
+    assert client.get("/api/auth/me", headers=session).json()["role"] == "viewer"
+    upload = client.put("/api/datasets/cache_demoted", content=b"a\n1\n", headers=token)
+    assert_error(upload, 403, "forbidden")
+    changed = client.patch(
+        f"/api/users/{name}", headers=ADMIN_HEADERS, json={"password": "another-password"}
+    )
+    assert changed.status_code == 200, changed.text
+    assert_error(client.get("/api/auth/me", headers=session), 401, "session_revoked")
+
+
 def test_bad_credentials_are_refused_never_treated_as_anonymous(accounts: Accounts):
     for header, code in [
         ("Basic dXNlcjpwYXNz", "invalid_authorization"),

@@ -53,6 +53,9 @@ class Database:
         # Serialises catalog-changing transactions (ingest swaps, renames, deletes) so they never
         # fail on DuckDB's optimistic write conflicts; readers are not blocked by it.
         self.write_lock = threading.RLock()
+        # Counts committed write transactions: what was read before it last changed may be
+        # out of date (the token lookups of security.py cache by it).
+        self.write_generation = 0
         self._query_cursors: queue.SimpleQueue[duckdb.DuckDBPyConnection] = queue.SimpleQueue()
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -209,6 +212,7 @@ class Database:
                 cur.execute("ROLLBACK")
                 raise
             cur.execute("COMMIT")
+            self.write_generation += 1
 
     def healthy(self) -> bool:
         if self._conn is None:
