@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import click
 
-from . import accounts, backups, datasets, query
+from . import accounts, backups, datasets, datasets_admin, query, saved_queries
 
 COMMANDS: list[click.Command] = [
     *datasets.COMMANDS,
+    *datasets_admin.COMMANDS,
     *query.COMMANDS,
+    *saved_queries.COMMANDS,
     *accounts.COMMANDS,
     *backups.COMMANDS,
 ]

@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 import unicodedata
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import IO, Any
 
@@ -61,7 +62,7 @@ def _read_sql(sql: str) -> str:
     return text
 
 
-def _params(pairs: tuple[str, ...], params_json: str | None) -> dict[str, Any] | None:
+def parse_params(pairs: tuple[str, ...], params_json: str | None) -> dict[str, Any] | None:
     values: dict[str, Any] = {}
     if params_json is not None:
         try:
@@ -86,29 +87,40 @@ def _params(pairs: tuple[str, ...], params_json: str | None) -> dict[str, Any] |
     return values or None
 
 
-def _param_options(func: Any) -> Any:
-    func = click.option(
-        "--params-json",
-        default=None,
-        metavar="JSON",
-        help="Parameter values as a JSON object with their types, e.g. '{\"n\": 5}'. "
-        "--param values win over these.",
-    )(func)
-    return click.option(
-        "--param",
-        "-p",
-        "param_pairs",
-        multiple=True,
-        metavar="NAME=VALUE",
-        help="Value of $NAME in the SQL, sent as text (repeatable); write $NAME::INTEGER "
-        "(or another type) in the SQL to have DuckDB cast it.",
-    )(func)
+def make_param_options(param_help: str) -> Callable[[Any], Any]:
+    """--param NAME=VALUE (repeatable) and --params-json, read with parse_params."""
+
+    def decorate(func: Any) -> Any:
+        func = click.option(
+            "--params-json",
+            default=None,
+            metavar="JSON",
+            help="Parameter values as a JSON object with their types, e.g. '{\"n\": 5}'. "
+            "--param values win over these.",
+        )(func)
+        return click.option(
+            "--param",
+            "-p",
+            "param_pairs",
+            multiple=True,
+            metavar="NAME=VALUE",
+            help=param_help,
+        )(func)
+
+    return decorate
+
+
+param_options = make_param_options(
+    "Value of $NAME in the SQL, sent as text (repeatable); write $NAME::INTEGER "
+    "(or another type) in the SQL to have DuckDB cast it."
+)
 
 
 # -- errors --------------------------------------------------------------------------------------
-def _error_report(response: httpx.Response, sql: str) -> str:
-    """The server's message, DuckDB's hints, and the SQL line with a caret under the position
-    the backend gives (detail.line and detail.column, 1-based characters of the text sent)."""
+def error_report(response: httpx.Response, sql: str | None) -> str:
+    """The server's message, DuckDB's hints, what is wrong with each parameter, and the SQL
+    line with a caret under the position the backend gives (detail.line and detail.column,
+    1-based characters of `sql`, the text that ran; None when it is not at hand)."""
     lines = [describe_error(response)]
     try:
         detail = response.json()["error"].get("detail")
@@ -124,8 +136,12 @@ def _error_report(response: httpx.Response, sql: str) -> str:
     missing = detail.get("missing")
     if isinstance(missing, list) and missing:
         lines.append("  give " + " ".join(f"--param {name}=VALUE" for name in missing))
+    # Saved queries type their parameters, and say which value does not fit and why.
+    problems = detail.get("parameters")
+    if isinstance(problems, dict):
+        lines.extend(f"  --param {name}: {problem}" for name, problem in problems.items())
     line_no, column = detail.get("line"), detail.get("column")
-    if isinstance(line_no, int) and isinstance(column, int):
+    if sql is not None and isinstance(line_no, int) and isinstance(column, int):
         lines.extend(_caret(sql, line_no, column, detail.get("length")))
     return "\n".join(lines)
 
@@ -182,7 +198,7 @@ def _cell(value: Any) -> str:
     return text
 
 
-def _table(result: dict[str, Any]) -> str:
+def render_table(result: dict[str, Any]) -> str:
     columns = result["columns"]
     header = [str(column["name"]) for column in columns]
     body = [[_cell(value) for value in row] for row in result["rows"]]
@@ -203,6 +219,22 @@ def _table(result: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def when(value: str | None) -> str:
+    """An API timestamp to the minute, as a person reads it."""
+    return value[:16].replace("T", " ") if value else ""
+
+
+def listing(headers: list[str], rows: list[list[Any]], numeric: Collection[str] = ()) -> str:
+    """An aligned table of plain values (a list of things); `numeric` columns align right."""
+    columns = [{"name": h, "type": "BIGINT" if h in numeric else "VARCHAR"} for h in headers]
+    return render_table({"columns": columns, "rows": rows})
+
+
+def echo_json(value: Any) -> None:
+    """An API answer as it is, indented, text as it is (not \\u escapes)."""
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
 def _csv_value(value: Any) -> Any:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -219,7 +251,7 @@ def _write_csv(result: dict[str, Any], stream: IO[str]) -> None:
         writer.writerow([_csv_value(value) for value in row])
 
 
-def _plural(count: int, word: str) -> str:
+def plural(count: int, word: str) -> str:
     return f"{count:,} {word}{'' if count == 1 else 's'}"
 
 
@@ -231,31 +263,103 @@ def _stdout_closed() -> None:
     sys.exit(1)
 
 
+# -- running and printing ------------------------------------------------------------------------
+Report = Callable[[httpx.Response], str]
+"""Turns an error answer of the backend into what the user reads."""
+
+
+def given(**fields: Any) -> dict[str, Any]:
+    """A request body of the fields given: the API's own defaults stand for the others."""
+    return {key: value for key, value in fields.items() if value is not None}
+
+
+def post_for_result(
+    api: ApiSession, path: str, body: dict[str, Any], report: Report
+) -> dict[str, Any]:
+    """POST a query body and return the result; errors are reported and exit 1."""
+    try:
+        response = api.client.post(
+            path, json=body, timeout=httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
+        )
+    except httpx.TimeoutException:
+        fail(f"the backend at {api.url} did not answer within {READ_TIMEOUT_S:.0f} s")
+        return {}
+    except httpx.TransportError as exc:
+        fail(f"cannot reach the backend at {api.url}: {exc}")
+        return {}
+    if response.status_code >= 400:
+        fail(report(response))
+    return response.json()
+
+
+def print_result(result: dict[str, Any], fmt: str, export_hint: str) -> None:
+    """Print a query result as a table, csv or json; with table and csv, a summary on stderr
+    (`export_hint` names the command that saves every row when the result was cut)."""
+    try:
+        if fmt == "json":
+            echo_json(result)
+            return
+        if fmt == "csv":
+            _write_csv(result, sys.stdout)
+        else:
+            click.echo(render_table(result))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _stdout_closed()
+    summary = f"{plural(result['row_count'], 'row')} in {result['elapsed_ms']:.1f} ms"
+    if result.get("truncated"):
+        summary += (
+            f"; showing the first {plural(result['row_count'], 'row')}: the query has more "
+            f"(use `{export_hint}` for all of them)"
+        )
+    click.echo(summary, err=True)
+
+
+def listing_format_option(func: Any) -> Any:
+    """--format table|json for commands that list or show things."""
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(["table", "json"]),
+        default="table",
+        show_default=True,
+        help="table: aligned columns; json: the API's answer as it is.",
+    )(func)
+
+
+def result_format_option(func: Any) -> Any:
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(["table", "csv", "json"]),
+        default="table",
+        show_default=True,
+        help="table: aligned columns, NULL shown as NULL; csv: header and rows, NULL as an "
+        "empty field; json: the API's answer as it is.",
+    )(func)
+
+
+def limit_option(func: Any) -> Any:
+    return click.option(
+        "--limit",
+        type=click.IntRange(min=0),
+        default=None,
+        help="Most rows to return (the server caps it at MYAPP_MAX_ROWS).",
+    )(func)
+
+
 # -- myapp query ---------------------------------------------------------------------------------
 @click.command("query")
 @click.argument("sql")
-@_param_options
-@click.option(
-    "--limit",
-    type=click.IntRange(min=0),
-    default=None,
-    help="Most rows to return (the server caps it at MYAPP_MAX_ROWS).",
-)
+@param_options
+@limit_option
 @click.option(
     "--timeout-ms",
     type=click.IntRange(min=1),
     default=None,
     help="Time limit in ms (the server caps it at MYAPP_QUERY_TIMEOUT_MS).",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "csv", "json"]),
-    default="table",
-    show_default=True,
-    help="table: aligned columns, NULL shown as NULL; csv: header and rows, NULL as an empty "
-    "field; json: the API's answer as it is.",
-)
+@result_format_option
 @api_options
 def query(
     sql: str,
@@ -280,61 +384,27 @@ def query(
     myapp query - --format csv < report.sql > report.csv
     """
     text = _read_sql(sql)
-    body: dict[str, Any] = {"sql": text}
-    for key, value in (
-        ("params", _params(param_pairs, params_json)),
-        ("limit", limit),
-        ("timeout_ms", timeout_ms),
-    ):
-        if value is not None:
-            body[key] = value
-    try:
-        response = api.client.post(
-            "/api/query",
-            json=body,
-            timeout=httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
-        )
-    except httpx.TimeoutException:
-        fail(f"the backend at {api.url} did not answer within {READ_TIMEOUT_S:.0f} s")
-        return
-    except httpx.TransportError as exc:
-        fail(f"cannot reach the backend at {api.url}: {exc}")
-        return
-    if response.status_code >= 400:
-        fail(_error_report(response, text))
-        return
-    result = response.json()
-    try:
-        if fmt == "json":
-            click.echo(json.dumps(result, indent=2, ensure_ascii=False))
-            return
-        if fmt == "csv":
-            _write_csv(result, sys.stdout)
-        else:
-            click.echo(_table(result))
-        sys.stdout.flush()
-    except BrokenPipeError:
-        _stdout_closed()
-    summary = f"{_plural(result['row_count'], 'row')} in {result['elapsed_ms']:.1f} ms"
-    if result.get("truncated"):
-        summary += (
-            f"; showing the first {_plural(result['row_count'], 'row')}: the query has more "
-            "(use `myapp export` for all of them)"
-        )
-    click.echo(summary, err=True)
+    body = given(
+        sql=text,
+        params=parse_params(param_pairs, params_json),
+        limit=limit,
+        timeout_ms=timeout_ms,
+    )
+    result = post_for_result(api, "/api/query", body, lambda r: error_report(r, text))
+    print_result(result, fmt, "myapp export")
 
 
-# -- myapp export --------------------------------------------------------------------------------
-def _size(count: int) -> str:
+# -- downloads -----------------------------------------------------------------------------------
+def format_size(count: int) -> str:
     if count < 1000:
-        return _plural(count, "byte")
+        return plural(count, "byte")
     for unit, scale in (("kB", 1e3), ("MB", 1e6)):
         if count < scale * 1000:
             return f"{count / scale:.1f} {unit}"
     return f"{count / 1e9:.1f} GB"
 
 
-def _export_format(output: str, fmt: str | None) -> str:
+def export_format(output: str, fmt: str | None) -> str:
     if fmt:
         return fmt
     if output == "-":
@@ -352,25 +422,46 @@ def _export_format(output: str, fmt: str | None) -> str:
     return ""
 
 
+def output_options(func: Any) -> Any:
+    """-o FILE and --format, as every command that saves a download takes them."""
+    func = click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(EXPORT_FORMATS),
+        default=None,
+        help="File format (default: from FILE's extension: .csv .tsv .parquet .json .ndjson "
+        ".jsonl; csv for stdout).",
+    )(func)
+    return click.option(
+        "--output",
+        "-o",
+        required=True,
+        metavar="FILE",
+        help="File to write (replaced if it exists), or - for stdout.",
+    )(func)
+
+
 class _Incomplete(Exception):
     """The download ended before its end: the server cut it, or the connection broke."""
 
 
-def _download(api: ApiSession, body: dict[str, Any], out: IO[bytes]) -> int:
+def _download(
+    api: ApiSession, out: IO[bytes], report: Report, method: str, path: str, **request: Any
+) -> int:
     """Stream the export into `out`; returns the bytes written. Raises _Incomplete (with the
     bytes received so far) when the download began but did not end whole."""
     received = 0
     began = False
     try:
         with api.client.stream(
-            "POST",
-            "/api/query/export",
-            json=body,
+            method,
+            path,
             timeout=httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
+            **request,
         ) as response:
             if response.status_code >= 400:
                 response.read()
-                fail(_error_report(response, body["sql"]))
+                fail(report(response))
             began = True
             expected = response.headers.get("Content-Length")
             for chunk in response.iter_bytes():
@@ -404,24 +495,83 @@ def _new_file_mode() -> int:
     return 0o666 & ~umask
 
 
+def save_download(
+    api: ApiSession, output: str, report: Report, method: str, path: str, **request: Any
+) -> None:
+    """Download an export (`request` as httpx takes it) to `output`, or stdout for -.
+
+    The bytes go to a temporary file next to `output`, renamed to it only once whole: a
+    download that breaks off, a lost connection or Ctrl+C leave no file behind and exit 1
+    (130 for Ctrl+C); an existing file stays as it was. Prints what was written on stderr.
+    """
+    started = time.monotonic()
+    if output == "-":
+        stdout = sys.stdout.buffer
+        try:
+            written = _download(api, stdout, report, method, path, **request)
+            stdout.flush()
+        except BrokenPipeError:
+            _stdout_closed()
+            return
+        except _Incomplete as exc:
+            fail(
+                f"the export failed after {format_size(exc.args[0])} were received: the query "
+                "failed part way, reached the server's time limit, or the connection broke; "
+                "what was written to stdout is incomplete"
+            )
+            return
+        elapsed = time.monotonic() - started
+        click.echo(f"wrote {format_size(written)} to stdout in {elapsed:.1f} s", err=True)
+        return
+
+    target = Path(output)
+    if target.is_dir():
+        fail(f"{output} is a directory; give a file name with -o", EXIT_USAGE)
+    try:
+        fd, part_name = tempfile.mkstemp(
+            prefix=f".{target.name}.", suffix=".part", dir=target.parent
+        )
+    except OSError as exc:
+        fail(f"cannot write {output}: {exc.strerror or exc}", EXIT_USAGE)
+        return
+    part = Path(part_name)
+    kept = "no file was written"
+    if target.exists():
+        kept += f" ({output} is as it was)"
+    done = False
+    try:
+        with os.fdopen(fd, "wb") as out:
+            written = _download(api, out, report, method, path, **request)
+            out.flush()
+            # Renamed only once on disk, so FILE never names a half-written file after a crash.
+            os.fsync(out.fileno())
+        part.chmod(_new_file_mode())
+        part.replace(target)
+        done = True
+    except _Incomplete as exc:
+        fail(
+            f"the export failed after {format_size(exc.args[0])} were received: the query "
+            f"failed part way, reached the server's time limit, or the connection broke; {kept}"
+        )
+        return
+    except KeyboardInterrupt:
+        fail(f"interrupted; {kept}", 130)
+        return
+    except OSError as exc:
+        fail(f"cannot write {output}: {exc.strerror or exc}; {kept}")
+        return
+    finally:
+        if not done:
+            part.unlink(missing_ok=True)
+    elapsed = time.monotonic() - started
+    click.echo(f"wrote {output} ({format_size(written)}) in {elapsed:.1f} s", err=True)
+
+
+# -- myapp export --------------------------------------------------------------------------------
 @click.command("export")
 @click.argument("sql")
-@click.option(
-    "--output",
-    "-o",
-    required=True,
-    metavar="FILE",
-    help="File to write (replaced if it exists), or - for stdout.",
-)
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(EXPORT_FORMATS),
-    default=None,
-    help="File format (default: from FILE's extension: .csv .tsv .parquet .json .ndjson "
-    ".jsonl; csv for stdout).",
-)
-@_param_options
+@output_options
+@param_options
 @api_options
 def export(
     sql: str,
@@ -442,73 +592,15 @@ def export(
     myapp export 'SELECT * FROM sales' -o sales.parquet
     myapp export 'SELECT * FROM events WHERE day = $day::DATE' --param day=2024-06-01 -o day.csv
     """
-    chosen = _export_format(output, fmt)
+    chosen = export_format(output, fmt)
     text = _read_sql(sql)
     body: dict[str, Any] = {"sql": text, "format": chosen}
-    params = _params(param_pairs, params_json)
+    params = parse_params(param_pairs, params_json)
     if params is not None:
         body["params"] = params
-    started = time.monotonic()
-    if output == "-":
-        stdout = sys.stdout.buffer
-        try:
-            written = _download(api, body, stdout)
-            stdout.flush()
-        except BrokenPipeError:
-            _stdout_closed()
-            return
-        except _Incomplete as exc:
-            fail(
-                f"the export failed after {_size(exc.args[0])} were received: the query failed "
-                "part way, reached the server's time limit, or the connection broke; what was "
-                "written to stdout is incomplete"
-            )
-            return
-        elapsed = time.monotonic() - started
-        click.echo(f"wrote {_size(written)} to stdout in {elapsed:.1f} s", err=True)
-        return
-
-    target = Path(output)
-    if target.is_dir():
-        fail(f"{output} is a directory; give a file name with -o", EXIT_USAGE)
-    try:
-        fd, part_name = tempfile.mkstemp(
-            prefix=f".{target.name}.", suffix=".part", dir=target.parent
-        )
-    except OSError as exc:
-        fail(f"cannot write {output}: {exc.strerror or exc}", EXIT_USAGE)
-        return
-    part = Path(part_name)
-    kept = "no file was written"
-    if target.exists():
-        kept += f" ({output} is as it was)"
-    done = False
-    try:
-        with os.fdopen(fd, "wb") as out:
-            written = _download(api, body, out)
-            out.flush()
-            # Renamed only once on disk, so FILE never names a half-written file after a crash.
-            os.fsync(out.fileno())
-        part.chmod(_new_file_mode())
-        part.replace(target)
-        done = True
-    except _Incomplete as exc:
-        fail(
-            f"the export failed after {_size(exc.args[0])} were received: the query failed "
-            f"part way, reached the server's time limit, or the connection broke; {kept}"
-        )
-        return
-    except KeyboardInterrupt:
-        fail(f"interrupted; {kept}", 130)
-        return
-    except OSError as exc:
-        fail(f"cannot write {output}: {exc.strerror or exc}; {kept}")
-        return
-    finally:
-        if not done:
-            part.unlink(missing_ok=True)
-    elapsed = time.monotonic() - started
-    click.echo(f"wrote {output} ({_size(written)}) in {elapsed:.1f} s", err=True)
+    save_download(
+        api, output, lambda r: error_report(r, text), "POST", "/api/query/export", json=body
+    )
 
 
 COMMANDS: list[click.Command] = [query, export]
