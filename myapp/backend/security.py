@@ -311,9 +311,9 @@ class Authenticator:
 
     def _find_token(self, digest: str) -> token_store.TokenRecord | None:
         """The token's record, from the database or from an earlier lookup when no write
-        transaction has committed since (revoking, expiring early, changing or removing the
-        account all commit one), so a revoked token is refused at once. Saves a DuckDB query
-        per request (bench/auth.py)."""
+        transaction has committed since (revoking a token, signing out, changing or removing
+        its account all commit one), so a revoked token is refused at once. Expiry is checked
+        on every use. Saves a DuckDB query per request (bench/auth.py)."""
         database = self.database
         # Read before the query: a commit after it (whose data the query may have missed)
         # makes the entry out of date.
