@@ -126,7 +126,13 @@ def test_frontend_answers_503_while_the_backend_is_down_and_recovers_alone(start
     assert not own_failures, own_failures[:5]
     unfriendly = [v for v in views if v.status == 503 and not v.friendly]
     assert not unfriendly, unfriendly[:5]
-    assert all(v.status == 200 for v in viewers.between(warm, outages[0][1])), "not warm"
+    # Before the first stop every page works. A view still running when the stop began may
+    # meet the backend already closing: only views that ended before it count.
+    first_stop = outages[0][1]
+    before = [v for v in viewers.between(warm, first_stop) if v.ended < first_stop]
+    assert before, "no page was viewed before the first stop"
+    failing = [v for v in before if v.status != 200]
+    assert not failing, ("failing before the first stop", failing[:5])
 
     summary = []
     for (name, _went_down, stopped, healthy), next_down in zip(
