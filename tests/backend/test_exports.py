@@ -255,6 +255,12 @@ def test_a_big_export_downloads_while_duckdb_writes_it(server, tmp_path, fmt):
     assert list(export_dir(server).iterdir()) == []
 
 
+def _export_run(server: ServerProcess, sql: str, run_id: str):
+    """An NDJSON export of `sql` as the run `run_id`, streamed (a context manager)."""
+    params = {"sql": sql, "format": "ndjson", "id": run_id}
+    return CLIENT.stream("GET", server.url + "/api/query/export", params=params)
+
+
 def test_an_error_after_the_download_began_cuts_it_short(server):
     """A row that fails near the end, after the download began (a 200 without a length): the
     client must not take what it got for the whole file, so the download ends without its last
@@ -264,11 +270,7 @@ def test_an_error_after_the_download_began_cuts_it_short(server):
         "range / 7 AS q",
         f"CASE WHEN range = {BIG_ROWS - 1000} THEN error('row is bad') ELSE range / 7 END AS q",
     )
-    with CLIENT.stream(
-        "GET",
-        server.url + "/api/query/export",
-        params={"sql": sql, "format": "ndjson", "id": run_id},
-    ) as response:
+    with _export_run(server, sql, run_id) as response:
         assert response.status_code == 200
         assert "content-length" not in response.headers
         with pytest.raises(httpx.RemoteProtocolError, match="incomplete chunked read"):
@@ -288,11 +290,7 @@ def test_an_error_after_the_download_began_cuts_it_short(server):
 
 def test_cancel_stops_an_export_that_is_downloading(server):
     run_id = str(uuid.uuid4())
-    with CLIENT.stream(
-        "GET",
-        server.url + "/api/query/export",
-        params={"sql": ENDLESS_EXPORT, "format": "ndjson", "id": run_id},
-    ) as response:
+    with _export_run(server, ENDLESS_EXPORT, run_id) as response:
         assert response.status_code == 200
         chunks = response.iter_raw()
         assert next(chunks).startswith(b'{"n":0,')
