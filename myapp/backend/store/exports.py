@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -295,32 +296,7 @@ def stream_export(settings: Settings, fmt: ExportFormat, write: Writer) -> Expor
     return ExportFile(format=fmt, size=written if done else None, _spool=spool, _fd=spool.read_fd)
 
 
-def write_export(
-    database: Database,
-    settings: Settings,
-    select_sql: str,
-    params: Mapping[str, Any] | None,
-    fmt: ExportFormat,
-    target: str,
-    watch: Watch,
-    *,
-    cursor: duckdb.DuckDBPyConnection | None = None,
-) -> None:
-    """COPY `select_sql` (already vetted: one read-only SELECT) to `target`, on the main
-    instance.
-
-    With `cursor`, the COPY runs on it (user SQL: inside its read-only transaction, under its
-    time limit); otherwise on a cursor of its own. Exports of datasets go through
-    `export_files` instead; this path remains for tables that are not in files of their own.
-    """
-    if cursor is not None:
-        _copy(cursor, target, select_sql, params, fmt, watch)
-        return
-    with database.cursor() as cur:
-        _copy(cur, target, select_sql, params, fmt, watch)
-
-
-def _copy(
+def copy_to(
     cur: duckdb.DuckDBPyConnection,
     target: str,
     select_sql: str,
@@ -328,9 +304,12 @@ def _copy(
     fmt: ExportFormat,
     watch: Watch,
 ) -> None:
+    """COPY `select_sql` (already vetted: one read-only SELECT) to `target` on `cur`: for user
+    SQL, the cursor of its read-only transaction and time limit. Exports of datasets run in a
+    side instance (`export_files`); this alone is for tables without files of their own."""
     # The target is ours (a pipe under the data dir named by a uuid), never user text.
-    literal = "'" + target.replace("'", "''") + "'"
     # Newlines around the query so a trailing line comment cannot swallow the COPY tail.
+    literal = storage.sql_literal(Path(target))
     statement = f"COPY (\n{select_sql}\n) TO {literal} ({fmt.copy_options})"
     watch(cur)
     try:
@@ -348,7 +327,7 @@ def export_files(
     target: str,
     watch: Watch,
 ) -> None:
-    """Like `write_export`, in a side instance that sees exactly the datasets in `files`
+    """Like `copy_to`, in a side instance that sees exactly the datasets in `files`
     (name → data file, pinned by the caller), sandboxed like the main instance.
 
     The side instance's small memory limit is the point: DuckDB's ordered COPY buffers in
@@ -363,7 +342,7 @@ def export_files(
             storage.attach(conn, settings, file_id)
             conn.execute(storage.view_sql(name, file_id))
         storage.lock_down(conn, settings)
-        _copy(conn, target, select_sql, params, fmt, watch)
+        copy_to(conn, target, select_sql, params, fmt, watch)
 
 
 @contextmanager

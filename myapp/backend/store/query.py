@@ -45,10 +45,10 @@ from .exports import (
     ExportFormat,
     Interruptible,
     Watch,
+    copy_to,
     export_files,
     pinned_files,
     stream_export,
-    write_export,
 )
 from .sql import quote_ident
 from .values import describe_columns, encode_rows
@@ -1141,9 +1141,7 @@ def export_select(
             try:
                 with pinned_files(database, vetted.datasets) as files:
                     if files is None:
-                        write_export(
-                            database, settings, vetted.body, values, fmt, target, follow, cursor=cur
-                        )
+                        copy_to(cur, target, vetted.body, values, fmt, follow)
                     else:
                         export_files(settings, files, vetted.body, values, fmt, target, follow)
             except duckdb.InterruptException:
