@@ -78,6 +78,41 @@ class Settings(BaseSettings):
         "write exports.",
     )
     temp_dir_limit: str = Field("20GB", description="Most disk DuckDB may spill to.")
+    max_result_bytes: int = Field(
+        32 * 1024 * 1024,
+        ge=1024,
+        le=4 * GIB,
+        description="Most bytes of JSON a query returns; bigger results are for exports.",
+    )
+    query_workers: int = Field(
+        2, ge=1, le=64, description="Worker processes that run queries and charts."
+    )
+    query_worker_threads: int = Field(
+        2, ge=1, le=256, description="DuckDB threads of each query worker."
+    )
+    query_worker_memory_limit: str | None = Field(
+        None,
+        description="DuckDB memory limit of each query worker (default: MYAPP_MEMORY_LIMIT "
+        "shared among MYAPP_QUERY_WORKERS); its address space is capped at this plus a margin.",
+    )
+    export_workers: int = Field(
+        2, ge=1, le=64, description="Worker processes that write exports (others queue)."
+    )
+    export_worker_threads: int = Field(
+        1, ge=1, le=256, description="DuckDB threads of each export worker."
+    )
+    max_exports_per_user: int = Field(
+        16,
+        ge=1,
+        le=1000,
+        description="Exports one account may have running or downloading at once (each may "
+        "hold up to MYAPP_EXPORT_SPOOL_BYTES of disk); more are answered 429.",
+    )
+    export_spool_bytes: int = Field(
+        32 * 1024 * 1024,
+        ge=16 * 1024 * 1024,
+        description="Most bytes of an export written ahead of what the client has read.",
+    )
     lock_timeout_s: float = Field(
         30.0, ge=0, le=3600, description="How long the backend waits for a locked database file."
     )
@@ -101,9 +136,13 @@ class Settings(BaseSettings):
         False, description="Let anonymous visitors browse and query read-only."
     )
 
-    @field_validator("memory_limit", "bulk_memory_limit", "temp_dir_limit")
+    @field_validator(
+        "memory_limit", "bulk_memory_limit", "temp_dir_limit", "query_worker_memory_limit"
+    )
     @classmethod
-    def _size(cls, value: str) -> str:
+    def _size(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         text = value.strip().replace(" ", "")
         number = text.rstrip("KMGTiBb")
         try:
@@ -172,6 +211,13 @@ class Settings(BaseSettings):
         return self.data_dir / ".tmp"
 
     @property
+    def query_worker_memory(self) -> str:
+        """Each query worker's DuckDB memory limit, in bytes as DuckDB reads them."""
+        if self.query_worker_memory_limit:
+            return self.query_worker_memory_limit
+        return f"{size_bytes(self.memory_limit) // self.query_workers}B"
+
+    @property
     def loopback_only(self) -> bool:
         return is_loopback(self.host)
 
@@ -189,6 +235,16 @@ class Settings(BaseSettings):
                     "generate one with: "
                     'python -c "import secrets; print(secrets.token_urlsafe(32))"'
                 )
+
+
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
+_UNITS |= {"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+def size_bytes(text: str) -> int:
+    """A validated size such as 4GB in bytes, with DuckDB's units (KB = 1000, KiB = 1024)."""
+    number = text.rstrip("KMGTiBb")
+    return int(float(number) * _UNITS[text[len(number) :].upper()])
 
 
 def is_loopback(host: str) -> bool:

@@ -23,6 +23,8 @@ from .middleware import BodyLimit, RequestLogMiddleware
 from .routes import audit, auth, backups, datasets, health, queries, query, tokens, users
 from .security import bootstrap, install_security
 from .store.database import Database
+from .store.usersql.functions import unclassified
+from .store.usersql.workers import Workers
 
 log = logging.getLogger("myapp.backend")
 
@@ -42,11 +44,25 @@ def create_api(settings: Settings, *, role: str = "backend") -> FastAPI:
         # Opening may wait for a lock held by another process; keep the event loop free.
         await run_in_threadpool(database.open)
         app.state.database = database
+        # User SQL runs in worker processes (store/usersql/workers.py), started before the
+        # first request so that no query pays their start-up.
+        workers = Workers(settings)
         try:
+            await run_in_threadpool(workers.start)
+            app.state.workers = workers
             # Applies MYAPP_ADMIN_PASSWORD; inside the try so the database closes if it fails.
             await run_in_threadpool(bootstrap, app)
+            with database.cursor() as cur:
+                unreviewed = unclassified(cur)
+            if unreviewed:
+                log.warning(
+                    "DuckDB has functions the reviewed list does not mention (refused in "
+                    "queries until reviewed in store/usersql/functions.tsv): %s",
+                    ", ".join(unreviewed),
+                )
             yield
         finally:
+            await run_in_threadpool(workers.close)
             await run_in_threadpool(database.close)
 
     app = FastAPI(

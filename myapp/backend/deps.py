@@ -10,6 +10,7 @@ from myapp.settings import Settings
 
 from .security import Actor, require
 from .store.database import Database
+from .store.usersql.workers import Workers
 
 
 # These are async on purpose: FastAPI runs a plain `def` dependency on its thread pool, and a
@@ -22,12 +23,17 @@ async def get_database(request: Request) -> Database:
     return request.app.state.database
 
 
+async def get_workers(request: Request) -> Workers:
+    return request.app.state.workers
+
+
 async def get_request_id(request: Request) -> str:
     return request.scope.get("state", {}).get("request_id", "")
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 DatabaseDep = Annotated[Database, Depends(get_database)]
+WorkersDep = Annotated[Workers, Depends(get_workers)]
 RequestIdDep = Annotated[str, Depends(get_request_id)]
 
 ViewerDep = Annotated[Actor, Depends(require("viewer"))]

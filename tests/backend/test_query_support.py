@@ -52,12 +52,36 @@ def make_workspace(root: Path) -> Path:
         conn.execute('CREATE TABLE "Odd Name" AS SELECT 1 AS "the value", \'x\' AS "select"')
         # An upload half-way through loading: its staging table is not a dataset yet.
         conn.execute("CREATE TABLE __myapp_staging_0123 AS SELECT 'not yet' AS secret")
+        # Catalogued as datasets stored in the main database, as a workspace made before
+        # datasets had files of their own: the backend moves each into its file on open, and
+        # user SQL (which runs in worker processes that see only those files) reads them there.
+        register_datasets(conn, ["sales", "cities", "Odd Name"])
     # Files in the data dir are inside DuckDB's allowed directories: the gate must keep user
     # SQL away from them.
     (data / "secret.csv").write_text("user,password\nroot,hunter2\n")
     (data / ".staging").mkdir(exist_ok=True)
     (data / ".staging" / "upload.csv").write_text("a,b\n1,2\n")
     return data
+
+
+def register_datasets(conn: duckdb.DuckDBPyConnection, names: list[str]) -> None:
+    conn.execute("CREATE SCHEMA IF NOT EXISTS myapp_internal")
+    conn.execute("CREATE SEQUENCE IF NOT EXISTS myapp_internal.dataset_version_seq")
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS myapp_internal.datasets ("
+        "name VARCHAR PRIMARY KEY, row_count BIGINT NOT NULL, version BIGINT NOT NULL, "
+        "source_filename VARCHAR, source_format VARCHAR NOT NULL, source_compression VARCHAR, "
+        "source_bytes BIGINT NOT NULL, created_at TIMESTAMPTZ NOT NULL, "
+        "updated_at TIMESTAMPTZ NOT NULL, created_by VARCHAR, updated_by VARCHAR)"
+    )
+    for name in names:
+        (rows,) = conn.execute(f"SELECT count(*) FROM {json.dumps(name)}").fetchone()
+        conn.execute(
+            "INSERT INTO myapp_internal.datasets VALUES ($name, $rows, "
+            "nextval('myapp_internal.dataset_version_seq'), NULL, 'csv', NULL, 0, now(), now(), "
+            "NULL, NULL)",
+            {"name": name, "rows": rows},
+        )
 
 
 def start_workspace(start_server, root: Path, **env: str) -> ServerProcess:
@@ -94,11 +118,15 @@ def api_fingerprint(server: ServerProcess) -> list[Any]:
 
 
 def data_dir_listing(data: Path) -> list[str]:
-    """Every file under the data dir except DuckDB's own (database, WAL, spill files)."""
+    """Every file under the data dir except DuckDB's own (database, WAL, spill files, the
+    datasets' files)."""
     return sorted(
         str(path.relative_to(data))
         for path in data.rglob("*")
-        if path.is_file() and not path.name.startswith("app.db") and ".tmp" not in path.parts
+        if path.is_file()
+        and not path.name.startswith("app.db")
+        and ".tmp" not in path.parts
+        and not (path.parent.name == "datasets" and path.suffix == ".duckdb")
     )
 
 

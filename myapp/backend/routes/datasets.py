@@ -26,21 +26,15 @@ from myapp.models.datasets import (
     RowsPage,
 )
 
-from ..deps import DatabaseDep, EditorDep, SettingsDep, ViewerDep
-from ..errors import BadRequest, Conflict
+from ..deps import DatabaseDep, EditorDep, SettingsDep, ViewerDep, WorkersDep
+from ..errors import BadRequest
 from ..responses import export_response
 from ..security import client_address
-from ..store import audit, browse, storage
+from ..store import audit, browse
 from ..store import browse_profile as profile
 from ..store import datasets as catalog
 from ..store.exports import FORMATS as EXPORT_FORMATS
-from ..store.exports import (
-    PIN_ATTEMPTS,
-    Watch,
-    download_filename,
-    export_files,
-    stream_export,
-)
+from ..store.exports import download_filename
 from ..store.ingest import StagingFiles, check_mode_allows, ingest_file, parse_options
 from ..store.ingest_receive import (
     LineMeter,
@@ -48,6 +42,7 @@ from ..store.ingest_receive import (
     receive_multipart,
     receive_raw,
 )
+from ..store.usersql import execute as usersql
 
 log = logging.getLogger("myapp.backend.datasets")
 
@@ -368,6 +363,7 @@ def export_dataset(
     request: Request,
     settings: SettingsDep,
     database: DatabaseDep,
+    workers: WorkersDep,
     actor: ViewerDep,
     format: Annotated[str, Query(description="csv, tsv, parquet, json or ndjson")] = "csv",
     sort: Annotated[str | None, Query(description="column, or -column for descending")] = None,
@@ -381,24 +377,19 @@ def export_dataset(
         )
     with database.cursor() as cur:
         record = catalog.get_dataset(cur, name)
-
-    def write(target: str, watch: Watch) -> None:
-        # The dataset's file, read by a side instance of its own (storage.py); a dataset
-        # replaced in this very moment is read again.
-        for _ in range(PIN_ATTEMPTS):
-            with database.cursor() as cur:
-                current = catalog.get_dataset(cur, record.name)
-                select_sql, params = browse.export_select(
-                    cur, current, items=request.query_params.multi_items(), sort=sort, q=q
-                )
-            if storage.PINS.pin(current.file_id):
-                try:
-                    files = {current.name: current.file_id}
-                    export_files(settings, files, select_sql, params, fmt, target, watch)
-                finally:
-                    storage.PINS.unpin(current.file_id)
-                return
-        raise Conflict("The dataset keeps changing; try the export again.", code="dataset_changed")
-
-    export = stream_export(settings, fmt, write)
+        select_sql, params = browse.export_select(
+            cur, record, items=request.query_params.multi_items(), sort=sort, q=q
+        )
+    # Written by an export worker, like every export (store/usersql/execute.py).
+    export = usersql.export_sql(
+        database,
+        workers,
+        settings,
+        select_sql=select_sql,
+        params=params,
+        fmt=fmt,
+        timeout_ms=None,
+        run_id=usersql.new_id(),
+        owner=actor.username,
+    )
     return export_response(export, download_filename(record.name, fmt))

@@ -20,14 +20,14 @@ from myapp.models.queries import (
 )
 from myapp.models.query import MAX_CHART_POINTS, ChartData, ExportFormatName, QueryResult
 
-from ..deps import DatabaseDep, EditorDep, SettingsDep, ViewerDep
+from ..deps import DatabaseDep, EditorDep, SettingsDep, ViewerDep, WorkersDep
 from ..errors import BadRequest
 from ..responses import export_response
 from ..security import client_address
 from ..store import queries as store
-from ..store import query as runner
 from ..store.exports import FORMATS, download_filename
-from .query import fast_json, parse_params_json
+from ..store.usersql import charts, execute, runs
+from .query import fast_json, json_bytes, parse_params_json
 
 router = APIRouter(tags=["queries"])
 
@@ -65,11 +65,16 @@ def list_queries(
     summary="Save a query (version 1)",
 )
 def create_query(
-    body: SavedQueryCreate, request: Request, actor: EditorDep, database: DatabaseDep
+    body: SavedQueryCreate,
+    request: Request,
+    actor: EditorDep,
+    database: DatabaseDep,
+    workers: WorkersDep,
 ) -> JSONResponse:
     saved = store.create_query(
         database,
         _fields(body),
+        workers=workers,
         actor=actor.username,
         audit_actor=actor.audit_name,
         ip=client_address(request),
@@ -104,11 +109,13 @@ def update_query(
     request: Request,
     actor: EditorDep,
     database: DatabaseDep,
+    workers: WorkersDep,
 ) -> dict[str, Any]:
     saved, _ = store.update_query(
         database,
         slug,
         _fields(body),
+        workers=workers,
         base_version=body.base_version,
         actor=actor.username,
         audit_actor=actor.audit_name,
@@ -159,19 +166,21 @@ def run_saved_query(
     body: SavedQueryRun,
     actor: ViewerDep,
     database: DatabaseDep,
+    workers: WorkersDep,
     settings: SettingsDep,
-) -> JSONResponse:
+) -> Response:
     saved = store.get_query(database, slug, body.version)
     values = store.bind_saved_parameters(saved["parameters"], body.params)
-    return fast_json(
-        runner.run_select(
+    return json_bytes(
+        execute.run_select(
             database,
+            workers,
             settings,
             sql=saved["sql"],
             params=values,
             limit=body.limit,
             timeout_ms=body.timeout_ms,
-            run_id=runner.new_run_id(body.id),
+            run_id=runs.new_run_id(body.id),
             owner=actor.username,
         )
     )
@@ -188,6 +197,7 @@ def chart_saved_query(
     body: SavedQueryChartRequest,
     actor: ViewerDep,
     database: DatabaseDep,
+    workers: WorkersDep,
     settings: SettingsDep,
 ) -> JSONResponse:
     saved = store.get_query(database, slug, body.version)
@@ -196,14 +206,15 @@ def chart_saved_query(
         raise BadRequest("This saved query has no chart; send one in `chart`.", code="no_chart")
     values = store.bind_saved_parameters(saved["parameters"], body.params)
     return fast_json(
-        runner.chart_select(
+        charts.chart_select(
             database,
+            workers,
             settings,
             sql=saved["sql"],
             params=values,
             chart=chart,
             timeout_ms=body.timeout_ms,
-            run_id=runner.new_run_id(body.id),
+            run_id=runs.new_run_id(body.id),
             owner=actor.username,
             max_points=MAX_CHART_POINTS,
         )
@@ -220,6 +231,7 @@ def export_saved_query(
     slug: str,
     actor: ViewerDep,
     database: DatabaseDep,
+    workers: WorkersDep,
     settings: SettingsDep,
     format: ExportFormatName = "csv",
     params: str | None = Query(None, description="The parameters as a JSON object."),
@@ -230,14 +242,15 @@ def export_saved_query(
     saved = store.get_query(database, slug, version)
     values = store.bind_saved_parameters(saved["parameters"], parse_params_json(params))
     export_format = FORMATS[format]
-    export = runner.export_select(
+    export = execute.export_select(
         database,
+        workers,
         settings,
         sql=saved["sql"],
         params=values,
         fmt=export_format,
         timeout_ms=None,
-        run_id=runner.new_run_id(id),
+        run_id=runs.new_run_id(id),
         owner=actor.username,
     )
     stem = filename or (slug if version is None else f"{slug}-v{version}")

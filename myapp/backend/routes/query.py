@@ -23,18 +23,23 @@ from myapp.models.query import (
     QueryStatus,
 )
 
-from ..deps import DatabaseDep, SettingsDep, ViewerDep
+from ..deps import DatabaseDep, SettingsDep, ViewerDep, WorkersDep
 from ..errors import BadRequest, Conflict
 from ..responses import export_response
-from ..store import query as store
 from ..store.exports import FORMATS, download_filename
+from ..store.usersql import charts, execute, runs
 
 router = APIRouter(tags=["query"])
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "Refused, invalid SQL, or the time limit passed"},
     409: {"model": ErrorBody, "description": "Cancelled while running"},
-    422: {"model": ErrorBody, "description": "Needs more memory or disk than allowed"},
+    422: {
+        "model": ErrorBody,
+        "description": "Needs more memory or disk than allowed, or the result is bigger than "
+        "MYAPP_MAX_RESULT_BYTES",
+    },
+    503: {"model": ErrorBody, "description": "All query workers are busy"},
 }
 
 
@@ -45,17 +50,22 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     summary="Run one read-only SELECT",
 )
 def run_query(
-    body: QueryRequest, actor: ViewerDep, database: DatabaseDep, settings: SettingsDep
-) -> JSONResponse:
-    return fast_json(
-        store.run_select(
+    body: QueryRequest,
+    actor: ViewerDep,
+    database: DatabaseDep,
+    workers: WorkersDep,
+    settings: SettingsDep,
+) -> Response:
+    return json_bytes(
+        execute.run_select(
             database,
+            workers,
             settings,
             sql=body.sql,
             params=body.params,
             limit=body.limit,
             timeout_ms=body.timeout_ms,
-            run_id=store.new_run_id(body.id),
+            run_id=runs.new_run_id(body.id),
             owner=actor.username,
         )
     )
@@ -68,21 +78,31 @@ def run_query(
     summary="The data of a chart of a SELECT's result, cut to at most 10,000 points by DuckDB",
 )
 def chart_query(
-    body: ChartRequest, actor: ViewerDep, database: DatabaseDep, settings: SettingsDep
+    body: ChartRequest,
+    actor: ViewerDep,
+    database: DatabaseDep,
+    workers: WorkersDep,
+    settings: SettingsDep,
 ) -> JSONResponse:
     return fast_json(
-        store.chart_select(
+        charts.chart_select(
             database,
+            workers,
             settings,
             sql=body.sql,
             params=body.params,
             chart=body.chart.model_dump(),
             timeout_ms=body.timeout_ms,
-            run_id=store.new_run_id(body.id),
+            run_id=runs.new_run_id(body.id),
             owner=actor.username,
             max_points=MAX_CHART_POINTS,
         )
     )
+
+
+def json_bytes(body: bytes) -> Response:
+    """A result the worker already encoded as JSON (store/usersql/worker.py), sent as it is."""
+    return Response(content=body, media_type="application/json")
 
 
 def fast_json(body: dict[str, Any]) -> JSONResponse:
@@ -93,6 +113,7 @@ def fast_json(body: dict[str, Any]) -> JSONResponse:
 
 def _export(
     database: DatabaseDep,
+    workers: WorkersDep,
     settings: SettingsDep,
     actor: Any,
     *,
@@ -103,14 +124,15 @@ def _export(
     run_id: UUID | None,
 ) -> StreamingResponse:
     export_format = FORMATS[fmt]
-    export = store.export_select(
+    export = execute.export_select(
         database,
+        workers,
         settings,
         sql=sql,
         params=params,
         fmt=export_format,
         timeout_ms=None,
-        run_id=store.new_run_id(run_id),
+        run_id=runs.new_run_id(run_id),
         owner=actor.username,
     )
     stem = filename or f"query-{datetime.now(UTC):%Y%m%d-%H%M%S}"
@@ -126,6 +148,7 @@ def _export(
 def export_query_get(
     actor: ViewerDep,
     database: DatabaseDep,
+    workers: WorkersDep,
     settings: SettingsDep,
     sql: str = Query(min_length=1, max_length=MAX_SQL_CHARS),
     format: ExportFormatName = "csv",
@@ -136,6 +159,7 @@ def export_query_get(
     values = parse_params_json(params)
     return _export(
         database,
+        workers,
         settings,
         actor,
         sql=sql,
@@ -153,10 +177,15 @@ def export_query_get(
     summary="Export the whole result of a SELECT (no row cap) as a download",
 )
 def export_query_post(
-    body: ExportRequest, actor: ViewerDep, database: DatabaseDep, settings: SettingsDep
+    body: ExportRequest,
+    actor: ViewerDep,
+    database: DatabaseDep,
+    workers: WorkersDep,
+    settings: SettingsDep,
 ) -> StreamingResponse:
     return _export(
         database,
+        workers,
         settings,
         actor,
         sql=body.sql,
@@ -173,7 +202,7 @@ def export_query_post(
     summary="State and progress of a query run (running or recently ended)",
 )
 def read_query_status(query_id: UUID, actor: ViewerDep) -> dict[str, Any]:
-    run = store.get_run(str(query_id), actor_name=actor.username, is_admin=actor.can("admin"))
+    run = runs.get_run(str(query_id), actor_name=actor.username, is_admin=actor.can("admin"))
     return run.status()
 
 
@@ -184,7 +213,7 @@ def read_query_status(query_id: UUID, actor: ViewerDep) -> dict[str, Any]:
     summary="Cancel a running query; its own request answers 409 query_cancelled",
 )
 def cancel_query(query_id: UUID, actor: ViewerDep) -> Response:
-    run = store.get_run(str(query_id), actor_name=actor.username, is_admin=actor.can("admin"))
+    run = runs.get_run(str(query_id), actor_name=actor.username, is_admin=actor.can("admin"))
     if not run.stop("cancel"):
         raise Conflict(
             f"The query has already ended ({run.state.replace('_', ' ')}).",

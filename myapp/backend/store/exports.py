@@ -13,22 +13,16 @@ import fcntl
 import os
 import re
 import threading
+import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 from urllib.parse import quote
 
-import duckdb
-
 from myapp.settings import Settings
-
-from ..errors import Conflict
-from . import storage
-from .database import Database
-from .datasets import data_files
 
 # A dataset replaced while an export starts is read again; more than a few replacements in
 # that moment means something is rewriting it in a loop.
@@ -43,6 +37,10 @@ CHUNK_BYTES = 4 * 1024 * 1024
 # before then (nearly all of them: SQL, parameters, types, a busy server) are the usual JSON
 # error; one later can only cut the download short.
 STREAM_AFTER_BYTES = 8 * 1024 * 1024
+
+# A client that reads nothing of a paced export for this long loses it: it would otherwise
+# hold an export worker for as long as it likes.
+CLIENT_STALL_S = 300.0
 
 # The most one splice(2) moves from the pipe into the spool file.
 PIPE_BYTES = 1024 * 1024
@@ -78,6 +76,13 @@ FORMATS: dict[str, ExportFormat] = {
 }
 
 
+class ClientStalled(Exception):
+    """The client took nothing of an export for CLIENT_STALL_S."""
+
+    def __str__(self) -> str:
+        return "the client stopped reading the export"
+
+
 class ExportFailed(Exception):
     """An export failed after its download had begun; `error` is why."""
 
@@ -105,14 +110,31 @@ class _Spool:
     first, the gap between filled later), so a file still being written cannot be streamed.
     Instead COPY writes into a named pipe, which makes it write in order, and a thread moves
     the bytes with splice(2) into an unlinked spool file. Readers follow the spool up to what
-    has been moved. The download can so start while DuckDB is still writing, and a slow client
-    never slows the COPY down: it holds a side instance, and the query time limit applies to it.
+    has been moved. The download can so start while DuckDB is still writing.
+
+    The spool runs at most MYAPP_EXPORT_SPOOL_BYTES ahead of the client: then the pump waits,
+    the pipe fills and DuckDB's COPY blocks on it, so a slow client holds that much disk (and
+    one export worker), not the whole result. Time spent waiting for the client does not count
+    against the query time limit (`on_stall`); a client that takes nothing for
+    CLIENT_STALL_S fails the export.
     """
 
-    def __init__(self, settings: Settings) -> None:
-        stem = settings.export_dir / uuid.uuid4().hex
-        self.pipe = stem.with_suffix(".pipe")
+    def __init__(
+        self,
+        settings: Settings,
+        directory: Path | None = None,
+        on_stall: Callable[[float], None] | None = None,
+    ) -> None:
+        name = uuid.uuid4().hex
+        # The pipe goes where the COPY's worker may write (`directory`); the spool stays in
+        # the backend's export folder, which no worker can read.
+        self.pipe = (directory or settings.export_dir) / f"{name}.pipe"
         self._cond = threading.Condition()
+        # The pump stops reading the pipe while the spool is this far ahead of the client, so
+        # the COPY waits on the full pipe and the disk an export holds stays bounded.
+        self.ahead_limit = max(settings.export_spool_bytes, STREAM_AFTER_BYTES + 2 * PIPE_BYTES)
+        self.taken = 0
+        self._on_stall = on_stall
         self.written = 0
         self.done = False
         self.error: BaseException | None = None
@@ -133,7 +155,7 @@ class _Spool:
             # any user raise it to 1 MiB.
             with suppress(OSError):
                 fcntl.fcntl(self._pipe_out, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
-            spool = stem.with_suffix(".spool")
+            spool = settings.export_dir / f"{name}.spool"
             self._file = os.open(spool, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
             fds.append(self._file)
             # Unlinked at once: its space is returned when the last descriptor closes, however
@@ -174,9 +196,35 @@ class _Spool:
             os.close(self._pipe_in)
             self.pipe.unlink(missing_ok=True)
 
+    def _pace(self) -> None:
+        """Wait while the spool is far enough ahead of the client."""
+        with self._cond:
+            if self.written - self.taken < self.ahead_limit:
+                return
+            began = time.monotonic()
+            while (
+                self.written - self.taken >= self.ahead_limit
+                and not self._cancelled
+                and time.monotonic() - began < CLIENT_STALL_S
+            ):
+                self._cond.wait(1.0)
+            stalled = self.written - self.taken >= self.ahead_limit and not self._cancelled
+        if self._on_stall is not None:
+            self._on_stall(time.monotonic() - began)
+        if stalled:
+            raise ClientStalled
+
+    def took(self, offset: int) -> None:
+        """The client has read up to `offset`."""
+        with self._cond:
+            if offset > self.taken:
+                self.taken = offset
+                self._cond.notify_all()
+
     def _pump(self, copier: threading.Thread) -> None:
         try:
             while not self._cancelled:
+                self._pace()
                 moved = os.splice(self._pipe_out, self._file, PIPE_BYTES)
                 if moved == 0:
                     break
@@ -186,7 +234,7 @@ class _Spool:
                 with self._cond:
                     self.written += moved
                     self._cond.notify_all()
-        except OSError as exc:  # the spool's disk is full, or the like
+        except (OSError, ClientStalled) as exc:  # the spool's disk is full, or the like
             self._fail(exc)
             self.cancel()
         finally:
@@ -220,6 +268,7 @@ class _Spool:
             if self._running is not None:
                 self._running.interrupt()
             self._cancelled = True
+            self._cond.notify_all()
 
     def wait(self, at_least: int) -> tuple[int, bool, BaseException | None]:
         """Block until `at_least` bytes are written or the export is over; then how many bytes
@@ -245,6 +294,7 @@ class ExportFile:
     size: int | None
     _spool: _Spool
     _fd: int
+    _on_close: Callable[[], None] | None = None
 
     def chunks(self) -> Iterator[bytes]:
         """The bytes in order, waiting for the COPY as needed; raises ExportFailed if the COPY
@@ -263,6 +313,7 @@ class ExportFile:
                     chunk = os.pread(self._fd, min(CHUNK_BYTES, written - offset), offset)
                     offset += len(chunk)
                     yield chunk
+                    self._spool.took(offset)
         finally:
             self.close()
 
@@ -273,15 +324,26 @@ class ExportFile:
             fd, self._fd = self._fd, -1
             os.close(fd)
         self._spool.cancel()
+        if self._on_close is not None:
+            self._on_close()
 
 
-def stream_export(settings: Settings, fmt: ExportFormat, write: Writer) -> ExportFile:
-    """Run `write` (a COPY into the path it is given) and return the export once it is done or
-    STREAM_AFTER_BYTES of it are written, whichever comes first.
+def stream_export(
+    settings: Settings,
+    fmt: ExportFormat,
+    write: Writer,
+    *,
+    directory: Path | None = None,
+    on_stall: Callable[[float], None] | None = None,
+    on_close: Callable[[], None] | None = None,
+) -> ExportFile:
+    """Run `write` (a COPY into the path it is given, a pipe in `directory`) and return the
+    export once it is done or STREAM_AFTER_BYTES of it are written, whichever comes first.
 
     An error before that point is raised here, so the client gets the usual JSON error.
+    `on_close` runs when the download ends, however it ends.
     """
-    spool = _Spool(settings)
+    spool = _Spool(settings, directory, on_stall)
     try:
         spool.start(write)
         written, done, error = spool.wait(STREAM_AFTER_BYTES)
@@ -293,91 +355,12 @@ def stream_export(settings: Settings, fmt: ExportFormat, write: Writer) -> Expor
         os.close(spool.read_fd)
         spool.settle()
         raise error
-    return ExportFile(format=fmt, size=written if done else None, _spool=spool, _fd=spool.read_fd)
-
-
-def copy_to(
-    cur: duckdb.DuckDBPyConnection,
-    target: str,
-    select_sql: str,
-    params: Mapping[str, Any] | None,
-    fmt: ExportFormat,
-    watch: Watch,
-) -> None:
-    """COPY `select_sql` (already vetted: one read-only SELECT) to `target` on `cur`: for user
-    SQL, the cursor of its read-only transaction and time limit. Exports of datasets run in a
-    side instance (`export_files`); this alone is for tables without files of their own."""
-    # The target is ours (a pipe under the data dir named by a uuid), never user text.
-    # Newlines around the query so a trailing line comment cannot swallow the COPY tail.
-    literal = storage.sql_literal(Path(target))
-    statement = f"COPY (\n{select_sql}\n) TO {literal} ({fmt.copy_options})"
-    watch(cur)
-    try:
-        cur.execute(statement, dict(params or {}))
-    finally:
-        watch(None)
-
-
-def export_files(
-    settings: Settings,
-    files: Mapping[str, str],
-    select_sql: str,
-    params: Mapping[str, Any] | None,
-    fmt: ExportFormat,
-    target: str,
-    watch: Watch,
-) -> None:
-    """Like `copy_to`, in a side instance that sees exactly the datasets in `files`
-    (name → data file, pinned by the caller), sandboxed like the main instance.
-
-    The side instance's small memory limit is the point: DuckDB's ordered COPY buffers in
-    proportion to the result, and the main instance's buffer pool would keep every block it
-    read (storage.py). `watch` is told the connection while the COPY runs (and None after),
-    so a time limit or a cancel can interrupt it.
-    """
-    # An export waits for a side instance no longer than a query may run.
-    wait_s = settings.query_timeout_ms / 1000
-    with storage.side_instance(settings, progress=True, wait_s=wait_s) as conn:
-        for name, file_id in files.items():
-            storage.attach(conn, settings, file_id)
-            conn.execute(storage.view_sql(name, file_id))
-        storage.lock_down(conn, settings)
-        copy_to(conn, target, select_sql, params, fmt, watch)
-
-
-@contextmanager
-def pinned_files(database: Database, names: Iterable[str]) -> Iterator[dict[str, str] | None]:
-    """The data files of the datasets `names`, held until the block ends (storage.FilePins);
-    None when one of them is a plain table of the main database rather than a dataset with a
-    file of its own: that export runs on the main instance.
-
-    A dataset replaced between reading the catalog and pinning is read again.
-    """
-    wanted = sorted(set(names))
-    for _ in range(PIN_ATTEMPTS):
-        with database.cursor() as cur:
-            files = data_files(cur, wanted)
-        if len(files) != len(wanted) or None in files.values():
-            yield None
-            return
-        held: list[str] = []
-        for file_id in files.values():
-            if not storage.PINS.pin(file_id):
-                break
-            held.append(file_id)
-        if len(held) != len(files):
-            for file_id in held:
-                storage.PINS.unpin(file_id)
-            continue
-        try:
-            yield files
-        finally:
-            for file_id in held:
-                storage.PINS.unpin(file_id)
-        return
-    raise Conflict(
-        "The datasets of this export keep changing; try the export again.",
-        code="dataset_changed",
+    return ExportFile(
+        format=fmt,
+        size=written if done else None,
+        _spool=spool,
+        _fd=spool.read_fd,
+        _on_close=on_close,
     )
 
 

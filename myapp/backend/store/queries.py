@@ -20,8 +20,9 @@ from myapp.models.queries import ParameterValueError, coerce_parameter
 from ..errors import BadRequest, Conflict, NotFound, Unprocessable
 from . import audit
 from .database import Database
-from .query import check_sql
 from .sql import internal
+from .usersql.execute import check_sql
+from .usersql.workers import Workers
 
 QUERIES = internal("saved_queries")
 VERSIONS = internal("saved_query_versions")
@@ -158,10 +159,11 @@ def list_versions(database: Database, slug: str) -> list[dict[str, Any]]:
     return [{"version": v, "title": t, "created_at": at, "created_by": by} for v, t, at, by in rows]
 
 
-def _check_fields(database: Database, fields: Mapping[str, Any]) -> None:
-    """The SQL must pass the gate, and every $parameter it uses must be declared."""
+def _check_fields(database: Database, workers: Workers, fields: Mapping[str, Any]) -> None:
+    """The SQL must pass the gate and bind (in a query worker: binding folds constants, which
+    can run any function), and every $parameter it uses must be declared."""
     defaults = {p["name"]: p.get("default") for p in fields["parameters"]}
-    vetted = check_sql(database, fields["sql"], defaults)
+    vetted = check_sql(database, workers, database.settings, fields["sql"], defaults)
     declared = {p["name"] for p in fields["parameters"]}
     undeclared = [name for name in vetted.parameters if name not in declared]
     if undeclared:
@@ -205,13 +207,14 @@ def create_query(
     database: Database,
     fields: Mapping[str, Any],
     *,
+    workers: Workers,
     actor: str | None,
     audit_actor: str | None,
     ip: str | None,
 ) -> dict[str, Any]:
     """`actor` is the account (kept as the author), `audit_actor` the name the audit log uses
     for the caller (also for callers without an account)."""
-    _check_fields(database, fields)
+    _check_fields(database, workers, fields)
     now = datetime.now(UTC)
     with database.transaction() as cur:
         wanted = fields.get("slug")
@@ -249,6 +252,7 @@ def update_query(
     slug: str,
     fields: Mapping[str, Any],
     *,
+    workers: Workers,
     base_version: int | None,
     actor: str | None,
     audit_actor: str | None,
@@ -256,7 +260,7 @@ def update_query(
 ) -> tuple[dict[str, Any], bool]:
     """Save an edit as a new version; (query, True) when a version was added, False when the
     edit changed nothing."""
-    _check_fields(database, fields)
+    _check_fields(database, workers, fields)
     current = get_query(database, slug)
     if base_version is not None and base_version != current["version"]:
         raise Conflict(

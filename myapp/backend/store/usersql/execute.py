@@ -1,0 +1,378 @@
+"""Running vetted user SQL in a worker: results as JSON bytes, checks of saved SQL, exports.
+
+The pipeline for every run: the gate (gate.py, in the backend, on the backend's cursor) → a
+registered run (runs.py: status, cancel, time limit) → a leased worker (workers.py) that
+executes the vetted text and answers with bytes. Whatever the statement does, it does it in
+the worker: the backend only forwards bytes, bounded by MYAPP_MAX_RESULT_BYTES.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from myapp.settings import Settings
+
+from ...errors import AppError
+from ..database import Database
+from ..exports import ExportFile, ExportFormat, Watch, stream_export
+from ..sql import internal
+from .errors import DuckError, sql_error, too_large
+from .gate import Vetted, bind_parameters, prepare
+from .runs import REGISTRY, Run, effective_timeout_ms
+from .workers import Pool, Worker, WorkerDied, Workers
+
+
+def result_too_large(settings: Settings) -> AppError:
+    limit_mb = settings.max_result_bytes / (1024 * 1024)
+    return AppError(
+        f"The result is larger than {limit_mb:g} MB, the most a query returns here; export it "
+        "instead (GET or POST /api/query/export, or the Export button), or select fewer "
+        "columns or rows.",
+        code="result_too_large",
+        status_code=422,
+        detail={"max_result_bytes": settings.max_result_bytes},
+    )
+
+
+def _catalog(database: Database) -> dict[str, str]:
+    with database.cursor() as cur:
+        rows = cur.execute(
+            f"SELECT name, file_id FROM {internal('datasets')} WHERE file_id IS NOT NULL"
+        ).fetchall()
+    return {name: file_id for name, file_id in rows}
+
+
+@contextmanager
+def running(
+    settings: Settings,
+    pool: Pool,
+    *,
+    run_id: str,
+    kind: str,
+    owner: str | None,
+    timeout_ms: int | None,
+) -> Iterator[tuple[Worker, Run]]:
+    """A registered run holding a worker of `pool`: killed at its time limit or on cancel.
+
+    Errors leave as 4xx: the run's own stop (timeout, cancel) wins over whatever the killed
+    worker said; a worker that died otherwise ran out of memory (the address-space cap).
+    """
+    limit_ms = effective_timeout_ms(settings, timeout_ms)
+    run = REGISTRY.start(run_id, kind=kind, owner=owner, limit_ms=limit_ms)
+    state = "failed"
+    try:
+        # Waiting for a worker counts against the time limit, and never lasts longer.
+        worker = pool.acquire(limit_ms / 1000)
+        try:
+            run.use(worker.kill)
+            yield worker, run
+            run.raise_if_stopped()
+            state = "finished"
+        finally:
+            run.use(None)
+            pool.release(worker)
+    except WorkerDied:
+        if run.stop_reason:
+            state = "timed_out" if run.stop_reason == "timeout" else "cancelled"
+            raise run.stopped_error() from None
+        raise too_large({"message": "the query ran out of memory"}) from None
+    except AppError as exc:
+        if exc.code in ("query_timeout", "query_cancelled"):
+            state = "timed_out" if exc.code == "query_timeout" else "cancelled"
+        raise
+    finally:
+        REGISTRY.finish(run, state)
+
+
+def call(
+    database: Database,
+    settings: Settings,
+    worker: Worker,
+    run: Run,
+    request: dict[str, Any],
+    *,
+    text: str,
+    body: str,
+) -> bytes:
+    """One request to the run's worker, with the datasets synced first if they changed; DuckDB's
+    errors become 4xx with positions in the user's text."""
+    for fresh in (False, True):
+        generation = database.write_generation
+        message = dict(request)
+        if fresh or worker.catalog_generation != generation:
+            message["catalog"] = _catalog(database)
+            message["generation"] = generation
+        try:
+            reply = worker.call(message, run.report)
+            if "catalog" in message:
+                worker.catalog_generation = generation
+            return reply
+        except DuckError as exc:
+            if "catalog" in message:
+                worker.catalog_generation = generation
+            if run.stop_reason:
+                raise run.stopped_error() from None
+            if exc.kind == "ResultTooLarge":
+                raise result_too_large(settings) from None
+            if exc.kind == "CatalogException" and not fresh and "does not exist" in str(exc):
+                # A dataset changed in a way that did not move the write generation, or was
+                # replaced while the worker attached it: read the catalog again, once.
+                continue
+            raise sql_error(exc, text, body=body) from None
+    raise AssertionError("unreachable")
+
+
+# -- results -------------------------------------------------------------------------------------
+def run_select(
+    database: Database,
+    workers: Workers,
+    settings: Settings,
+    *,
+    sql: str,
+    params: Mapping[str, Any] | None,
+    limit: int | None,
+    timeout_ms: int | None,
+    run_id: str,
+    owner: str | None,
+) -> bytes:
+    """Run one vetted SELECT; the response body as JSON bytes, at most `limit` (capped by
+    MYAPP_MAX_ROWS) rows and MYAPP_MAX_RESULT_BYTES bytes."""
+    cap = settings.max_rows if limit is None else min(limit, settings.max_rows)
+    # LIMIT in SQL rather than only in fetching: DuckDB then keeps a top-N instead of sorting
+    # everything, and stops scanning early.
+    vetted, text = vet(database, sql, tail=f" LIMIT {cap + 1}")
+    values = bind_parameters(vetted, params)
+    with running(
+        settings,
+        workers.interactive,
+        run_id=run_id,
+        kind="query",
+        owner=owner,
+        timeout_ms=timeout_ms,
+    ) as (worker, run):
+        started = time.perf_counter()
+        request = {
+            "op": "query",
+            "sql": text,
+            "params": values,
+            "fetch": cap,
+            "max_bytes": settings.max_result_bytes,
+        }
+        result = call(database, settings, worker, run, request, text=text, body=vetted.body)
+        elapsed = round((time.perf_counter() - started) * 1000, 1)
+    # The worker's bytes go out as they are: {"id", …the worker's fields…, "elapsed_ms"}.
+    return b"".join(
+        [
+            b'{"id":"',
+            run_id.replace("\\", "\\\\").replace('"', '\\"').encode(),
+            b'",',
+            result[1:-1],
+            b',"elapsed_ms":',
+            str(float(elapsed)).encode(),
+            b"}",
+        ]
+    )
+
+
+def vet(
+    database: Database, sql: str, *, head: str = "SELECT *", tail: str = ""
+) -> tuple[Vetted, str]:
+    with database.cursor() as cur:
+        return prepare(cur, sql, head=head, tail=tail)
+
+
+def check_sql(
+    database: Database,
+    workers: Workers,
+    settings: Settings,
+    sql: str,
+    params: Mapping[str, Any] | None = None,
+) -> Vetted:
+    """Put `sql` through the gate and let DuckDB bind it in a worker, without reading data
+    (saving a query checks its SQL). Parameters without a value are bound as NULL."""
+    vetted, text = vet(database, sql, tail=" LIMIT 0")
+    values = {name: (params or {}).get(name) for name in vetted.parameters}
+    with running(
+        settings, workers.interactive, run_id=new_id(), kind="check", owner=None, timeout_ms=None
+    ) as (worker, run):
+        request = {"op": "query", "sql": text, "params": values, "fetch": 0}
+        call(database, settings, worker, run, request, text=text, body=vetted.body)
+    return vetted
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+# -- exports -------------------------------------------------------------------------------------
+class ExportSlots:
+    """Exports running per account: each holds a bulk worker and disk until its client is done,
+    so one account cannot take them all."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count: dict[str, int] = {}
+
+    def take(self, settings: Settings, owner: str | None) -> Callable[[], None]:
+        key = owner or "anonymous"
+        with self._lock:
+            if self._count.get(key, 0) >= settings.max_exports_per_user:
+                raise AppError(
+                    f"You already have {settings.max_exports_per_user} exports running; wait "
+                    "for one to finish downloading, then try again.",
+                    code="too_many_exports",
+                    status_code=429,
+                    detail={"max_exports_per_user": settings.max_exports_per_user},
+                    headers={"Retry-After": "10"},
+                )
+            self._count[key] = self._count.get(key, 0) + 1
+        released = threading.Event()
+
+        def release() -> None:
+            if released.is_set():
+                return
+            released.set()
+            with self._lock:
+                self._count[key] -= 1
+                if self._count[key] <= 0:
+                    del self._count[key]
+
+        return release
+
+
+EXPORT_SLOTS = ExportSlots()
+
+
+def export_select(
+    database: Database,
+    workers: Workers,
+    settings: Settings,
+    *,
+    sql: str,
+    params: Mapping[str, Any] | None,
+    fmt: ExportFormat,
+    timeout_ms: int | None,
+    run_id: str,
+    owner: str | None,
+) -> ExportFile:
+    """The whole result of one vetted SELECT (no row cap), streaming as DuckDB writes it."""
+    # COPY cannot go through the syntax-tree check; the same body as a subquery can, and the
+    # export wraps it the same way.
+    vetted, _ = vet(database, sql)
+    values = bind_parameters(vetted, params)
+    return export_sql(
+        database,
+        workers,
+        settings,
+        select_sql=vetted.body,
+        params=values,
+        fmt=fmt,
+        timeout_ms=timeout_ms,
+        run_id=run_id,
+        owner=owner,
+    )
+
+
+def export_sql(
+    database: Database,
+    workers: Workers,
+    settings: Settings,
+    *,
+    select_sql: str,
+    params: Mapping[str, Any],
+    fmt: ExportFormat,
+    timeout_ms: int | None,
+    run_id: str,
+    owner: str | None,
+) -> ExportFile:
+    """COPY `select_sql` (vetted, or built by the backend from a dataset's filters) in a bulk
+    worker into an export's pipe; the download paces the COPY (exports.py)."""
+    release_slot = EXPORT_SLOTS.take(settings, owner)
+    copy_text = f"COPY (\n{select_sql}\n)"  # as the worker builds it
+    try:
+        # The worker is leased here, in the request, so a busy server answers 503 before the
+        # download starts; the COPY thread gives it back.
+        limit_ms = effective_timeout_ms(settings, timeout_ms)
+        worker = workers.bulk.acquire(limit_ms / 1000)
+    except BaseException:
+        release_slot()
+        raise
+    run_box: list[Run] = []
+
+    def write(target: str, watch: Watch) -> None:
+        try:
+            with running_on(
+                settings, worker, run_id=run_id, owner=owner, timeout_ms=timeout_ms
+            ) as run:
+                run_box.append(run)
+                request = {
+                    "op": "copy",
+                    "sql": select_sql,
+                    "params": dict(params),
+                    "target": target,
+                    "options": fmt.copy_options,
+                }
+                watch(_RunStopper(run))
+                try:
+                    call(database, settings, worker, run, request, text=copy_text, body=select_sql)
+                finally:
+                    watch(None)
+        finally:
+            workers.bulk.release(worker)
+
+    def stalled(seconds: float) -> None:
+        if run_box:
+            run_box[0].extend(seconds)
+
+    try:
+        return stream_export(
+            settings,
+            fmt,
+            write,
+            directory=worker.export_dir,
+            on_stall=stalled,
+            on_close=release_slot,
+        )
+    except BaseException:
+        release_slot()
+        raise
+
+
+@contextmanager
+def running_on(
+    settings: Settings, worker: Worker, *, run_id: str, owner: str | None, timeout_ms: int | None
+) -> Iterator[Run]:
+    """Like `running`, for a worker already leased (an export's)."""
+    limit_ms = effective_timeout_ms(settings, timeout_ms)
+    run = REGISTRY.start(run_id, kind="export", owner=owner, limit_ms=limit_ms)
+    state = "failed"
+    try:
+        run.use(worker.kill)
+        yield run
+        run.raise_if_stopped()
+        state = "finished"
+    except WorkerDied:
+        if run.stop_reason:
+            state = "timed_out" if run.stop_reason == "timeout" else "cancelled"
+            raise run.stopped_error() from None
+        raise too_large({"message": "the export ran out of memory"}) from None
+    except AppError as exc:
+        if exc.code in ("query_timeout", "query_cancelled"):
+            state = "timed_out" if exc.code == "query_timeout" else "cancelled"
+        raise
+    finally:
+        run.use(None)
+        REGISTRY.finish(run, state)
+
+
+class _RunStopper:
+    def __init__(self, run: Run) -> None:
+        self.run = run
+
+    def interrupt(self) -> None:
+        self.run.stop("cancel")

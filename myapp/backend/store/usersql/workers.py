@@ -1,0 +1,309 @@
+"""The worker processes that run user SQL, in two pools, seen from the backend.
+
+Why processes: a single DuckDB function call over a huge generated input (a sort of a list built
+from a 50M range, a regex over a 200 MB string) is neither interrupted by `interrupt()` nor
+counted by DuckDB's memory limit (DESIGN.md). In a thread of the backend it ran 8-58 s past a
+1 s limit and took the backend to 15 GB. In a process of its own it meets a hard address-space
+cap (RLIMIT_AS, set by the worker itself, worker.py) and is killed with SIGKILL at the time
+limit or on cancel; the pool then starts a fresh worker.
+
+Why pre-started and long-lived: starting Python and DuckDB takes a few hundred milliseconds; a
+point lookup should pay a pipe round trip instead (docs/development.md has the figures).
+
+Two pools, each with its own size, DuckDB memory limit and thread budget (settings): the
+interactive pool (queries, charts, checks of saved SQL) and the bulk pool (exports), so exports
+queue behind each other instead of starving pages and queries.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+import orjson
+
+from myapp.settings import Settings
+
+from ...errors import AppError
+from .errors import DuckError
+
+log = logging.getLogger("myapp.backend.workers")
+
+# How long a worker may take to start before the backend gives up on it.
+START_TIMEOUT_S = 30.0
+# Address space a worker may use beyond its idle size and DuckDB's memory limit: DuckDB's
+# allocations outside its buffer pool, Python's objects for one batch of rows, and the
+# result being encoded (bounded by MYAPP_MAX_RESULT_BYTES, added on top).
+AS_MARGIN_BYTES = 256 * 1024 * 1024
+# One glibc malloc arena per thread reserves 64 MB of address space each: with a cap on the
+# address space, that reservation (not use) would be what runs out first.
+WORKER_ENV = {"MALLOC_ARENA_MAX": "2"}
+
+
+class WorkerDied(Exception):
+    """The worker ended while answering: killed (time limit, cancel) or it crashed."""
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    name: str
+    size: int
+    threads: int
+    memory_limit: str
+    # Bulk workers write exports into a folder of their own, the only place besides the
+    # datasets they can reach.
+    exports: bool
+
+
+class Worker:
+    """One worker process and the backend's end of its socket."""
+
+    def __init__(self, settings: Settings, config: PoolConfig) -> None:
+        self.settings = settings
+        self.config = config
+        self.id = uuid.uuid4().hex[:12]
+        self.spill_dir = settings.spill_dir / f"side-worker-{self.id}"
+        # Beside the spill folder, so the backend's start-up clears both after a crash
+        # (store/database.py removes every `side-*` folder there).
+        self.export_dir = settings.spill_dir / f"side-exports-{self.id}"
+        self.spill_dir.mkdir(parents=True, exist_ok=True)
+        allowed = [str(settings.datasets_dir.resolve()) + "/"]
+        if config.exports:
+            self.export_dir.mkdir(parents=True, exist_ok=True)
+            allowed.append(str(self.export_dir.resolve()) + "/")
+        ours, theirs = socket.socketpair()
+        child_config = {
+            "fd": theirs.fileno(),
+            "memory_limit": config.memory_limit,
+            "threads": config.threads,
+            "temp_dir": str(self.spill_dir.resolve()),
+            "temp_dir_limit": settings.temp_dir_limit,
+            "allowed_dirs": allowed,
+            "datasets_dir": str(settings.datasets_dir.resolve()),
+            "database_name": settings.database_path.stem,
+            "as_margin": AS_MARGIN_BYTES + settings.max_result_bytes,
+        }
+        started = time.perf_counter()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "myapp.backend.store.usersql.worker", json.dumps(child_config)],
+            pass_fds=[theirs.fileno()],
+            env={**os.environ, **WORKER_ENV},
+            stdin=subprocess.DEVNULL,
+            close_fds=True,
+        )
+        theirs.close()
+        ours.setblocking(True)
+        self.conn = Connection(ours.detach())
+        self.catalog_generation: int | None = None
+        self.dead = False
+        try:
+            if not self.conn.poll(START_TIMEOUT_S):
+                raise WorkerDied("the worker did not start in time")
+            hello = self.conn.recv_bytes()
+        except (EOFError, OSError, WorkerDied):
+            self.kill()
+            raise WorkerDied("the worker failed to start") from None
+        if hello[:1] != b"H":
+            self.kill()
+            raise WorkerDied(f"the worker failed to start: {hello[1:200]!r}")
+        self.facts = orjson.loads(hello[1:])
+        self.facts["spawn_ms"] = round((time.perf_counter() - started) * 1000, 1)
+        log.debug("worker %s (%s pool) ready: %s", self.id, config.name, self.facts)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def call(
+        self,
+        request: dict[str, Any],
+        on_progress: Callable[[float], None] | None = None,
+    ) -> bytes:
+        """Send one request and wait for its answer; raise DuckError for DuckDB's errors and
+        WorkerDied if the process ends (killed at the time limit, on cancel, or crashed)."""
+        try:
+            # The standard encoder: it escapes a lone surrogate in a parameter (which orjson
+            # refuses), and DuckDB then answers for it as for any other bad value.
+            self.conn.send_bytes(json.dumps(request).encode())
+            while True:
+                message = self.conn.recv_bytes()
+                kind, payload = message[:1], message[1:]
+                if kind == b"P":
+                    if on_progress is not None:
+                        on_progress(float(payload))
+                    continue
+                if kind == b"R":
+                    return payload
+                if kind == b"E":
+                    error = json.loads(payload)
+                    raise DuckError(str(error.get("kind")), str(error.get("message")))
+                raise WorkerDied(f"unexpected message from worker: {kind!r}")
+        except (EOFError, OSError):
+            self.dead = True
+            raise WorkerDied("the worker ended") from None
+
+    def kill(self) -> None:
+        """SIGKILL: the one way to stop a DuckDB call that will not be interrupted."""
+        self.dead = True
+        with suppress(ProcessLookupError):
+            os.kill(self.process.pid, signal.SIGKILL)
+
+    def reap(self) -> None:
+        self.kill()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            log.error("worker %s did not end after SIGKILL", self.id)
+        self.conn.close()
+        shutil.rmtree(self.spill_dir, ignore_errors=True)
+        shutil.rmtree(self.export_dir, ignore_errors=True)
+
+
+class Pool:
+    """A fixed number of workers; a lease hands one out, and a broken one is replaced."""
+
+    def __init__(self, settings: Settings, config: PoolConfig) -> None:
+        self.settings = settings
+        self.config = config
+        self._idle: queue.Queue[Worker] = queue.Queue()
+        self._all: set[Worker] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def start(self) -> None:
+        threads = [threading.Thread(target=self._add) for _ in range(self.config.size)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if self._idle.qsize() < self.config.size:
+            raise RuntimeError(f"the {self.config.name} query workers failed to start")
+
+    def _add(self) -> None:
+        for attempt in range(3):
+            if self._closed:
+                return
+            try:
+                worker = Worker(self.settings, self.config)
+            except (WorkerDied, OSError) as exc:
+                log.error("starting a %s worker failed (%s): %s", self.config.name, attempt, exc)
+                time.sleep(0.5)
+                continue
+            with self._lock:
+                if self._closed:
+                    worker.reap()
+                    return
+                self._all.add(worker)
+            self._idle.put(worker)
+            return
+
+    def _replace(self, worker: Worker) -> None:
+        with self._lock:
+            self._all.discard(worker)
+        threading.Thread(target=worker.reap, name="myapp-worker-reap", daemon=True).start()
+        if not self._closed:
+            threading.Thread(target=self._add, name="myapp-worker-start", daemon=True).start()
+
+    @contextmanager
+    def lease(self, wait_s: float) -> Iterator[Worker]:
+        """A worker for one run; back to the pool afterwards, or replaced if it died."""
+        worker = self.acquire(wait_s)
+        try:
+            yield worker
+        finally:
+            self.release(worker)
+
+    def acquire(self, wait_s: float) -> Worker:
+        try:
+            return self._idle.get(timeout=wait_s)
+        except queue.Empty:
+            raise AppError(
+                f"All {self.config.name} query workers are busy; try again in a moment.",
+                code="busy",
+                status_code=503,
+                headers={"Retry-After": "5"},
+            ) from None
+
+    def release(self, worker: Worker) -> None:
+        if worker.dead or worker.process.poll() is not None:
+            self._replace(worker)
+        else:
+            self._idle.put(worker)
+
+    def pids(self) -> list[int]:
+        with self._lock:
+            return [w.pid for w in self._all]
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            workers = list(self._all)
+            self._all.clear()
+        for worker in workers:
+            worker.reap()
+
+
+class Workers:
+    """Both pools of the backend, started in its lifespan."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.interactive = Pool(
+            settings,
+            PoolConfig(
+                name="interactive",
+                size=settings.query_workers,
+                threads=settings.query_worker_threads,
+                memory_limit=settings.query_worker_memory,
+                exports=False,
+            ),
+        )
+        self.bulk = Pool(
+            settings,
+            PoolConfig(
+                name="export",
+                size=settings.export_workers,
+                threads=settings.export_worker_threads,
+                memory_limit=settings.bulk_memory_limit,
+                exports=True,
+            ),
+        )
+
+    def start(self) -> None:
+        for directory in (self.settings.spill_dir, self.settings.export_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+        errors: list[BaseException] = []
+
+        def run(pool: Pool) -> None:
+            try:
+                pool.start()
+            except BaseException as exc:
+                errors.append(exc)
+
+        pools = [threading.Thread(target=run, args=(p,)) for p in (self.interactive, self.bulk)]
+        for thread in pools:
+            thread.start()
+        for thread in pools:
+            thread.join()
+        if errors:
+            self.close()
+            raise errors[0]
+
+    def close(self) -> None:
+        self.interactive.close()
+        self.bulk.close()
