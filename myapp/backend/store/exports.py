@@ -115,15 +115,15 @@ class _Spool:
     The spool runs at most MYAPP_EXPORT_SPOOL_BYTES ahead of the client: then the pump waits,
     the pipe fills and DuckDB's COPY blocks on it, so a slow client holds that much disk (and
     one export worker), not the whole result. Time spent waiting for the client does not count
-    against the query time limit (`on_stall`); a client that takes nothing for
-    CLIENT_STALL_S fails the export.
+    against the query time limit (`on_stall(True)` when waiting begins, False when it ends);
+    a client that takes nothing for CLIENT_STALL_S fails the export.
     """
 
     def __init__(
         self,
         settings: Settings,
         directory: Path | None = None,
-        on_stall: Callable[[float], None] | None = None,
+        on_stall: Callable[[bool], None] | None = None,
     ) -> None:
         name = uuid.uuid4().hex
         # The pipe goes where the COPY's worker may write (`directory`); the spool stays in
@@ -201,16 +201,21 @@ class _Spool:
         with self._cond:
             if self.written - self.taken < self.ahead_limit:
                 return
-            began = time.monotonic()
-            while (
-                self.written - self.taken >= self.ahead_limit
-                and not self._cancelled
-                and time.monotonic() - began < CLIENT_STALL_S
-            ):
-                self._cond.wait(1.0)
-            stalled = self.written - self.taken >= self.ahead_limit and not self._cancelled
         if self._on_stall is not None:
-            self._on_stall(time.monotonic() - began)
+            self._on_stall(True)
+        try:
+            with self._cond:
+                began = time.monotonic()
+                while (
+                    self.written - self.taken >= self.ahead_limit
+                    and not self._cancelled
+                    and time.monotonic() - began < CLIENT_STALL_S
+                ):
+                    self._cond.wait(1.0)
+                stalled = self.written - self.taken >= self.ahead_limit and not self._cancelled
+        finally:
+            if self._on_stall is not None:
+                self._on_stall(False)
         if stalled:
             raise ClientStalled
 
@@ -334,7 +339,7 @@ def stream_export(
     write: Writer,
     *,
     directory: Path | None = None,
-    on_stall: Callable[[float], None] | None = None,
+    on_stall: Callable[[bool], None] | None = None,
     on_close: Callable[[], None] | None = None,
 ) -> ExportFile:
     """Run `write` (a COPY into the path it is given, a pipe in `directory`) and return the

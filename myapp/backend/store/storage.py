@@ -2,10 +2,11 @@
 
 Why files of their own: DuckDB's buffer pool keeps the blocks it writes and reads, up to its
 memory limit: a 1 GB upload loaded by the backend's main instance peaked at 862 MB above idle
-(`bench/ingest.py`), in a side instance with 256MB at 261 MB. Loads and exports therefore run
-in short-lived *side instances* with a small memory limit (`MYAPP_BULK_MEMORY_LIMIT`) that give
-all their memory back when closed. A side instance must not share a file another instance
-writes, so:
+(`bench/ingest.py`), in a side instance with 256MB at 261 MB. Loads therefore run in
+short-lived *side instances* with a small memory limit (`MYAPP_BULK_MEMORY_LIMIT`) that give
+all their memory back when closed, and user SQL and exports run in worker processes
+(store/usersql/workers.py) that attach the same files. No instance may share a file another
+instance writes, so:
 
 - a load writes a new file `datasets/<file_id>.duckdb` holding one table `data`, checkpoints and
   closes it; nothing writes that file again;
@@ -13,7 +14,7 @@ writes, so:
   the dataset's name, so user SQL says `FROM sales` as before;
 - replace and append write a new file; the swap is one transaction on the main database (view
   and catalog), and the old file is deleted once no export reads it any more;
-- an export attaches the files it reads, read-only, in a side instance of its own.
+- the query and export workers attach the files read-only too, each in its own process.
 
 The catalog (`myapp_internal.datasets.file_id`) is the truth: at start every catalogued file
 is attached and its view recreated, and files no dataset names (a load a crash cut short, an
@@ -46,9 +47,9 @@ ALIAS_PREFIX = "myapp_ds_"
 # The one table in each dataset file.
 TABLE = "data"
 
-# Side instances at once (loads and exports together): each may use MYAPP_BULK_MEMORY_LIMIT,
-# so this bounds what they add to the backend (4 x 256MB by default) however many clients
-# export at the same time; the others wait their turn.
+# Side instances at once (loads): each may use MYAPP_BULK_MEMORY_LIMIT, so this bounds what
+# they add to the backend (4 x 256MB by default) however many clients upload at the same
+# time; the others wait their turn.
 SIDE_INSTANCE_SLOTS = 4
 _slots = threading.BoundedSemaphore(SIDE_INSTANCE_SLOTS)
 
@@ -201,16 +202,6 @@ def _side_instance(
             conn.close()
     finally:
         shutil.rmtree(spill, ignore_errors=True)
-
-
-def lock_down(conn: duckdb.DuckDBPyConnection, settings: Settings) -> None:
-    """The main instance's sandbox, for a side instance that runs user SQL (an export)."""
-    allowed = sorted(
-        {str(settings.datasets_dir.resolve()) + "/", str(settings.export_dir.resolve()) + "/"}
-    )
-    conn.execute("SET allowed_directories = $dirs", {"dirs": allowed})
-    conn.execute("SET enable_external_access = false")
-    conn.execute("SET lock_configuration = true")
 
 
 def attach(cur: duckdb.DuckDBPyConnection, settings: Settings, file_id: str) -> None:

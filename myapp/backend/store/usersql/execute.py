@@ -325,9 +325,9 @@ def export_sql(
         finally:
             workers.bulk.release(worker)
 
-    def stalled(seconds: float) -> None:
+    def stalled(waiting: bool) -> None:
         if run_box:
-            run_box[0].extend(seconds)
+            run_box[0].pause(waiting)
 
     try:
         return stream_export(

@@ -43,6 +43,7 @@ class Run:
     limit_ms: int
     stopper: Callable[[], None] | None = None
     last_progress: float | None = None
+    paused_at: float | None = None
     started: float = field(default_factory=time.monotonic)
     ended: float | None = None
     state: str = "running"
@@ -76,10 +77,15 @@ class Run:
     def report(self, progress: float) -> None:
         self.last_progress = progress
 
-    def extend(self, seconds: float) -> None:
-        """Move the deadline: an export waited this long for its client, not for DuckDB."""
+    def pause(self, paused: bool) -> None:
+        """Stop or restart the clock: an export waiting for its client is not DuckDB's time."""
         with self.lock:
-            self.deadline += seconds
+            now = time.monotonic()
+            if paused and self.paused_at is None:
+                self.paused_at = now
+            elif not paused and self.paused_at is not None:
+                self.deadline += now - self.paused_at
+                self.paused_at = None
 
     def progress(self) -> float | None:
         if not self.active:
@@ -198,7 +204,7 @@ class Registry:
             now = time.monotonic()
             for run in self.active():
                 try:
-                    if not run.stop_reason and now >= run.deadline:
+                    if not run.stop_reason and run.paused_at is None and now >= run.deadline:
                         run.stop("timeout")
                 except Exception:  # a watchdog that dies would leave runaways running
                     log.exception("query watchdog failed on run %s", run.id)

@@ -23,12 +23,15 @@ trust what a process running user SQL sends beyond bytes it forwards.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import resource
 import sys
 import threading
 import time
+import uuid
+from decimal import Decimal
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -39,7 +42,7 @@ from ..values import describe_columns, encode_rows
 
 # Rows fetched per batch while encoding: big enough to keep DuckDB's fetch cheap, small enough
 # that a result of huge cells stops near the byte cap instead of far past it.
-FIRST_BATCH = 8
+FIRST_BATCH = 1
 MAX_BATCH = 4096
 PROGRESS_INTERVAL_S = 0.1
 ALIAS_PREFIX = "myapp_ds_"
@@ -154,7 +157,7 @@ class Worker:
         threading.Thread(target=self.report_progress, daemon=True).start()
         while True:
             try:
-                request = json.loads(self.pipe.recv_bytes())
+                request = json.loads(self.pipe.recv_bytes(), object_hook=untag)
             except (EOFError, OSError):
                 return
             try:
@@ -242,6 +245,23 @@ class Worker:
         statement = f"COPY (\n{request['sql']}\n) TO {target} ({request['options']})"
         self.cur.execute(statement, request.get("params") or {})
         return b"{}"
+
+
+_TAGGED = {
+    "timestamp": dt.datetime.fromisoformat,
+    "date": dt.date.fromisoformat,
+    "time": dt.time.fromisoformat,
+    "decimal": Decimal,
+    "uuid": uuid.UUID,
+}
+
+
+def untag(obj: dict[str, Any]) -> Any:
+    """A parameter value the backend tagged with its type (workers.py)."""
+    kind = obj.get("$type")
+    if isinstance(kind, str) and kind in _TAGGED and set(obj) == {"$type", "value"}:
+        return _TAGGED[kind](obj["value"])
+    return obj
 
 
 def error_message(kind: str, message: str) -> bytes:

@@ -17,6 +17,7 @@ queue behind each other instead of starving pages and queries.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import os
@@ -32,6 +33,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from decimal import Decimal
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -53,6 +55,21 @@ AS_MARGIN_BYTES = 256 * 1024 * 1024
 # One glibc malloc arena per thread reserves 64 MB of address space each: with a cap on the
 # address space, that reservation (not use) would be what runs out first.
 WORKER_ENV = {"MALLOC_ARENA_MAX": "2"}
+
+
+def _tagged(value: Any) -> dict[str, str]:
+    """Parameter values JSON has no type for, tagged so the worker binds them typed."""
+    if isinstance(value, dt.datetime):
+        return {"$type": "timestamp", "value": value.isoformat()}
+    if isinstance(value, dt.date):
+        return {"$type": "date", "value": value.isoformat()}
+    if isinstance(value, dt.time):
+        return {"$type": "time", "value": value.isoformat()}
+    if isinstance(value, Decimal):
+        return {"$type": "decimal", "value": str(value)}
+    if isinstance(value, uuid.UUID):
+        return {"$type": "uuid", "value": str(value)}
+    raise TypeError(f"a parameter of type {type(value).__name__} cannot be sent to a worker")
 
 
 class WorkerDied(Exception):
@@ -139,7 +156,7 @@ class Worker:
         try:
             # The standard encoder: it escapes a lone surrogate in a parameter (which orjson
             # refuses), and DuckDB then answers for it as for any other bad value.
-            self.conn.send_bytes(json.dumps(request).encode())
+            self.conn.send_bytes(json.dumps(request, default=_tagged).encode())
             while True:
                 message = self.conn.recv_bytes()
                 kind, payload = message[:1], message[1:]
