@@ -24,7 +24,7 @@ REASONS = {
     "sql_text": "it would plan or run SQL text the query check never saw",
     "environment": "it reads the server's settings, catalog or session",
     "sequence": "sequences change the database",
-    "state": "it changes the session's state or only waits",
+    "state": "it changes the session's state",
     "statement": "it is a configuration or maintenance command",
     "internal": "it is internal to DuckDB's planner",
     "unreviewed": "it is not on the list of functions available in queries",

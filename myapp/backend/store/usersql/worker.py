@@ -182,8 +182,13 @@ class Worker:
 
     def report_progress(self) -> None:
         last = None
+        parent = os.getppid()
         while True:
             time.sleep(PROGRESS_INTERVAL_S)
+            if os.getppid() != parent:
+                # The backend is gone (killed without its shutdown): nobody will read the
+                # answer, nor kill this process at the time limit.
+                os._exit(1)
             if not self.running:
                 last = None
                 continue
