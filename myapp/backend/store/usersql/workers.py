@@ -72,6 +72,10 @@ def _tagged(value: Any) -> dict[str, str]:
     raise TypeError(f"a parameter of type {type(value).__name__} cannot be sent to a worker")
 
 
+# The folders of a worker (spill files, an export worker's pipes) under the spill folder.
+WORKER_DIR_PREFIX = "worker-"
+
+
 class WorkerDied(Exception):
     """The worker ended while answering: killed (time limit, cancel) or it crashed."""
 
@@ -94,10 +98,9 @@ class Worker:
         self.settings = settings
         self.config = config
         self.id = uuid.uuid4().hex[:12]
-        self.spill_dir = settings.spill_dir / f"side-worker-{self.id}"
-        # Beside the spill folder, so the backend's start-up clears both after a crash
-        # (store/database.py removes every `side-*` folder there).
-        self.export_dir = settings.spill_dir / f"side-exports-{self.id}"
+        self.spill_dir = settings.spill_dir / f"{WORKER_DIR_PREFIX}{self.id}"
+        # Beside the spill folder; both are cleared when the pools start (after a crash).
+        self.export_dir = settings.spill_dir / f"{WORKER_DIR_PREFIX}{self.id}-exports"
         self.spill_dir.mkdir(parents=True, exist_ok=True)
         allowed = [str(settings.datasets_dir.resolve()) + "/"]
         if config.exports:
@@ -304,6 +307,10 @@ class Workers:
     def start(self) -> None:
         for directory in (self.settings.spill_dir, self.settings.export_dir):
             directory.mkdir(parents=True, exist_ok=True)
+        # Workers of a backend that ended without its shutdown: called after the database is
+        # open, so no other backend uses this data dir.
+        for stale in self.settings.spill_dir.glob(f"{WORKER_DIR_PREFIX}*"):
+            shutil.rmtree(stale, ignore_errors=True)
         errors: list[BaseException] = []
 
         def run(pool: Pool) -> None:
