@@ -240,3 +240,36 @@ def test_deeply_nested_sql_is_refused_cleanly(server, depth):
     response = run(server, deep_subqueries)
     assert 400 <= response.status_code < 500 or response.status_code == 200, response.text
     assert rows(server, "SELECT 2 AS two") == [[2]]
+
+
+def test_a_query_waits_for_a_busy_pool_then_answers_503_with_retry_after(start_server, tmp_path):
+    busy_server = start_server(
+        "backend",
+        env={
+            "MYAPP_DATA_DIR": str(make_workspace(tmp_path)),
+            "MYAPP_QUERY_WORKERS": "1",
+            "MYAPP_QUERY_TIMEOUT_MS": "4000",
+        },
+        workdir=tmp_path,
+    )
+    hog = Background("POST", busy_server.url + "/api/query", json={"sql": ENDLESS_SQL})
+    time.sleep(0.5)
+    started = time.monotonic()
+    response = run(busy_server, "SELECT 1", timeout_ms=600)
+    assert time.monotonic() - started < 2.0
+    error = error_of(response, 503)
+    assert error["code"] == "busy"
+    assert int(response.headers["retry-after"]) > 0
+    # Cancelling a query that waits for a worker ends it at once, as cancelled.
+    query_id = str(uuid.uuid4())
+    waiting = Background(
+        "POST", busy_server.url + "/api/query", json={"sql": "SELECT 2", "id": query_id}
+    )
+    status_url = f"{busy_server.url}/api/query/{query_id}"
+    deadline = time.monotonic() + 5
+    while CLIENT.get(status_url).status_code != 200 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert CLIENT.delete(status_url).status_code == 204
+    assert error_of(waiting.join(), 409)["code"] == "query_cancelled"
+    assert error_of(hog.join(), 400)["code"] == "query_timeout"
+    assert rows(busy_server, "SELECT 3 AS three") == [[3]]

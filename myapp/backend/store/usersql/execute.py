@@ -24,7 +24,7 @@ from ..sql import internal
 from .errors import DuckError, sql_error, too_large
 from .gate import Vetted, bind_parameters, prepare
 from .runs import REGISTRY, Run, effective_timeout_ms
-from .workers import Pool, Worker, WorkerDied, Workers
+from .workers import Pool, Worker, WorkerDied, WorkerNotNeeded, Workers
 
 
 def result_too_large(settings: Settings) -> AppError:
@@ -47,6 +47,16 @@ def _catalog(database: Database) -> dict[str, str]:
     return {name: file_id for name, file_id in rows}
 
 
+def busy(pool: Pool) -> AppError:
+    return AppError(
+        f"All {pool.config.name} query workers stayed busy for as long as this query may run; "
+        "try again in a moment.",
+        code="busy",
+        status_code=503,
+        headers={"Retry-After": "5"},
+    )
+
+
 @contextmanager
 def running(
     settings: Settings,
@@ -67,7 +77,16 @@ def running(
     state = "failed"
     try:
         # Waiting for a worker counts against the time limit, and never lasts longer.
-        worker = pool.acquire(limit_ms / 1000)
+        try:
+            worker = pool.acquire(limit_ms / 1000, lambda: run.stop_reason is not None)
+        except WorkerNotNeeded:
+            if run.stop_reason == "timeout":
+                # It never started: the server is busy, not the query slow.
+                raise busy(pool) from None
+            raise run.stopped_error() from None
+        if run.stop_reason:
+            pool.release(worker)
+            raise run.stopped_error()
         try:
             run.use(worker.kill)
             yield worker, run

@@ -76,6 +76,14 @@ def _tagged(value: Any) -> dict[str, str]:
 WORKER_DIR_PREFIX = "worker-"
 
 
+# How often a request waiting for a worker checks whether its run was stopped meanwhile.
+ACQUIRE_POLL_S = 0.1
+
+
+class WorkerNotNeeded(Exception):
+    """The run waiting for a worker was stopped (cancel, time limit) before it got one."""
+
+
 class WorkerDied(Exception):
     """The worker ended while answering: killed (time limit, cancel) or it crashed."""
 
@@ -248,16 +256,25 @@ class Pool:
         finally:
             self.release(worker)
 
-    def acquire(self, wait_s: float) -> Worker:
-        try:
-            return self._idle.get(timeout=wait_s)
-        except queue.Empty:
-            raise AppError(
-                f"All {self.config.name} query workers are busy; try again in a moment.",
-                code="busy",
-                status_code=503,
-                headers={"Retry-After": "5"},
-            ) from None
+    def acquire(self, wait_s: float, stopped: Callable[[], bool] | None = None) -> Worker:
+        """An idle worker, waiting up to `wait_s` (then 503 `busy`); raises WorkerNotNeeded
+        once `stopped()` says the run that waits was cancelled or timed out meanwhile."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                return self._idle.get(timeout=max(0.0, min(left, ACQUIRE_POLL_S)))
+            except queue.Empty:
+                if stopped is not None and stopped():
+                    raise WorkerNotNeeded from None
+                if left <= ACQUIRE_POLL_S:
+                    break
+        raise AppError(
+            f"All {self.config.name} query workers are busy; try again in a moment.",
+            code="busy",
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
 
     def release(self, worker: Worker) -> None:
         if worker.dead or worker.process.poll() is not None:
