@@ -213,13 +213,15 @@ def test_one_account_has_a_limited_number_of_exports_at_once(server):
         "GET", server.url + "/api/query/export", params={"sql": BIG_EXPORT, "format": "csv"}
     ) as first:
         assert first.status_code == 200
-        next(first.iter_bytes(64 * 1024))
+        body = first.iter_bytes(64 * 1024)  # kept: dropping it would close the download
+        next(body)
         second = CLIENT.get(
             server.url + "/api/query/export", params={"sql": "SELECT 1", "format": "csv"}
         )
         error = error_of(second, 429)
         assert error["code"] == "too_many_exports"
         assert int(second.headers["retry-after"]) > 0
+        del body
     # The first one's download is over: its slot is free again.
     deadline = time.monotonic() + 5
     while True:
