@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+import orjson
+
 from myapp.settings import Settings
 
 from ...errors import AppError
@@ -187,9 +189,9 @@ def run_select(
     # The worker's bytes go out as they are: {"id", …the worker's fields…, "elapsed_ms"}.
     return b"".join(
         [
-            b'{"id":"',
-            run_id.replace("\\", "\\\\").replace('"', '\\"').encode(),
-            b'",',
+            b'{"id":',
+            orjson.dumps(run_id),
+            b",",
             result[1:-1],
             b',"elapsed_ms":',
             str(float(elapsed)).encode(),

@@ -5,7 +5,12 @@ macro, table macro, pragma) has a line there: `allow`, `expression` (allowed in 
 not as a table function, e.g. the aggregate `histogram(x)` beside the table macro that reads a
 table named by a string) or `refuse` with why. A name that is not listed is refused, so a
 function a newer DuckDB adds stays unavailable until someone reviews it (tests/backend/
-test_function_list.py fails on such names; `unclassified()` lists them at start too).
+test_workers.py fails on such names; the backend logs them at start too).
+
+SQL's value keywords (`current_user`, `user`, `session_user`, `current_role`, `current_schema`,
+`current_catalog`, `current_date`…) parse as column names and bind to functions only where no
+column has that name, so the gate cannot tell them from columns. They are left to bind: in a
+worker they can only report the worker's own constants (`duckdb`, `main`, the database's name).
 """
 
 from __future__ import annotations
