@@ -144,10 +144,10 @@ class Worker:
                 raise WorkerDied("the worker did not start in time")
             hello = self.conn.recv_bytes()
         except (EOFError, OSError, WorkerDied):
-            self.kill()
+            self.reap()
             raise WorkerDied("the worker failed to start") from None
         if hello[:1] != b"H":
-            self.kill()
+            self.reap()
             raise WorkerDied(f"the worker failed to start: {hello[1:200]!r}")
         self.facts = orjson.loads(hello[1:])
         self.facts["spawn_ms"] = round((time.perf_counter() - started) * 1000, 1)
@@ -212,8 +212,11 @@ class Pool:
         self._all: set[Worker] = set()
         self._lock = threading.Lock()
         self._closed = False
+        self._starting = 0
 
     def start(self) -> None:
+        with self._lock:
+            self._starting += self.config.size
         threads = [threading.Thread(target=self._add) for _ in range(self.config.size)]
         for thread in threads:
             thread.start()
@@ -223,29 +226,44 @@ class Pool:
             raise RuntimeError(f"the {self.config.name} query workers failed to start")
 
     def _add(self) -> None:
-        for attempt in range(3):
-            if self._closed:
-                return
-            try:
-                worker = Worker(self.settings, self.config)
-            except (WorkerDied, OSError) as exc:
-                log.error("starting a %s worker failed (%s): %s", self.config.name, attempt, exc)
-                time.sleep(0.5)
-                continue
-            with self._lock:
+        """Start one worker (the caller counted it in `_starting`)."""
+        try:
+            for attempt in range(3):
                 if self._closed:
-                    worker.reap()
                     return
-                self._all.add(worker)
-            self._idle.put(worker)
-            return
+                try:
+                    worker = Worker(self.settings, self.config)
+                except (WorkerDied, OSError) as exc:
+                    name = self.config.name
+                    log.error("starting a %s worker failed (%s): %s", name, attempt, exc)
+                    time.sleep(0.5)
+                    continue
+                with self._lock:
+                    if self._closed:
+                        worker.reap()
+                        return
+                    self._all.add(worker)
+                self._idle.put(worker)
+                return
+        finally:
+            with self._lock:
+                self._starting -= 1
+
+    def _top_up(self) -> None:
+        """Start workers for those that are missing (replaced ones whose start failed)."""
+        with self._lock:
+            missing = self.config.size - len(self._all) - self._starting
+            if self._closed or missing <= 0:
+                return
+            self._starting += missing
+        for _ in range(missing):
+            threading.Thread(target=self._add, name="myapp-worker-start", daemon=True).start()
 
     def _replace(self, worker: Worker) -> None:
         with self._lock:
             self._all.discard(worker)
         threading.Thread(target=worker.reap, name="myapp-worker-reap", daemon=True).start()
-        if not self._closed:
-            threading.Thread(target=self._add, name="myapp-worker-start", daemon=True).start()
+        self._top_up()
 
     @contextmanager
     def lease(self, wait_s: float) -> Iterator[Worker]:
@@ -259,6 +277,7 @@ class Pool:
     def acquire(self, wait_s: float, stopped: Callable[[], bool] | None = None) -> Worker:
         """An idle worker, waiting up to `wait_s` (then 503 `busy`); raises WorkerNotNeeded
         once `stopped()` says the run that waits was cancelled or timed out meanwhile."""
+        self._top_up()
         deadline = time.monotonic() + wait_s
         while True:
             left = deadline - time.monotonic()
