@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Log level."
     )
+    log_format: Literal["plain", "json"] = Field(
+        "plain", description="`json`: one JSON object per log line, with the request id."
+    )
 
     admin_password: SecretStr | None = Field(
         None, description="Creates or resets the `admin` account at backend start."
