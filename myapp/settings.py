@@ -100,6 +100,9 @@ class Settings(BaseSettings):
         None, description="Creates or resets the `admin` account at backend start."
     )
     admin_token: SecretStr | None = Field(None, description="Accepted as an admin API token.")
+    metrics_token: SecretStr | None = Field(
+        None, description="Bearer token that may read /api/metrics (and nothing else)."
+    )
     public_read: bool = Field(
         False, description="Let anonymous visitors browse and query read-only."
     )

@@ -22,6 +22,7 @@ from myapp.models.query import MAX_CHART_POINTS, ChartData, ExportFormatName, Qu
 
 from ..deps import DatabaseDep, EditorDep, SettingsDep, ViewerDep
 from ..errors import BadRequest
+from ..metrics import query_run
 from ..responses import export_response
 from ..security import client_address
 from ..store import queries as store
@@ -157,14 +158,15 @@ def read_version(slug: str, version: int, actor: ViewerDep, database: DatabaseDe
 def run_saved_query(
     slug: str,
     body: SavedQueryRun,
+    request: Request,
     actor: ViewerDep,
     database: DatabaseDep,
     settings: SettingsDep,
 ) -> JSONResponse:
     saved = store.get_query(database, slug, body.version)
     values = store.bind_saved_parameters(saved["parameters"], body.params)
-    return fast_json(
-        runner.run_select(
+    with query_run(request, "saved"):
+        result = runner.run_select(
             database,
             settings,
             sql=saved["sql"],
@@ -174,7 +176,7 @@ def run_saved_query(
             run_id=runner.new_run_id(body.id),
             owner=actor.username,
         )
-    )
+    return fast_json(result)
 
 
 @router.post(

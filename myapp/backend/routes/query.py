@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from myapp.models import ErrorBody
@@ -25,6 +25,7 @@ from myapp.models.query import (
 
 from ..deps import DatabaseDep, SettingsDep, ViewerDep
 from ..errors import BadRequest, Conflict
+from ..metrics import query_run
 from ..responses import export_response
 from ..store import query as store
 from ..store.exports import FORMATS, download_filename
@@ -45,10 +46,14 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     summary="Run one read-only SELECT",
 )
 def run_query(
-    body: QueryRequest, actor: ViewerDep, database: DatabaseDep, settings: SettingsDep
+    body: QueryRequest,
+    request: Request,
+    actor: ViewerDep,
+    database: DatabaseDep,
+    settings: SettingsDep,
 ) -> JSONResponse:
-    return fast_json(
-        store.run_select(
+    with query_run(request, "adhoc"):
+        result = store.run_select(
             database,
             settings,
             sql=body.sql,
@@ -58,7 +63,7 @@ def run_query(
             run_id=store.new_run_id(body.id),
             owner=actor.username,
         )
-    )
+    return fast_json(result)
 
 
 @router.post(
@@ -68,10 +73,14 @@ def run_query(
     summary="The data of a chart of a SELECT's result, cut to at most 10,000 points by DuckDB",
 )
 def chart_query(
-    body: ChartRequest, actor: ViewerDep, database: DatabaseDep, settings: SettingsDep
+    body: ChartRequest,
+    request: Request,
+    actor: ViewerDep,
+    database: DatabaseDep,
+    settings: SettingsDep,
 ) -> JSONResponse:
-    return fast_json(
-        store.chart_select(
+    with query_run(request, "chart"):
+        result = store.chart_select(
             database,
             settings,
             sql=body.sql,
@@ -82,7 +91,7 @@ def chart_query(
             owner=actor.username,
             max_points=MAX_CHART_POINTS,
         )
-    )
+    return fast_json(result)
 
 
 def fast_json(body: dict[str, Any]) -> JSONResponse:
