@@ -25,6 +25,7 @@ from .routes import (
     audit,
     auth,
     backups,
+    data_urls,
     datasets,
     health,
     metrics,
@@ -35,6 +36,7 @@ from .routes import (
 )
 from .security import bootstrap, install_security
 from .store.database import Database
+from .store.parquet_files import ParquetFiles
 
 log = logging.getLogger("myapp.backend")
 
@@ -42,7 +44,19 @@ API_PREFIX = "/api"
 STATIC_DIR = Path(__file__).parent / "static"
 SWAGGER_DIR = "swagger-ui-5.35.0"
 
-ROUTERS = (health, auth, users, tokens, datasets, query, queries, audit, backups, metrics)
+ROUTERS = (
+    health,
+    auth,
+    users,
+    tokens,
+    datasets,
+    data_urls,
+    query,
+    queries,
+    audit,
+    backups,
+    metrics,
+)
 
 
 def create_api(settings: Settings, *, role: str = "backend") -> FastAPI:
@@ -79,6 +93,7 @@ def create_api(settings: Settings, *, role: str = "backend") -> FastAPI:
         },
     )
     app.state.settings = settings
+    app.state.parquet_files = ParquetFiles(settings)
     install_error_handlers(app)
     app.add_middleware(RequestLogMiddleware, role=role)
 

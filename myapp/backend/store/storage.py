@@ -91,7 +91,8 @@ def sql_literal(path: Path) -> str:
 
 def remove_file(settings: Settings, file_id: str) -> None:
     path = path_of(settings, file_id)
-    for leftover in (path, path.with_name(path.name + ".wal")):
+    # The version's Parquet copy (parquet_files.py) goes with it.
+    for leftover in (path, path.with_name(path.name + ".wal"), path.with_suffix(".parquet")):
         try:
             leftover.unlink(missing_ok=True)
         except OSError as exc:

@@ -1,0 +1,89 @@
+"""Datasets and saved-query results as Parquet URLs that other tools read directly.
+
+    SELECT * FROM read_parquet('https://myapp.example.org/api/datasets/sales/data.parquet')
+
+DuckDB (httpfs, with a bearer-token secret), pyarrow/fsspec and polars fetch only the byte
+ranges they need from these (ranges.py); the files are made once per version of the data
+(store/parquet_files.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from starlette.concurrency import run_in_threadpool
+
+from myapp.models import ErrorBody
+
+from ..deps import DatabaseDep, SettingsDep, ViewerDep
+from ..ranges import PARQUET_MEDIA_TYPE, RangeFileResponse
+from ..store import queries as saved_queries
+from ..store import query as runner
+from ..store.exports import FORMATS
+from .query import parse_params_json
+
+router = APIRouter(tags=["data urls"])
+
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {PARQUET_MEDIA_TYPE: {}}, "description": "The whole file"},
+    206: {"content": {PARQUET_MEDIA_TYPE: {}}, "description": "The byte range asked for"},
+    304: {"description": "Not changed since the ETag given in If-None-Match"},
+    416: {"model": ErrorBody, "description": "The range is outside the file"},
+}
+
+
+@router.api_route(
+    "/datasets/{name}/data.parquet",
+    methods=["GET", "HEAD"],
+    response_class=RangeFileResponse,
+    responses=_RESPONSES,
+    summary="The dataset as one Parquet file, served by byte range (for DuckDB, polars, pyarrow)",
+)
+async def dataset_parquet(
+    name: str, request: Request, database: DatabaseDep, actor: ViewerDep
+) -> RangeFileResponse:
+    files = request.app.state.parquet_files
+    served = await run_in_threadpool(files.dataset, database, name)
+    return RangeFileResponse(served)
+
+
+@router.api_route(
+    "/queries/{slug}/data.parquet",
+    methods=["GET", "HEAD"],
+    response_class=RangeFileResponse,
+    responses=_RESPONSES,
+    summary="A saved query's result as one Parquet file, served by byte range",
+)
+async def saved_query_parquet(
+    slug: str,
+    request: Request,
+    database: DatabaseDep,
+    settings: SettingsDep,
+    actor: ViewerDep,
+    params: str | None = Query(None, description="The parameters as a JSON object."),
+    version: int | None = Query(None, ge=1),
+) -> RangeFileResponse:
+    files = request.app.state.parquet_files
+
+    def serve():
+        saved = saved_queries.get_query(database, slug, version)
+        values = saved_queries.bind_saved_parameters(saved["parameters"], parse_params_json(params))
+
+        def export():
+            return runner.export_select(
+                database,
+                settings,
+                sql=saved["sql"],
+                params=values,
+                fmt=FORMATS["parquet"],
+                timeout_ms=None,
+                run_id=runner.new_run_id(None),
+                owner=actor.username,
+            )
+
+        return files.query_result(
+            database, slug=saved["slug"], version=saved["version"], values=values, export=export
+        )
+
+    return RangeFileResponse(await run_in_threadpool(serve))
