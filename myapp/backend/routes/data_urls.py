@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from myapp.models import ErrorBody
@@ -33,11 +33,18 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.api_route(
+@router.get(
     "/datasets/{name}/data.parquet",
-    methods=["GET", "HEAD"],
-    response_class=RangeFileResponse,
+    response_class=Response,
     responses=_RESPONSES,
+    operation_id="dataset_parquet",
+    summary="The dataset as one Parquet file, served by byte range (for DuckDB, polars, pyarrow)",
+)
+@router.head(
+    "/datasets/{name}/data.parquet",
+    response_class=Response,
+    responses=_RESPONSES,
+    operation_id="dataset_parquet_head",
     summary="The dataset as one Parquet file, served by byte range (for DuckDB, polars, pyarrow)",
 )
 async def dataset_parquet(
@@ -48,11 +55,18 @@ async def dataset_parquet(
     return RangeFileResponse(served)
 
 
-@router.api_route(
+@router.get(
     "/queries/{slug}/data.parquet",
-    methods=["GET", "HEAD"],
-    response_class=RangeFileResponse,
+    response_class=Response,
     responses=_RESPONSES,
+    operation_id="saved_query_parquet",
+    summary="A saved query's result as one Parquet file, served by byte range",
+)
+@router.head(
+    "/queries/{slug}/data.parquet",
+    response_class=Response,
+    responses=_RESPONSES,
+    operation_id="saved_query_parquet_head",
     summary="A saved query's result as one Parquet file, served by byte range",
 )
 async def saved_query_parquet(
