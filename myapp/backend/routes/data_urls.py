@@ -45,6 +45,9 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     response_class=Response,
     responses=_RESPONSES,
     operation_id="dataset_parquet_head",
+    # HEAD (size and validators, what range readers ask first) answers as GET without a
+    # body; an error answer then has no JSON body either, so it stays out of the document.
+    include_in_schema=False,
     summary="The dataset as one Parquet file, served by byte range (for DuckDB, polars, pyarrow)",
 )
 async def dataset_parquet(
@@ -67,6 +70,9 @@ async def dataset_parquet(
     response_class=Response,
     responses=_RESPONSES,
     operation_id="saved_query_parquet_head",
+    # HEAD (size and validators, what range readers ask first) answers as GET without a
+    # body; an error answer then has no JSON body either, so it stays out of the document.
+    include_in_schema=False,
     summary="A saved query's result as one Parquet file, served by byte range",
 )
 async def saved_query_parquet(
