@@ -124,6 +124,9 @@ def create_api(settings: Settings, *, role: str = "backend") -> FastAPI:
     app.state.metrics = Metrics()
     token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
     app.user_middleware.insert(
-        1, Middleware(MetricsMiddleware, metrics=app.state.metrics, api=app, token=token)
+        1,
+        Middleware(
+            MetricsMiddleware, metrics=app.state.metrics, api=app, token=token, pages=role == "all"
+        ),
     )
     return app

@@ -289,9 +289,15 @@ class MetricsMiddleware:
     """
 
     def __init__(
-        self, app: ASGIApp, metrics: Metrics, api: Any = None, token: str | None = None
+        self,
+        app: ASGIApp,
+        metrics: Metrics,
+        api: Any = None,
+        token: str | None = None,
+        pages: bool = False,
     ) -> None:
         self.app = app
+        self.pages = pages
         self.metrics = metrics
         self.api = api
         self.token = token.encode("utf-8") if token else None
@@ -305,7 +311,7 @@ class MetricsMiddleware:
         (and whether its path includes the router's prefix) has changed between versions.
         """
         if not path.startswith("/api/"):
-            return PAGES if self.api is not None and path != "/api" else UNMATCHED
+            return PAGES if self.pages and path != "/api" else UNMATCHED
         if self._table is None:
             from .security import declared_operations
 
