@@ -48,7 +48,7 @@ def _settings_from_environment() -> Settings:
 
     settings = load_settings()
     # The reloader's child process starts without the parent's logging setup.
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     return settings
 
 

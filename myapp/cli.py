@@ -23,7 +23,20 @@ def fail(message: str, code: int = EXIT_CONFIG) -> None:
     sys.exit(code)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class MyappGroup(click.Group):
+    """Turns the API client's errors into one line and exit 1, for every client command."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        from myapp.client import ApiError
+        from myapp.commands.client import from_api_error
+
+        try:
+            return super().invoke(ctx)
+        except ApiError as exc:
+            raise from_api_error(exc) from None
+
+
+@click.group(cls=MyappGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="myapp")
 def main() -> None:
     """myapp: a self-hosted data workspace on DuckDB.

@@ -34,18 +34,18 @@ class ServeError(RuntimeError):
     """The server cannot start; the message is one line for the person running it."""
 
 
-def _log_config(level: str) -> dict[str, Any]:
+def _log_config(level: str, fmt: str = "plain") -> dict[str, Any]:
     """Gunicorn's loggers go to stdout through the root logger, in our one format."""
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {
-            "plain": {"format": "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"}
-        },
+        "formatters": {"myapp": {"()": "myapp.logs.make_formatter", "fmt": fmt}},
+        "filters": {"context": {"()": "myapp.logs.RequestContextFilter"}},
         "handlers": {
             "stdout": {
                 "class": "logging.StreamHandler",
-                "formatter": "plain",
+                "formatter": "myapp",
+                "filters": ["context"],
                 "stream": "ext://sys.stdout",
             }
         },
@@ -58,10 +58,13 @@ def _log_config(level: str) -> dict[str, Any]:
 
 
 class GunicornApp(BaseApplication):
-    def __init__(self, factory: Callable[[], Any], options: dict[str, Any], level: str) -> None:
+    def __init__(
+        self, factory: Callable[[], Any], options: dict[str, Any], level: str, fmt: str = "plain"
+    ) -> None:
         self.factory = factory
         self.options = options
         self.level = level
+        self.fmt = fmt
         super().__init__()
 
     def load_config(self) -> None:
@@ -70,7 +73,7 @@ class GunicornApp(BaseApplication):
 
     def load(self) -> Any:
         # Runs in the worker after fork: our handlers replace the ones the worker installed.
-        configure_logging(self.level)
+        configure_logging(self.level, self.fmt)
         return self.factory()
 
 
@@ -138,13 +141,14 @@ def serve_backend(settings: Settings, host: str, port: int) -> None:
             "keepalive": 5,
             "forwarded_allow_ips": settings.forwarded_allow_ips,
             "proc_name": "myapp-backend",
-            "logconfig_dict": _log_config(settings.log_level),
+            "logconfig_dict": _log_config(settings.log_level, settings.log_format),
             "accesslog": None,
             # The control socket could add workers at run time (two backends would fight over
             # the database lock), and two roles on one host would share its default path.
             "control_socket_disable": True,
         },
         settings.log_level,
+        settings.log_format,
     ).run()
 
 
@@ -164,13 +168,14 @@ def serve_frontend(settings: Settings, host: str, port: int) -> None:
             "keepalive": 5,
             "forwarded_allow_ips": settings.forwarded_allow_ips,
             "proc_name": "myapp-frontend",
-            "logconfig_dict": _log_config(settings.log_level),
+            "logconfig_dict": _log_config(settings.log_level, settings.log_format),
             "accesslog": None,
             # The control socket could add workers at run time (two backends would fight over
             # the database lock), and two roles on one host would share its default path.
             "control_socket_disable": True,
         },
         settings.log_level,
+        settings.log_format,
     ).run()
 
 
@@ -235,7 +240,7 @@ def _bind(host: str, port: int) -> str:
 
 
 def run_role(settings: Settings, role: str, host: str, port: int, reload: bool) -> int:
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format, role)
     if reload:
         serve_reload(role, host, port, settings.log_level)
         return 0

@@ -127,11 +127,17 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Log level."
     )
+    log_format: Literal["plain", "json"] = Field(
+        "plain", description="`json`: one JSON object per log line, with the request id."
+    )
 
     admin_password: SecretStr | None = Field(
         None, description="Creates or resets the `admin` account at backend start."
     )
     admin_token: SecretStr | None = Field(None, description="Accepted as an admin API token.")
+    metrics_token: SecretStr | None = Field(
+        None, description="Bearer token that may read /api/metrics (and nothing else)."
+    )
     public_read: bool = Field(
         False, description="Let anonymous visitors browse and query read-only."
     )

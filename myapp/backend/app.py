@@ -19,10 +19,24 @@ from myapp.models import ErrorBody
 from myapp.settings import Settings
 
 from .errors import install_error_handlers
+from .metrics import Metrics, MetricsMiddleware
 from .middleware import BodyLimit, RequestLogMiddleware
-from .routes import audit, auth, backups, datasets, health, queries, query, tokens, users
+from .routes import (
+    audit,
+    auth,
+    backups,
+    data_urls,
+    datasets,
+    health,
+    metrics,
+    queries,
+    query,
+    tokens,
+    users,
+)
 from .security import bootstrap, install_security
 from .store.database import Database
+from .store.parquet_files import ParquetFiles
 from .store.usersql.functions import unclassified
 from .store.usersql.workers import Workers
 
@@ -32,7 +46,19 @@ API_PREFIX = "/api"
 STATIC_DIR = Path(__file__).parent / "static"
 SWAGGER_DIR = "swagger-ui-5.35.0"
 
-ROUTERS = (health, auth, users, tokens, datasets, query, queries, audit, backups)
+ROUTERS = (
+    health,
+    auth,
+    users,
+    tokens,
+    datasets,
+    data_urls,
+    query,
+    queries,
+    audit,
+    backups,
+    metrics,
+)
 
 
 def create_api(settings: Settings, *, role: str = "backend") -> FastAPI:
@@ -44,12 +70,14 @@ def create_api(settings: Settings, *, role: str = "backend") -> FastAPI:
         # Opening may wait for a lock held by another process; keep the event loop free.
         await run_in_threadpool(database.open)
         app.state.database = database
+        app.state.metrics.attach(database, settings)
         # User SQL runs in worker processes (store/usersql/workers.py), started before the
         # first request so that no query pays their start-up.
         workers = Workers(settings)
         try:
             await run_in_threadpool(workers.start)
             app.state.workers = workers
+            app.state.metrics.workers = workers
             # Applies MYAPP_ADMIN_PASSWORD; inside the try so the database closes if it fails.
             await run_in_threadpool(bootstrap, app)
             with database.cursor() as cur:
@@ -82,6 +110,7 @@ def create_api(settings: Settings, *, role: str = "backend") -> FastAPI:
         },
     )
     app.state.settings = settings
+    app.state.parquet_files = ParquetFiles(settings)
     install_error_handlers(app)
     app.add_middleware(RequestLogMiddleware, role=role)
 
@@ -108,4 +137,13 @@ def create_api(settings: Settings, *, role: str = "backend") -> FastAPI:
     install_security(app, settings, docs_path=f"{API_PREFIX}/docs")
     # Innermost, after the access gate: a caller without access is refused before any body.
     app.user_middleware.append(Middleware(BodyLimit))
+    # Right inside the request log, outside the access gate (see metrics.py).
+    app.state.metrics = Metrics()
+    token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+    app.user_middleware.insert(
+        1,
+        Middleware(
+            MetricsMiddleware, metrics=app.state.metrics, api=app, token=token, pages=role == "all"
+        ),
+    )
     return app

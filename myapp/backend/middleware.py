@@ -12,7 +12,13 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from myapp.logs import REQUEST_ID_HEADER, log_request, request_id_from
+from myapp.logs import (
+    REQUEST_ID_HEADER,
+    log_request,
+    request_id_from,
+    reset_request_id,
+    set_request_id,
+)
 
 from .errors import error_response
 
@@ -55,6 +61,8 @@ class RequestLogMiddleware:
             }
         started = time.perf_counter()
         status = 500
+        # Every log line written while this request is served carries its id (logs.py).
+        context = set_request_id(request_id)
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -77,6 +85,7 @@ class RequestLogMiddleware:
                 request_id,
                 scope["client"][0] if scope.get("client") else "-",
             )
+            reset_request_id(context)
 
 
 class BodyLimit:

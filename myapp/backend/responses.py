@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from .metrics import observe_export
 from .store.exports import ExportFailed, ExportFile, content_disposition
 
 log = logging.getLogger("myapp.backend.exports")
@@ -41,13 +43,27 @@ class ExportResponse(StreamingResponse):
         except ExportFailed as exc:
             # Not sending the end of the body is the signal; the server then closes the
             # connection (and logs that the response was not completed).
+            self.outcome = "error"
             log.warning("export cut short after the download began: %s", exc)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        sent = 0
+        self.outcome = "aborted"
+
+        async def counting(message) -> None:
+            nonlocal sent
+            if message["type"] == "http.response.body":
+                sent += len(message.get("body", b""))
+                if not message.get("more_body", False) and self.outcome == "aborted":
+                    self.outcome = "ok"
+            await send(message)
+
         try:
-            await super().__call__(scope, receive, send)
+            await super().__call__(scope, receive, counting)
         finally:
             self.export.close()
+            observe_export(scope, "export", sent, time.perf_counter() - started, self.outcome)
 
 
 def export_response(export: ExportFile, filename: str) -> StreamingResponse:

@@ -1,54 +1,63 @@
 """What every client command shares: where the API is, the token, and clear errors.
 
 `--url` (MYAPP_URL, default http://127.0.0.1:12000) and `--token` (MYAPP_TOKEN) are options of
-each client command; API errors print the server's message on one line and exit 1.
+each client command. The calls go through myapp.client (the same client Python users have),
+which raises ApiError; the `myapp` group turns that into one line on stderr and exit 1
+(`CliError`), so nothing below the command line ends the process itself.
 """
 
 from __future__ import annotations
 
 import functools
-import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 import httpx
 
-DEFAULT_URL = "http://127.0.0.1:12000"
+from myapp.client import DEFAULT_URL, ApiError, Client
+
+__all__ = ["DEFAULT_URL", "ApiSession", "CliError", "api_options", "describe_error", "fail"]
+
+
+class CliError(click.ClickException):
+    """One line on stderr, `myapp: <message>`, and the exit code (1 unless given)."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"myapp: {self.format_message()}", err=True)
+
+
+def from_api_error(exc: ApiError) -> CliError:
+    """The one place an API error becomes what the command line prints."""
+    return CliError(str(exc))
 
 
 class ApiSession:
+    """The CLI's handle on the API: a myapp.client.Client, plus its httpx client for the
+    commands that stream with their own progress and messages."""
+
     def __init__(self, url: str, token: str | None, timeout_s: float = 60.0) -> None:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.url = url.rstrip("/")
-        self.client = httpx.Client(
-            base_url=self.url, headers=headers, timeout=httpx.Timeout(timeout_s, connect=5.0)
-        )
+        self.api = Client(url, token, timeout_s=timeout_s)
+        self.url = self.api.url
+        self.client: httpx.Client = self.api.http
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            response = self.client.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            fail(f"cannot reach the backend at {self.url}: {exc}")
-        if response.status_code >= 400:
-            fail(describe_error(response))
-        return response
+        return self.api.request(method, path, **kwargs)
 
     def close(self) -> None:
-        self.client.close()
+        self.api.close()
 
 
 def describe_error(response: httpx.Response) -> str:
-    try:
-        error = response.json()["error"]
-        return f"{error['message']} ({response.status_code} {error['code']})"
-    except (ValueError, KeyError, TypeError):
-        return f"the backend answered {response.status_code}"
+    return str(ApiError.from_response(response))
 
 
-def fail(message: str, code: int = 1) -> None:
-    click.echo(f"myapp: {message}", err=True)
-    sys.exit(code)
+def fail(message: str, code: int = 1) -> NoReturn:
+    raise CliError(message, code)
 
 
 def api_options(func: Callable[..., Any]) -> Callable[..., Any]:

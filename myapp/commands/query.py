@@ -260,7 +260,7 @@ def _stdout_closed() -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     with contextlib.suppress(OSError, ValueError):
         os.dup2(devnull, sys.stdout.fileno())
-    sys.exit(1)
+    raise click.exceptions.Exit(1)
 
 
 # -- running and printing ------------------------------------------------------------------------

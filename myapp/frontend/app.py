@@ -11,7 +11,13 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from myapp import __version__
-from myapp.logs import REQUEST_ID_HEADER, log_request, request_id_from
+from myapp.logs import (
+    REQUEST_ID_HEADER,
+    log_request,
+    request_id_from,
+    reset_request_id,
+    set_request_id,
+)
 from myapp.settings import Settings
 
 from .api_client import ApiClient, BackendError, BackendUnavailable
@@ -59,6 +65,7 @@ def create_web(
     @app.before_request
     def _start() -> None:
         g.request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
+        g.request_id_context = set_request_id(g.request_id)
         g.started = time.perf_counter()
         g.client_ip = request.remote_addr
 
@@ -70,6 +77,14 @@ def create_web(
 
     @app.teardown_request
     def _log(exc: BaseException | None) -> None:
+        context = g.pop("request_id_context", None)
+        try:
+            _access_line(exc)
+        finally:
+            if context is not None:
+                reset_request_id(context)
+
+    def _access_line(exc: BaseException | None) -> None:
         started = g.get("started")
         if started is None or role == "all":
             # In role all the ASGI middleware around both apps writes the access line.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 import shutil
+import site
 import subprocess
 import sys
 import tomllib
@@ -161,6 +162,25 @@ def test_nixpacks_start_command_serves_the_role_on_coolify_port(netns, tmp_path)
         assert backend.stop() == 0, backend.log_text()
 
 
+def venv_seeing_this_environment(venv: Path) -> None:
+    """A virtual environment whose own packages come first, then this environment's.
+
+    `--system-site-packages` would show the base interpreter's packages, which is this
+    environment only when the tests run on the system Python (as .ci/run does); run from inside
+    a virtual environment (the common way), the dependencies installed there would be missing.
+    A .pth line that adds this environment's site directories the way `site` adds the system's
+    works in both cases, and processes their .pth files just as `--system-site-packages` would.
+    """
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    dirs = [d for d in site.getsitepackages() if Path(d).is_dir()]
+    if site.ENABLE_USER_SITE and Path(site.getusersitepackages()).is_dir():
+        dirs.append(site.getusersitepackages())
+    (own,) = (venv / "lib").glob("python3*/site-packages")
+    (own / "_outer_environment.pth").write_text(
+        "import site; " + "; ".join(f"site.addsitedir({d!r})" for d in dirs) + "\n"
+    )
+
+
 def test_build_stage_packages_everything_the_roles_serve(netns, tmp_path):
     """The image's build stage, without Docker: the files its COPY lines take from the build
     context (after .dockerignore) become a wheel, installed into a fresh virtual environment;
@@ -181,12 +201,15 @@ def test_build_stage_packages_everything_the_roles_serve(netns, tmp_path):
 
     # Installed on its own (dependencies from this environment, myapp only from the wheel).
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    venv_seeing_this_environment(venv)
+    # This environment's pip, installing into the new one; this environment has myapp too
+    # (often editable), which must not count as already installed there.
     subprocess.run(
-        [str(venv / "bin/pip"), "install", "--no-deps", "--no-index", "-q", str(wheel)],
+        [sys.executable, "-m", "pip", "--python", str(venv / "bin/python"), "install",
+         "--no-deps", "--no-index", "--ignore-installed", "-q", str(wheel)],
         check=True,
         timeout=120,
-    )
+    )  # fmt: skip
     spec = container(
         read_image(),
         environment={"MYAPP_ROLE": "frontend", "MYAPP_SECRET_KEY": SECRET_KEY},

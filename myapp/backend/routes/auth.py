@@ -11,6 +11,7 @@ from myapp.models.auth import LoginRequest, LoginResult, MePublic, PasswordChang
 
 from ..deps import DatabaseDep, ViewerDep
 from ..errors import BadRequest, TooManyRequests
+from ..metrics import signin_failed, signin_throttled
 from ..passwords import hash_password, needs_rehash, verify_password
 from ..security import (
     SESSION_TTL,
@@ -58,12 +59,14 @@ def login(body: LoginRequest, request: Request, database: DatabaseDep, auth: Aut
     username = account_store.normalize_username(body.username)
     wait = auth.limiter.retry_after(username, address)
     if wait is not None:
+        signin_throttled(request)
         raise _throttled(wait)
     with database.cursor() as cur:
         account = account_store.get_account(cur, username)
     # An unknown name is checked against a dummy hash: same answer, same time.
     if not verify_password(body.password, account.password_hash if account else None):
         auth.limiter.failed(username, address)
+        signin_failed(request)
         with database.transaction() as cur:
             record(
                 cur,
@@ -152,6 +155,7 @@ def change_password(
     address = client_address(request)
     wait = auth.limiter.retry_after(actor.username, address)
     if wait is not None:
+        signin_throttled(request)
         raise _throttled(wait)
     with database.cursor() as cur:
         account = account_store.get_account(cur, actor.username)

@@ -28,6 +28,7 @@ from myapp.models.datasets import (
 
 from ..deps import DatabaseDep, EditorDep, SettingsDep, ViewerDep, WorkersDep
 from ..errors import BadRequest
+from ..metrics import observe_upload
 from ..responses import export_response
 from ..security import client_address
 from ..store import audit, browse
@@ -145,9 +146,10 @@ async def _ingest(
                     dataset_name = catalog.normalise_name(form.fields["name"])
         except ClientDisconnect:
             return _quiet_disconnect()
+        received_bytes = upload.stat().st_size
         log.info(
             "upload received: %d bytes in %.2f s",
-            upload.stat().st_size,
+            received_bytes,
             time.perf_counter() - received_from,
         )
         if dataset_name is None:
@@ -157,19 +159,24 @@ async def _ingest(
                     code="missing_name",
                 )
             dataset_name = catalog.name_from_filename(filename)
-        result = await run_in_threadpool(
-            ingest_file,
-            database,
-            settings,
-            staging,
-            upload,
-            name=dataset_name,
-            options=options,
-            filename=filename or name,
-            actor=actor.audit_name,
-            ip=client_address(request),
-            longest_line=meter.longest_line,
-        )
+        loaded = False
+        try:
+            result = await run_in_threadpool(
+                ingest_file,
+                database,
+                settings,
+                staging,
+                upload,
+                name=dataset_name,
+                options=options,
+                filename=filename or name,
+                actor=actor.audit_name,
+                ip=client_address(request),
+                longest_line=meter.longest_line,
+            )
+            loaded = True
+        finally:
+            observe_upload(request, received_bytes, time.perf_counter() - received_from, ok=loaded)
     finally:
         await run_in_threadpool(staging.cleanup)
     body = IngestResult.model_validate(result).model_dump(mode="json")

@@ -22,6 +22,7 @@ from myapp.models.query import MAX_CHART_POINTS, ChartData, ExportFormatName, Qu
 
 from ..deps import DatabaseDep, EditorDep, SettingsDep, ViewerDep, WorkersDep
 from ..errors import BadRequest
+from ..metrics import query_run
 from ..responses import export_response
 from ..security import client_address
 from ..store import queries as store
@@ -164,6 +165,7 @@ def read_version(slug: str, version: int, actor: ViewerDep, database: DatabaseDe
 def run_saved_query(
     slug: str,
     body: SavedQueryRun,
+    request: Request,
     actor: ViewerDep,
     database: DatabaseDep,
     workers: WorkersDep,
@@ -171,8 +173,8 @@ def run_saved_query(
 ) -> Response:
     saved = store.get_query(database, slug, body.version)
     values = store.bind_saved_parameters(saved["parameters"], body.params)
-    return json_bytes(
-        execute.run_select(
+    with query_run(request, "saved"):
+        result = execute.run_select(
             database,
             workers,
             settings,
@@ -183,7 +185,7 @@ def run_saved_query(
             run_id=runs.new_run_id(body.id),
             owner=actor.username,
         )
-    )
+    return json_bytes(result)
 
 
 @router.post(

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from myapp.models import ErrorBody
@@ -25,6 +25,7 @@ from myapp.models.query import (
 
 from ..deps import DatabaseDep, SettingsDep, ViewerDep, WorkersDep
 from ..errors import BadRequest, Conflict
+from ..metrics import query_run
 from ..responses import export_response
 from ..store.exports import FORMATS, download_filename
 from ..store.usersql import charts, execute, runs
@@ -51,13 +52,14 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 )
 def run_query(
     body: QueryRequest,
+    request: Request,
     actor: ViewerDep,
     database: DatabaseDep,
     workers: WorkersDep,
     settings: SettingsDep,
 ) -> Response:
-    return json_bytes(
-        execute.run_select(
+    with query_run(request, "adhoc"):
+        result = execute.run_select(
             database,
             workers,
             settings,
@@ -68,7 +70,7 @@ def run_query(
             run_id=runs.new_run_id(body.id),
             owner=actor.username,
         )
-    )
+    return json_bytes(result)
 
 
 @router.post(
@@ -79,13 +81,14 @@ def run_query(
 )
 def chart_query(
     body: ChartRequest,
+    request: Request,
     actor: ViewerDep,
     database: DatabaseDep,
     workers: WorkersDep,
     settings: SettingsDep,
 ) -> JSONResponse:
-    return fast_json(
-        charts.chart_select(
+    with query_run(request, "chart"):
+        result = charts.chart_select(
             database,
             workers,
             settings,
@@ -97,7 +100,7 @@ def chart_query(
             owner=actor.username,
             max_points=MAX_CHART_POINTS,
         )
-    )
+    return fast_json(result)
 
 
 def json_bytes(body: bytes) -> Response:

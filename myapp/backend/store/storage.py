@@ -52,6 +52,20 @@ TABLE = "data"
 # time; the others wait their turn.
 SIDE_INSTANCE_SLOTS = 4
 _slots = threading.BoundedSemaphore(SIDE_INSTANCE_SLOTS)
+# Side instances in use and callers waiting for a slot, for /api/metrics.
+_slot_counts = {"in_use": 0, "waiting": 0}
+_slot_counts_lock = threading.Lock()
+
+
+def side_instance_counts() -> tuple[int, int]:
+    """(in use, waiting) side instances right now."""
+    with _slot_counts_lock:
+        return _slot_counts["in_use"], _slot_counts["waiting"]
+
+
+def _count_slot(key: str, delta: int) -> None:
+    with _slot_counts_lock:
+        _slot_counts[key] += delta
 
 
 def new_file_id() -> str:
@@ -78,7 +92,8 @@ def sql_literal(path: Path) -> str:
 
 def remove_file(settings: Settings, file_id: str) -> None:
     path = path_of(settings, file_id)
-    for leftover in (path, path.with_name(path.name + ".wal")):
+    # The version's Parquet copy (parquet_files.py) goes with it.
+    for leftover in (path, path.with_name(path.name + ".wal"), path.with_suffix(".parquet")):
         try:
             leftover.unlink(missing_ok=True)
         except OSError as exc:
@@ -168,16 +183,23 @@ def side_instance(
     a directory of its own: DuckDB names its spill files per instance only, so two instances
     sharing one directory would overwrite each other's.
     """
-    if not _slots.acquire(timeout=wait_s):
+    _count_slot("waiting", 1)
+    try:
+        acquired = _slots.acquire(timeout=wait_s)
+    finally:
+        _count_slot("waiting", -1)
+    if not acquired:
         raise AppError(
             "The server is busy with other uploads and exports; try again in a minute.",
             code="busy",
             status_code=503,
         )
+    _count_slot("in_use", 1)
     try:
         with _side_instance(settings, path, progress) as conn:
             yield conn
     finally:
+        _count_slot("in_use", -1)
         _slots.release()
 
 

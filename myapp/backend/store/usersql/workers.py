@@ -305,6 +305,11 @@ class Pool:
         with self._lock:
             return [w.pid for w in self._all]
 
+    def counts(self) -> tuple[int, int]:
+        """(running workers, idle ones): what /api/metrics shows of the pool."""
+        with self._lock:
+            return len(self._all), self._idle.qsize()
+
     def close(self) -> None:
         with self._lock:
             self._closed = True
