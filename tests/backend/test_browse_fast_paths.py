@@ -41,7 +41,8 @@ def db(tmp_path_factory):
                 CASE WHEN i % 9 = 0 THEN NULL WHEN i % 13 = 0 THEN 'nan'::DOUBLE
                      ELSE ((i * 37) % 11) - 5.5 END AS v,
                 CASE WHEN i % 5 = 0 THEN NULL ELSE ['a', 'b', 'ab', 'B', ''][1 + i % 4] END AS s,
-                CASE WHEN i % 7 = 0 THEN NULL ELSE DATE '2024-01-01' + CAST(i % 6 AS INTEGER) END AS d,
+                CASE WHEN i % 7 = 0 THEN NULL
+                     ELSE DATE '2024-01-01' + CAST(i % 6 AS INTEGER) END AS d,
                 TIMESTAMP '2024-01-01' + to_seconds((i % 17) * 60) AS ts,
                 CASE WHEN i % 4 = 0 THEN NULL ELSE i % 3 = 0 END AS b,
                 CAST((i % 8) / 4 AS DECIMAL(10, 3)) AS dec
