@@ -6,10 +6,18 @@ backend can also be reached without it (loopback, the compose network, the `all`
 limits are checked while the bytes arrive, so a client cannot make the server buffer more than
 about one limit, and the refusal is the API's one JSON error body. Requests that are not valid
 HTTP get that body too, instead of uvicorn's plain-text 400.
+
+uvicorn also waits forever for headers that never end: its keep-alive timer starts only after a
+response and stops at the first byte of the next request, so a client that sends half a request
+line (or connects and sends nothing) held a connection and its memory for as long as it liked.
+Each connection therefore gets a deadline for its request line and headers
+(`MYAPP_HEADER_TIMEOUT_S`), started when it opens and again after each response; a connection
+that misses it is answered 408 (if it sent anything) and closed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from http import HTTPStatus
 from typing import Any, ClassVar
@@ -55,9 +63,25 @@ def headers_too_large() -> Refused:
 
 NOT_HTTP = Refused(400, "bad_request", "The request is not valid HTTP/1.1, so it was not read.")
 
+# Headers are a few hundred bytes: even a slow mobile link sends them in well under a second.
+# The deadline only has to be short enough that idle or dribbling connections cannot pile up.
+DEFAULT_HEADER_TIMEOUT_S = 10.0
+
+
+def header_timeout(seconds: float) -> Refused:
+    return Refused(
+        408,
+        "request_timeout",
+        f"The request's line and headers did not arrive within {seconds:g} s, so the "
+        "connection was closed; send the whole request at once.",
+    )
+
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with the limits above."""
+
+    # Set per server by bounded_protocol(); the class default serves tests and --reload.
+    header_timeout_s: ClassVar[float] = DEFAULT_HEADER_TIMEOUT_S
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -65,6 +89,44 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._reading_head = True
         self._refusal: Refused | None = None
+        self._head_timer: asyncio.TimerHandle | None = None
+
+    # -- the deadline for a request's line and headers ---------------------------------------
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_timer()
+        super().connection_lost(exc)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._arm_head_timer()
+
+    def _arm_head_timer(self) -> None:
+        self._cancel_head_timer()
+        self._head_timer = self.loop.call_later(self.header_timeout_s, self._head_timed_out)
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self.transport.is_closing() or not self._reading_head:
+            return
+        if self.cycle is not None and not self.cycle.response_complete:
+            # A request is still being answered (the next head came pipelined behind it); the
+            # deadline starts again when its response is complete.
+            return
+        if self._head_bytes:
+            self._refusal = header_timeout(self.header_timeout_s)
+            self.send_400_response("")
+        else:
+            self.transport.close()
 
     def data_received(self, data: bytes) -> None:
         if self._reading_head:
@@ -90,6 +152,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._refuse(headers_too_large())
 
     def on_headers_complete(self) -> None:
+        self._cancel_head_timer()
         self._reading_head = False
         self._head_bytes = 0
         if sum(len(name) + len(value) for name, value in self.headers) > MAX_HEADER_BYTES:
@@ -134,3 +197,27 @@ class UvicornWorker(_UvicornWorker):
         **_UvicornWorker.CONFIG_KWARGS,
         "http": BoundedHttpToolsProtocol,
     }
+
+
+def bounded_protocol(header_timeout_s: float) -> type[BoundedHttpToolsProtocol]:
+    """The protocol class for one server, with its header deadline."""
+    return type(
+        "BoundedHttpToolsProtocol",
+        (BoundedHttpToolsProtocol,),
+        {"header_timeout_s": header_timeout_s},
+    )
+
+
+def bounded_worker(header_timeout_s: float) -> type[UvicornWorker]:
+    """gunicorn's worker class for one server (gunicorn takes the class itself)."""
+    return type(
+        "UvicornWorker",
+        (UvicornWorker,),
+        {
+            "CONFIG_KWARGS": {
+                **UvicornWorker.CONFIG_KWARGS,
+                "http": bounded_protocol(header_timeout_s),
+            },
+            "__module__": __name__,
+        },
+    )

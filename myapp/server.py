@@ -126,6 +126,7 @@ def self_url(host: str, port: int) -> str:
 
 def serve_backend(settings: Settings, host: str, port: int) -> None:
     from myapp.backend.app import create_api
+    from myapp.http_limits import bounded_worker
 
     wait_for_database_lock(settings.database_path, settings.lock_timeout_s)
     GunicornApp(
@@ -134,8 +135,9 @@ def serve_backend(settings: Settings, host: str, port: int) -> None:
             "bind": _bind(host, port),
             # DuckDB allows one process per database file: one worker, concurrency by threads.
             "workers": 1,
-            # uvicorn's worker with bounds on request lines and headers (see http_limits.py).
-            "worker_class": "myapp.http_limits.UvicornWorker",
+            # uvicorn's worker with bounds on request lines and headers and a deadline for
+            # them (see http_limits.py).
+            "worker_class": bounded_worker(settings.header_timeout_s),
             "graceful_timeout": settings.graceful_timeout_s,
             "timeout": max(WORKER_TIMEOUT_FLOOR_S, int(settings.lock_timeout_s) + 30),
             "keepalive": 5,
@@ -183,7 +185,7 @@ def serve_all(settings: Settings, host: str, port: int) -> int:
     import uvicorn
 
     from myapp.asgi import create_all
-    from myapp.http_limits import BoundedHttpToolsProtocol
+    from myapp.http_limits import bounded_protocol
 
     wait_for_database_lock(settings.database_path, settings.lock_timeout_s)
     config = uvicorn.Config(
@@ -196,7 +198,7 @@ def serve_all(settings: Settings, host: str, port: int) -> int:
         proxy_headers=True,
         forwarded_allow_ips=settings.forwarded_allow_ips,
         lifespan="on",
-        http=BoundedHttpToolsProtocol,
+        http=bounded_protocol(settings.header_timeout_s),
     )
     server = uvicorn.Server(config)
 

@@ -117,6 +117,13 @@ class Settings(BaseSettings):
         30.0, ge=0, le=3600, description="How long the backend waits for a locked database file."
     )
     graceful_timeout_s: int = Field(30, ge=1, le=3600, description="Drain time on SIGTERM.")
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=600,
+        description="How long a client may take to send a request's line and headers (backend "
+        "and all roles); connections that take longer are closed.",
+    )
 
     proxy_hops: int = Field(
         0, ge=0, le=5, description="Reverse proxies in front whose X-Forwarded-* are trusted."

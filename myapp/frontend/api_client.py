@@ -91,6 +91,11 @@ class ApiClient:
             headers.update(extra)
         return headers
 
+    def request_headers(self) -> dict[str, str]:
+        """This request's headers for backend calls (id, token, client address), to pass as
+        `headers=` from a thread that has no request context (calls made concurrently)."""
+        return self._headers()
+
     def _timeout(self, read_timeout_s: float | None) -> httpx.Timeout:
         return httpx.Timeout(read_timeout_s or self.read_timeout_s, connect=CONNECT_TIMEOUT_S)
 

@@ -1,22 +1,31 @@
 """The pages' side of access control: the session cookie, CSRF refusal, security headers, and
 who the visitor is.
 
-The frontend keeps no state of its own: the cookie holds the account's session token (signed
-with MYAPP_SECRET_KEY, so a tampered cookie is dropped before it reaches the backend), and every
-page's backend calls carry it as a bearer token (ApiClient reads `g.api_token`). Any replica
-with the same key serves any visitor.
+The frontend keeps no state of its own: the cookie holds the account's session token encrypted
+and authenticated with a key derived from MYAPP_SECRET_KEY (Fernet: AES-128-CBC with an
+HMAC-SHA256), so a tampered cookie is dropped before it reaches the backend, and a copied cookie
+does not reveal a token that would work as a bearer token against /api. Every page's backend
+calls carry the decrypted token (ApiClient reads `g.api_token`). Any replica with the same key
+serves any visitor. Cookies of the earlier signed-only format are not read: those visitors sign
+in again.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
+from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import Flask, abort, flash, g, redirect, request, url_for
 from flask.sessions import SecureCookieSessionInterface
-from itsdangerous import BadSignature, URLSafeTimedSerializer
 from werkzeug.local import LocalProxy
 from werkzeug.wrappers import Response
 
@@ -31,11 +40,14 @@ SESSION_COOKIE = "myapp_session"
 # The backend decides when a session ends; the signature's own age limit only bounds how long
 # a copied cookie is even looked at, so it is generous.
 COOKIE_MAX_AGE_S = 31 * 24 * 3600
-_SALT = "myapp.session"
+# Separates this key from any other use of MYAPP_SECRET_KEY (Flask signs its own cookie with it).
+_KEY_INFO = b"myapp session cookie v2"
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 # `none`: the person typed or bookmarked the address (or reloaded a form) — never another site.
 ALLOWED_FETCH_SITES = frozenset({"same-origin", "none"})
+# Longer redirect targets are not our own links (a page address with many filters stays far below).
+MAX_NEXT_LENGTH = 8192
 
 # No inline script anywhere, no plugins, no framing, forms and <base> only to ourselves. Inline
 # styles stay allowed: htmx, CodeMirror and Chart.js set them, and they cannot run code.
@@ -95,8 +107,31 @@ class Visitor:
         return self.role is not None and ranks[self.role] >= ranks[role]
 
 
-def _serializer(app: Flask) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(app.secret_key, salt=_SALT)  # type: ignore[arg-type]
+class SessionCipher:
+    """Seals a session token into a cookie value and opens it again (None if it is not ours)."""
+
+    def __init__(self, secret_key: str | bytes) -> None:
+        raw = secret_key.encode("utf-8") if isinstance(secret_key, str) else secret_key
+        key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_KEY_INFO).derive(raw)
+        self._fernet = Fernet(base64.urlsafe_b64encode(key))
+
+    def seal(self, token: str) -> str:
+        return self._fernet.encrypt(json.dumps({"t": token}).encode("utf-8")).decode("ascii")
+
+    def open(self, value: str) -> str | None:
+        try:
+            data = json.loads(self._fernet.decrypt(value.encode("ascii"), ttl=COOKIE_MAX_AGE_S))
+        except (InvalidToken, UnicodeError, ValueError):
+            return None
+        token = data.get("t") if isinstance(data, dict) else None
+        return token if isinstance(token, str) and token else None
+
+
+def _cipher(app: Flask) -> SessionCipher:
+    cipher = app.extensions.get("myapp.session_cipher")
+    if cipher is None:
+        cipher = app.extensions["myapp.session_cipher"] = SessionCipher(app.secret_key)  # type: ignore[arg-type]
+    return cipher
 
 
 def set_session_cookie(response: Response, token: str, expires_at: str | datetime) -> Response:
@@ -112,7 +147,7 @@ def set_session_cookie(response: Response, token: str, expires_at: str | datetim
     g.drop_session_cookie = False
     response.set_cookie(
         SESSION_COOKIE,
-        _serializer(current_app).dumps({"t": token}),
+        _cipher(current_app).seal(token),
         expires=expires,
         httponly=True,
         samesite="Lax",
@@ -170,9 +205,45 @@ def current_visitor() -> Visitor:
 visitor_proxy: Any = LocalProxy(current_visitor)
 
 
+# Percent-decoding is repeated this many times when a redirect target is checked: a target
+# decoded once more by a proxy or a browser must still be a path on this site.
+_DECODE_ROUNDS = 3
+# C0 controls, DEL and C1 controls: URL parsers drop tab and newlines (`/\t/evil` becomes
+# `//evil`), and a newline in a Location header is an error.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _local_path_form(text: str) -> bool:
+    """True when `text`, read as a URL, can only be a path on this site."""
+    if _CONTROL.search(text) or "\\" in text or not text.startswith("/"):
+        return False
+    path = re.split(r"[?#]", text, maxsplit=1)[0]
+    if "//" in path:
+        return False
+    parts = urlsplit(text)
+    return not parts.scheme and not parts.netloc
+
+
 def safe_next(value: str | None) -> str:
-    """Where to go after signing in: only a path on this site (never //host or a scheme)."""
-    if not value or not value.startswith("/") or value.startswith(("//", "/\\")):
+    """Where to go after signing in (and every other redirect whose target a request names):
+    the target when it is a path on this site, else `/`.
+
+    The target is checked as it is and in each percent-decoded form, so no browser or proxy
+    reading can turn it into another site (`//host`, `/\\host`, `/<TAB>/host`, `/%2F%2Fhost`,
+    `https://host`) or into a header that cannot be sent.
+    """
+    if not value or not isinstance(value, str) or len(value) > MAX_NEXT_LENGTH:
+        return "/"
+    form = value
+    for _ in range(_DECODE_ROUNDS + 1):
+        if not _local_path_form(form):
+            return "/"
+        decoded = unquote(form, errors="replace")
+        if decoded == form:
+            break
+        form = decoded
+    else:
+        # Still changing after every round: nobody writes a local path like that.
         return "/"
     return value
 
@@ -217,8 +288,6 @@ def _here() -> str:
     """The page being shown (for htmx requests, the page that made the request)."""
     current = request.headers.get("HX-Current-URL")
     if current:
-        from urllib.parse import urlsplit
-
         parts = urlsplit(current)
         return parts.path + (f"?{parts.query}" if parts.query else "")
     return request.full_path.rstrip("?")
@@ -227,7 +296,7 @@ def _here() -> str:
 def install_security(app: Flask) -> None:
     """Install the hooks; call last in create_web (it wraps the BackendError page)."""
     app.session_interface = _SessionInterface()
-    serializer = _serializer(app)
+    cipher = _cipher(app)
 
     @app.before_request
     def _check_and_load() -> None:
@@ -239,13 +308,9 @@ def install_security(app: Flask) -> None:
         raw = request.cookies.get(SESSION_COOKIE)
         if not raw:
             return
-        try:
-            data = serializer.loads(raw, max_age=COOKIE_MAX_AGE_S)
-            token = data["t"] if isinstance(data, dict) else None
-        except (BadSignature, KeyError, TypeError):
-            token = None
-        if not isinstance(token, str) or not token:
-            log.warning("dropped a session cookie with a bad signature")
+        token = cipher.open(raw)
+        if token is None:
+            log.warning("dropped a session cookie that is not ours (tampered, old or foreign)")
             end_session()
             return
         g.api_token = token

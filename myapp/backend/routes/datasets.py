@@ -285,6 +285,15 @@ def delete_dataset(
     return Response(status_code=204)
 
 
+def _browse_cache(request: Request) -> browse.BrowseCache:
+    """The app's cache of counts and facets (made on first use, one per app)."""
+    state = request.app.state
+    cache = getattr(state, "browse_cache", None)
+    if cache is None:
+        cache = state.browse_cache = browse.BrowseCache()
+    return cache
+
+
 @router.get(
     "/datasets/{name}/rows",
     response_model=RowsPage,
@@ -320,6 +329,7 @@ def read_rows(
             sort=sort,
             q=q,
             timeout_s=settings.query_timeout_ms / 1000,
+            cache=_browse_cache(request),
         )
 
 
@@ -348,6 +358,7 @@ def read_facets(
             items=request.query_params.multi_items(),
             q=q,
             size=size,
+            cache=_browse_cache(request),
         )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -266,10 +267,6 @@ def table(name: str):
     args = request.args
     if "add_column" in args:
         return _add_filter(name)
-    dataset = api().get(_path(name))
-    canonical = dataset["name"]
-    if canonical != name:
-        return redirect(_url(canonical, list(args.items(multi=True))))
     try:
         limit = int(args.get("limit", DEFAULT_PAGE_SIZE))
     except ValueError:
@@ -278,19 +275,30 @@ def table(name: str):
     filters = _filters(args)
     passthrough = [(k, v) for k, v in args.items(multi=True) if k not in ("facet", "limit")]
     rows_params = [*passthrough, ("limit", str(limit))]
-    page = api().get(_path(canonical, "rows"), params=rows_params)
-
-    facet_columns = _facet_columns(dataset, args)
-    facets: dict[str, list] = {}
-    facet_timeouts: list[str] = []
-    if facet_columns:
-        facet_params = [
-            (k, v) for k, v in args.items(multi=True) if k not in _STATE_KEYS or k == "q"
-        ]
-        facet_params += [("column", c) for c in facet_columns] + [("size", str(FACET_SIZE))]
-        answer = api().get(_path(canonical, "facets"), params=facet_params)
-        facets = answer["facets"]
-        facet_timeouts = answer.get("timed_out", [])
+    client = api()
+    # The rows (the slow call) go out at once, beside the dataset and then the facets, which
+    # need the dataset's columns: the page waits for the slowest call, not for their sum.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="table-rows") as pool:
+        rows_call = pool.submit(
+            client.get, _path(name, "rows"), params=rows_params, headers=client.request_headers()
+        )
+        dataset = client.get(_path(name))
+        canonical = dataset["name"]
+        if canonical != name:
+            return redirect(_url(canonical, list(args.items(multi=True))))
+        facet_columns = _facet_columns(dataset, args)
+        facets: dict[str, list] = {}
+        facet_timeouts: list[str] = []
+        if facet_columns:
+            facet_params = [
+                (k, v) for k, v in args.items(multi=True) if k not in _STATE_KEYS or k == "q"
+            ]
+            facet_params += [("column", c) for c in facet_columns]
+            facet_params += [("size", str(FACET_SIZE))]
+            answer = client.get(_path(canonical, "facets"), params=facet_params)
+            facets = answer["facets"]
+            facet_timeouts = answer.get("timed_out", [])
+        page = rows_call.result()
 
     state = list(args.items(multi=True))
     return render_template(

@@ -1,0 +1,339 @@
+"""Browse benchmark: a page of rows through GET /api/datasets/{name}/rows and the HTML table page,
+against DuckDB's own `ORDER BY … LIMIT` in-process on the same rows, at 1M and 5M rows.
+
+    python bench/browse.py [--rows 1000000,5000000] [--repeat 15] [--datasette] [--json PATH]
+
+The table (`big`: id, v DOUBLE with NULLs, category, name, score, at, flag) is generated with
+DuckDB into bench/.work/browse/ (git-ignored) and uploaded as Parquet through the API into a
+fresh workspace. A real `myapp serve --role backend` and a `--role frontend` pointed at it run
+as subprocesses on free loopback ports; one kept-alive HTTP client each.
+
+Cases: unsorted; sorted by a DOUBLE (descending) and by a VARCHAR, first page and a later cursor
+page (the 20th); a filter and a search (`q`) with a sort. DuckDB alone runs
+`SELECT * FROM big [WHERE …] ORDER BY col LIMIT 51` on a read-only connection (the page plus
+the row that tells whether there is a next one), also for cursor pages, which it would answer
+with the same top-N. "cold" rows change the filter value on every run, so nothing computed for
+an earlier run (the count of the filtered rows) can be reused; the other rows repeat one
+request, as a person reloading or paging does. The HTML page is /datasets/big with the same
+state; it shows the default facets (category, name, flag) too.
+
+DuckDB and the API take turns run by run, so both see the same load; figures are medians with
+the range (min-max) of --repeat runs after one warm-up. Target: API <= 1.5x DuckDB; page <= API
++ 15 ms. --datasette also times Datasette (installed from PyPI as bench/query.py does) serving
+the rows copied into SQLite, on its JSON table view with the same sort.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import httpx
+from common import free_port, wait_ready
+
+ROOT = Path(__file__).resolve().parent
+WORK = ROOT / ".work" / "browse"
+TARGET_RATIO = 1.5
+PAGE_MARGIN_MS = 15.0
+LIMIT = 50
+CURSOR_DEPTH = 20
+
+
+def make_data(rows: int) -> Path:
+    db = WORK / f"source-{rows}.db"
+    marker = WORK / f"source-{rows}.done"
+    if marker.exists() and db.exists():
+        return db
+    db.unlink(missing_ok=True)
+    WORK.mkdir(parents=True, exist_ok=True)
+    print(f"generating {rows:,} rows …", flush=True)
+    with duckdb.connect(str(db)) as conn:
+        conn.execute(
+            f"""CREATE TABLE big AS SELECT i AS id,
+                CASE WHEN i % 97 = 0 THEN NULL ELSE ((i * 104729) % 1000003) / 7.0 END AS v,
+                ['books', 'games', 'music', 'films', 'tools', 'toys', 'food',
+                 'garden'][1 + i % 8] AS category,
+                'user ' || ((i * 7919) % 200000) AS name,
+                (i * 31) % 1000 AS score,
+                TIMESTAMP '2024-01-01' + to_seconds(i) AS at,
+                i % 3 = 0 AS flag
+            FROM range({int(rows)}) t(i)"""
+        )
+        conn.execute(f"COPY big TO '{WORK / f'big-{rows}.parquet'}' (FORMAT parquet)")
+    marker.touch()
+    return db
+
+
+def cases(run: int) -> list[dict]:
+    """Each case: its label, the API's parameters and DuckDB's WHERE and ORDER BY."""
+    cold_user = f"user {10 + run % 89}"
+    cold_score = str(100 + (run * 7) % 800)
+    return [
+        {"label": "unsorted", "params": {}, "where": "", "order": ""},
+        {"label": "sort -v", "params": {"sort": "-v"}, "where": "", "order": "v DESC"},
+        {
+            "label": f"sort -v, page {CURSOR_DEPTH}",
+            "params": {"sort": "-v"},
+            "where": "",
+            "order": "v DESC",
+            "depth": CURSOR_DEPTH,
+        },
+        {"label": "sort name", "params": {"sort": "name"}, "where": "", "order": "name"},
+        {
+            "label": f"sort name, page {CURSOR_DEPTH}",
+            "params": {"sort": "name"},
+            "where": "",
+            "order": "name",
+            "depth": CURSOR_DEPTH,
+        },
+        {
+            "label": "filter + sort",
+            "params": {"sort": "-v", "category__eq": "toys"},
+            "where": "category = 'toys'",
+            "order": "v DESC",
+        },
+        {
+            "label": "filter + sort, cold",
+            "params": {"sort": "-v", "score__gt": cold_score},
+            "where": f"score > {cold_score}",
+            "order": "v DESC",
+        },
+        {
+            "label": "search + sort",
+            "params": {"sort": "-v", "q": "user 12"},
+            "where": "contains(lower(category), 'user 12') OR contains(lower(name), 'user 12')",
+            "order": "v DESC",
+        },
+        {
+            "label": "search + sort, cold",
+            "params": {"sort": "-v", "q": cold_user},
+            "where": f"contains(lower(category), '{cold_user}') "
+            f"OR contains(lower(name), '{cold_user}')",
+            "order": "v DESC",
+        },
+    ]
+
+
+def timed(fn) -> float:
+    started = time.perf_counter()
+    fn()
+    return (time.perf_counter() - started) * 1000
+
+
+def summary(values: list[float]) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def start(role: str, port: int, env: dict, log: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "myapp", "serve", "--role", role, "--port", str(port)],
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        cwd=WORK,
+    )
+
+
+def cursor_for(api: httpx.Client, params: dict, depth: int) -> str:
+    token = None
+    for _ in range(depth - 1):
+        query = {**params, "limit": LIMIT, **({"cursor": token} if token else {})}
+        token = api.get("/api/datasets/big/rows", params=query).raise_for_status().json()["next"]
+    assert token
+    return token
+
+
+def measure(rows: int, repeat: int) -> dict:
+    db = make_data(rows)
+    data_dir = WORK / f"data-{rows}"
+    shutil.rmtree(data_dir, ignore_errors=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MYAPP_")}
+    env.update({"MYAPP_DATA_DIR": str(data_dir), "MYAPP_LOG_LEVEL": "warning"})
+    api_port, web_port = free_port(), free_port()
+    backend = start("backend", api_port, env, WORK / "backend.log")
+    web_env = {**env, "MYAPP_BACKEND_URL": f"http://127.0.0.1:{api_port}"}
+    frontend = start("frontend", web_port, web_env, WORK / "frontend.log")
+    figures: dict = {}
+    try:
+        api_url, web_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{web_port}"
+        wait_ready(api_url + "/api/health", backend, WORK / "backend.log")
+        wait_ready(web_url + "/healthz", frontend, WORK / "frontend.log")
+        with (WORK / f"big-{rows}.parquet").open("rb") as body:
+            httpx.put(
+                api_url + "/api/datasets/big",
+                params={"format": "parquet", "mode": "replace"},
+                content=body,
+                timeout=600,
+            ).raise_for_status()
+        with (
+            httpx.Client(base_url=api_url, timeout=120) as api,
+            httpx.Client(base_url=web_url, timeout=120) as web,
+            duckdb.connect(str(db), read_only=True) as conn,
+        ):
+            labels = [c["label"] for c in cases(0)]
+            times: dict[str, dict[str, list[float]]] = {
+                label: {"duckdb": [], "api": [], "page": []} for label in labels
+            }
+            for run in range(repeat + 1):
+                for case in cases(run):
+                    where = f" WHERE {case['where']}" if case["where"] else ""
+                    order = f" ORDER BY {case['order']}" if case["order"] else ""
+                    sql = f"SELECT * FROM big{where}{order} LIMIT {LIMIT + 1}"
+                    params = {**case["params"], "limit": LIMIT}
+                    if case.get("depth"):
+                        params["cursor"] = cursor_for(api, case["params"], case["depth"])
+
+                    def local(sql=sql):
+                        conn.execute(sql).fetchall()
+
+                    def call(params=params):
+                        api.get("/api/datasets/big/rows", params=params).raise_for_status()
+
+                    def page(params=params):
+                        web.get("/datasets/big", params=params).raise_for_status()
+
+                    ms = {"duckdb": timed(local), "api": timed(call)}
+                    if case["label"].endswith("cold"):
+                        # A fresh value again, for the page: the API's run just counted it.
+                        fresh = cases(run + 1000)[labels.index(case["label"])]
+                        ms["page"] = timed(lambda f=fresh: page({**f["params"], "limit": LIMIT}))
+                    else:
+                        ms["page"] = timed(page)
+                    if run:  # the first run warms caches and connections
+                        for key, value in ms.items():
+                            times[case["label"]][key].append(value)
+            figures = {
+                label: {key: summary(values) for key, values in by.items()}
+                for label, by in times.items()
+            }
+    finally:
+        for proc in (frontend, backend):
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(60)
+    return figures
+
+
+def datasette_figures(rows: int, repeat: int) -> dict:
+    """Datasette's JSON table view on the same rows in SQLite, where it has the operation."""
+    sys.path.insert(0, str(ROOT))
+    from query import ensure_datasette  # the one pinned Datasette install
+
+    lite = WORK / f"big-{rows}.sqlite"
+    if not lite.exists():
+        print(f"copying {rows:,} rows into SQLite for Datasette …", flush=True)
+        target = sqlite3.connect(lite)
+        target.execute(
+            "CREATE TABLE big (id INTEGER PRIMARY KEY, v REAL, category TEXT, name TEXT, "
+            "score INTEGER, at TEXT, flag INTEGER)"
+        )
+        with duckdb.connect(str(make_data(rows)), read_only=True) as conn:
+            cur = conn.execute(
+                "SELECT id, v, category, name, score, CAST(at AS VARCHAR), flag FROM big"
+            )
+            while batch := cur.fetchmany(100_000):
+                target.executemany("INSERT INTO big VALUES (?, ?, ?, ?, ?, ?, ?)", batch)
+        target.commit()
+        target.close()
+    exe = ensure_datasette()
+    port = free_port()
+    log = WORK / "datasette.log"
+    proc = subprocess.Popen(
+        [
+            str(exe),
+            "serve",
+            str(lite),
+            "--port",
+            str(port),
+            "--setting",
+            "sql_time_limit_ms",
+            "60000",
+            "--setting",
+            "facet_time_limit_ms",
+            "60000",
+        ],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    out: dict = {}
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(url + "/-/versions.json", proc, log)
+        db = lite.stem
+        views = {
+            "unsorted": {},
+            "sort -v": {"_sort_desc": "v"},
+            "sort name": {"_sort": "name"},
+            "filter + sort": {"_sort_desc": "v", "category__exact": "toys"},
+        }
+        with httpx.Client(base_url=url, timeout=300) as client:
+            for label, params in views.items():
+                query = {**params, "_size": LIMIT, "_nofacet": "1", "_nocount": "1"}
+                runs = []
+                for run in range(max(3, repeat // 3) + 1):
+                    ms = timed(
+                        lambda q=query: client.get(f"/{db}/big.json", params=q).raise_for_status()
+                    )
+                    if run:
+                        runs.append(ms)
+                out[label] = summary(runs)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+    return out
+
+
+def fmt(s: dict | None) -> str:
+    if not s:
+        return "-"
+    return f"{s['median']:.1f} ({s['min']:.0f}-{s['max']:.0f})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", default="1000000,5000000")
+    parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--datasette", action="store_true")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    results = {}
+    for rows in [int(r) for r in args.rows.split(",")]:
+        figures = measure(rows, args.repeat)
+        lite = datasette_figures(rows, args.repeat) if args.datasette else {}
+        results[rows] = {"myapp": figures, "datasette": lite}
+        print()
+        print(
+            f"{rows:,} rows, {LIMIT} per page, ms: median (min-max) of {args.repeat}; load "
+            f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores"
+        )
+        header = (
+            f"{'case':<22} {'DuckDB alone':>18} {'myapp API':>18} {'API/DuckDB':>10} "
+            f"{'HTML page':>18} {'page-API':>9} {'Datasette':>18}"
+        )
+        print(header)
+        print("-" * len(header))
+        for label, by in figures.items():
+            ratio = by["api"]["median"] / by["duckdb"]["median"]
+            extra = by["page"]["median"] - by["api"]["median"]
+            ok = "ok" if ratio <= TARGET_RATIO else "MISS"
+            page_ok = "ok" if extra <= PAGE_MARGIN_MS else "MISS"
+            print(
+                f"{label:<22} {fmt(by['duckdb']):>18} {fmt(by['api']):>18} "
+                f"{ratio:>5.2f} {ok:<4} {fmt(by['page']):>18} {extra:>5.1f} {page_ok:<4}"
+                f"{fmt(lite.get(label)):>18}"
+            )
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
