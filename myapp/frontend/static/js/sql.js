@@ -258,9 +258,11 @@
         if (answer.ok) {
           lastRun = { sql: sql, params: params, result: answer.body };
           showResults(answer.body);
+          rememberInAddress(sql);
           remember({ sql: sql, rows: answer.body.row_count, ms: answer.body.elapsed_ms, ok: true });
         } else {
           var error = (answer.body && answer.body.error) || { message: "The query failed." };
+          clearResults();
           showError(error);
           statusLine.textContent = error.code === "query_cancelled"
             ? "Cancelled after " + seconds(performance.now() - ran.started) + "."
@@ -314,21 +316,15 @@
   }
 
   /* -- results ----------------------------------------------------------------------------- */
-  function cellText(value) {
-    if (value === null || value === undefined) { return "NULL"; }
-    if (typeof value === "object") { return JSON.stringify(value); }
-    return String(value);
-  }
-
   function showResults(body) {
     table.textContent = "";
     var thead = table.createTHead();
     var header = thead.insertRow();
-    var numeric = body.columns.map(function (c) { return window.MyappChart.isNumeric(c.type); });
-    body.columns.forEach(function (column, i) {
+    var Cells = window.MyappCells;
+    body.columns.forEach(function (column) {
       var th = document.createElement("th");
       th.scope = "col";
-      if (numeric[i]) { th.className = "num"; }
+      th.className = "cell-" + Cells.kind(0, column.type);
       var nameSpan = document.createElement("span");
       nameSpan.textContent = column.name;
       var type = document.createElement("small");
@@ -344,20 +340,41 @@
     body.rows.forEach(function (row) {
       var tr = document.createElement("tr");
       row.forEach(function (value, i) {
-        var td = document.createElement("td");
-        td.textContent = cellText(value);
-        if (value === null) { td.className = "null"; }
-        else if (numeric[i]) { td.className = "num"; }
-        tr.appendChild(td);
+        tr.appendChild(Cells.fill(document.createElement("td"), value, body.columns[i].type));
       });
       fragment.appendChild(tr);
     });
     tbody.appendChild(fragment);
     results.hidden = false;
+    $("export-form").querySelectorAll("button").forEach(function (b) { b.disabled = false; });
     var rows = body.row_count.toLocaleString() + (body.row_count === 1 ? " row" : " rows");
     statusLine.textContent = (body.truncated ? "First " + rows + " (the query has more; export to get them all)" : rows) +
       " in " + body.elapsed_ms.toLocaleString() + " ms.";
     prepareChart(body.columns);
+  }
+
+  /* A failed run leaves nothing of the previous result on screen: its table, chart and export
+     would read as the answer to the query that just failed. */
+  function clearResults() {
+    lastRun = null;
+    results.hidden = true;
+    table.textContent = "";
+    $("export-form").querySelectorAll("button").forEach(function (b) { b.disabled = true; });
+  }
+
+  /* The address carries the query and its parameters, so this result can be bookmarked,
+     shared and reloaded; a saved query being edited keeps its own address. */
+  function rememberInAddress(sql) {
+    if (saved || !window.history.replaceState) { return; }
+    var query = new URLSearchParams();
+    query.set("sql", sql);
+    parameterNames(sql).forEach(function (n) {
+      var state = paramState[n];
+      if (!state) { return; }
+      query.set("p." + n, state.value === null || state.value === undefined ? "" : String(state.value));
+      if (state.type !== "text") { query.set("t." + n, state.type); }
+    });
+    window.history.replaceState(null, "", window.location.pathname + "?" + query.toString());
   }
 
   /* -- errors ------------------------------------------------------------------------------ */
@@ -495,8 +512,13 @@
   });
 
   /* -- export ------------------------------------------------------------------------------ */
-  $("export-form").addEventListener("submit", function () {
-    var source = lastRun || { sql: editor.getValue(), params: currentParams() };
+  $("export-form").addEventListener("submit", function (event) {
+    if (!lastRun) {
+      // Only a result on screen can be exported: never one from an earlier run.
+      event.preventDefault();
+      return;
+    }
+    var source = lastRun;
     $("export-sql").value = source.sql;
     $("export-params").value = JSON.stringify(source.params);
     $("export-filename").value = saved ? saved.slug : "query";
@@ -601,8 +623,13 @@
       paramState[p.name] = { type: p.type, value: p.default === null ? "" : String(p.default) };
     });
   }
+  var address = config.address || { params: {}, types: {} };
+  Object.keys(address.params || {}).forEach(function (n) {
+    paramState[n] = { type: (address.types || {})[n] || "text", value: address.params[n] };
+  });
   renderParams();
   renderHistory();
   editor.focus();
   editor.setCursor(editor.lineCount(), 0);
+  if (address.run) { run(); }
 })();
