@@ -593,16 +593,33 @@
     if (saved && !asNew) {
       body.slug = saved.slug;
       body.base_version = saved.latest_version;
+    } else {
+      // A second query with a title that exists is asked about, not silently saved as "-2".
+      body.if_title_exists = "error";
     }
     $("save-submit").setAttribute("aria-busy", "true");
     postJSON(urls.save, body).then(function (answer) {
       $("save-submit").removeAttribute("aria-busy");
       if (!answer.ok) {
         var box = $("save-error");
-        box.textContent = answer.body.error.message;
+        var error = answer.body.error;
+        box.textContent = error.message;
+        if (error.code === "title_exists" && error.detail && error.detail.slug) {
+          box.appendChild(document.createTextNode(" "));
+          var open = document.createElement("a");
+          open.href = urls.query_page.replace("SLUG", encodeURIComponent(error.detail.slug));
+          open.textContent = "Open “" + error.detail.title + "”";
+          open.setAttribute("data-testid", "open-existing");
+          box.appendChild(open);
+          box.appendChild(document.createTextNode(", or change the title above and save again."));
+          $("save-title").setAttribute("aria-invalid", "true");
+          $("save-title").focus();
+          $("save-title").select();
+        }
         box.hidden = false;
         return;
       }
+      $("save-title").removeAttribute("aria-invalid");
       dialog.close();
       saved = answer.body;
       var status = $("save-status");
