@@ -95,7 +95,7 @@ def format_value(value: Any, dtype: str | None = None) -> str:
     if isinstance(value, float):
         return format_float(value)
     if isinstance(value, (dict, list)):
-        return json.dumps(value, ensure_ascii=False)
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     text = str(value)
     cls = type_class(dtype or "")
     if cls in ("integer", "number"):

@@ -287,6 +287,7 @@ def table(name: str):
     return render_template(
         "datasets/table.html",
         problems=problems,
+        bad_filters={(p.key, p.value) for p in problems},
         builder=_builder_state(args, problems),
         column_operators={
             c["name"]: [op.key for op in filter_ops.operators_for(c["type"])]

@@ -43,7 +43,9 @@
     smartIndent: true,
     screenReaderLabel: "SQL query",
     placeholder: "SELECT * FROM …",
-    hintOptions: { tables: tables, completeSingle: false },
+    // The completion list lives inside the page's main landmark, named, so screen readers and
+    // axe-core find it where the editor is.
+    hintOptions: { tables: tables, completeSingle: false, container: $("completion-box") },
     extraKeys: {
       "Ctrl-Enter": function () { run(); },
       "Cmd-Enter": function () { run(); },
@@ -53,6 +55,11 @@
       "Shift-Tab": false
     }
   });
+  new MutationObserver(function () {
+    $("completion-box").querySelectorAll("[role=listbox]").forEach(function (list) {
+      list.setAttribute("aria-label", "Completions");
+    });
+  }).observe($("completion-box"), { childList: true });
   editor.on("inputRead", function (cm, change) {
     // After "table." offer the table's columns.
     if (change.text.length === 1 && /[A-Za-z0-9_"]\.$/.test(cm.getLine(change.from.line).slice(0, change.from.ch + change.text[0].length))) {
