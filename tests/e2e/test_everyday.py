@@ -17,7 +17,7 @@ from tests.support.accounts import ADMIN_HEADERS, secured_env
 from tests.support.servers import ServerProcess
 
 ADMIN_PASSWORD = "everyday-admin-password"
-WIDTHS = {"desktop": (1280, 800), "phone": (390, 844)}
+WIDTHS = {"desktop": (1280, 800), "tablet": (820, 1180), "phone": (390, 844)}
 DATASET = "everyday_sales"
 SALES_CSV = (
     "id,quantity,customer,price,day,note\n"

@@ -284,6 +284,16 @@ def table(name: str):
         facet_timeouts = answer.get("timed_out", [])
 
     state = list(args.items(multi=True))
+    links = _links(canonical, args, page, limit, filters, facet_columns)
+    if problems:
+        # Downloads take what the page shows: the refused parts are left out of them too.
+        kept = [(k, v) for k, v in good if k not in _STATE_KEYS or k in ("sort", "q")]
+        links["export"] = {
+            fmt: url_for("datasets.export", name=canonical)
+            + "?"
+            + urlencode([("format", fmt), *kept])
+            for fmt, _ in EXPORT_FORMATS
+        }
     return render_template(
         "datasets/table.html",
         problems=problems,
@@ -307,7 +317,7 @@ def table(name: str):
         sort=args.get("sort", ""),
         q=args.get("q", ""),
         state=state,
-        links=_links(canonical, args, page, limit, filters, facet_columns),
+        links=links,
         export_formats=EXPORT_FORMATS,
     ), (400 if problems else 200)
 
