@@ -446,3 +446,46 @@ def test_unicode_username_rule_shown_and_first_admin_signed_in(page, start_serve
     form.get_by_label("Password").fill("another-password")
     form.get_by_role("button", name="Create account").click()
     expect(page.get_by_test_id("user-error")).to_contain_text("cannot mix alphabets")
+
+
+def test_saving_under_a_title_that_exists_asks(page, server):
+    sign_in(page, server)
+    page.goto(server.url + "/sql")
+    page.locator(".CodeMirror").click()
+    page.keyboard.press("Control+A")
+    page.keyboard.insert_text(f"SELECT count(*) AS n FROM {DATASET}")
+    page.get_by_test_id("run").click()
+    expect(page.get_by_test_id("results").locator("tbody tr")).to_have_count(1)
+    page.get_by_test_id("save").click()
+    page.get_by_test_id("save-title").fill("everyday BIG orders")
+    page.get_by_test_id("save-submit").click()
+    error = page.locator("#save-error")
+    expect(error).to_contain_text("already exists")
+    existing = page.get_by_test_id("open-existing")
+    assert existing.get_attribute("href") == "/queries/everyday-big-orders"
+    assert page.get_by_test_id("save-title").get_attribute("aria-invalid") == "true"
+    listed = httpx.get(f"{server.url}/api/queries", headers=ADMIN_HEADERS).json()["queries"]
+    assert not [q for q in listed if q["slug"].startswith("everyday-big-orders-")]
+    page.get_by_test_id("save-title").fill("Everyday order count")
+    page.get_by_test_id("save-submit").click()
+    expect(page.get_by_test_id("saved-link")).to_have_text("Everyday order count")
+
+
+def test_charts_label_dates_without_midnight(page, server):
+    sign_in(page, server)
+    page.goto(server.url + "/sql")
+    page.locator(".CodeMirror").click()
+    page.keyboard.press("Control+A")
+    page.keyboard.insert_text(
+        f"SELECT CAST(day AS TIMESTAMP) AS moment, sum(price) AS total FROM {DATASET} "
+        "GROUP BY ALL ORDER BY moment"
+    )
+    page.get_by_test_id("run").click()
+    cells_ = page.get_by_test_id("results").locator("tbody tr").first.locator("td")
+    expect(cells_.first).to_have_text("2023-12-31")
+    page.get_by_test_id("chart-panel").locator("summary").click()
+    expect(page.locator("#chart-note")).to_contain_text("points")
+    labels = page.get_by_test_id("chart-canvas").evaluate(
+        "c => window.Chart.getChart(c).data.labels"
+    )
+    assert labels[0] == "2023-12-31" and not [label for label in labels if "T" in label]

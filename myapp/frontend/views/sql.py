@@ -233,6 +233,8 @@ def save():
     if slug:
         fields["base_version"] = body.get("base_version")
         return relay("PUT", saved_query_path(str(slug)), json_body=fields)
+    if body.get("if_title_exists") is not None:
+        fields["if_title_exists"] = body["if_title_exists"]
     return relay("POST", "/api/queries", json_body=fields)
 
 
