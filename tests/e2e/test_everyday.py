@@ -366,6 +366,10 @@ def test_dark_mode_reaches_the_editor_completion_and_charts(browser, server):
         )
         assert text != "rgb(119, 0, 136)"  # CodeMirror's light-theme keyword purple
         assert_accessible(page)
+        # The vendored API docs (Swagger UI) follow dark mode too.
+        page.goto(server.url + "/api/docs")
+        page.locator(".swagger-ui").first.wait_for()
+        assert "invert" in page.evaluate("getComputedStyle(document.body).filter")
         assert not errors
     finally:
         context.close()
