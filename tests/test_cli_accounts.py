@@ -35,7 +35,7 @@ def test_accounts_and_tokens_on_the_file_then_used_by_the_backend(offline, start
 
     bad = [
         (["user", "add", "bob", "--password-stdin"], "short\n", "8 to 1024 characters"),
-        (["user", "add", "no spaces", "--password-stdin"], PASSWORD, "a username is"),
+        (["user", "add", "no/slashes", "--password-stdin"], PASSWORD, "a username is"),
         (["user", "add", "ALICE", "--password-stdin"], PASSWORD, "already exists"),
         (["user", "role", "alice", "viewer"], None, "At least one admin account must remain"),
         (["user", "remove", "alice", "--yes"], None, "At least one admin account must remain"),

@@ -7,12 +7,11 @@ account's role, every change is audited in the same transaction.
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime, timedelta
 
 import duckdb
 
-from myapp.models.auth import USERNAME_PATTERN
+from myapp.models import usernames
 
 from .errors import BadRequest, Conflict, Forbidden, NotFound
 from .passwords import hash_password
@@ -20,8 +19,6 @@ from .security import ROLE_RANK, ROLES, Actor, issue_token
 from .store import accounts as account_store
 from .store import tokens as token_store
 from .store.audit import record
-
-_USERNAME = re.compile(USERNAME_PATTERN)
 
 
 def _ensure_admin_remains(
@@ -53,17 +50,24 @@ def create_user(
     actor: str,
     ip: str | None,
 ) -> account_store.Account:
-    if not _USERNAME.match(username):
-        raise BadRequest(
-            "A username is 1 to 64 letters, digits, dots, dashes or underscores, starting "
-            "with a letter or digit.",
-            code="invalid_username",
-        )
+    problem = usernames.problem(username)
+    if problem:
+        raise BadRequest(problem, code="invalid_username")
     if account_store.get_account(cur, username) is not None:
         raise Conflict(
             f"An account named {account_store.normalize_username(username)!r} already exists.",
             code="account_exists",
         )
+    shape = usernames.skeleton(username)
+    for existing in account_store.list_accounts(cur):
+        if usernames.skeleton(existing.username) == shape:
+            raise Conflict(
+                f"The username {username!r} looks like the existing account "
+                f"{existing.username!r}, so people could mistake one for the other; choose "
+                "another.",
+                code="username_confusable",
+                detail={"existing": existing.username},
+            )
     account = account_store.create_account(cur, username, role, hash_password(password))
     record(
         cur,

@@ -126,13 +126,16 @@ def create_api(settings: Settings, *, role: str = "backend") -> FastAPI:
     @app.get(f"{API_PREFIX}/docs", include_in_schema=False)
     def read_docs(request: Request) -> HTMLResponse:
         static = f"{API_PREFIX}/static/{SWAGGER_DIR}"
-        return get_swagger_ui_html(
+        page = get_swagger_ui_html(
             openapi_url=app.openapi_url or "",
             title="myapp API",
             swagger_js_url=f"{static}/swagger-ui-bundle.js",
             swagger_css_url=f"{static}/swagger-ui.css",
             swagger_favicon_url=f"{static}/favicon-32x32.png",
         )
+        # Dark mode for the vendored Swagger UI, which has none of its own.
+        dark = f'<link rel="stylesheet" href="{API_PREFIX}/static/swagger-dark.css">'
+        return HTMLResponse(bytes(page.body).decode().replace("</head>", dark + "</head>", 1))
 
     install_security(app, settings, docs_path=f"{API_PREFIX}/docs")
     # Innermost, after the access gate: a caller without access is refused before any body.

@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import getpass
 import json
-import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,11 +21,11 @@ from urllib.parse import quote
 import click
 import httpx
 
+from myapp.models import usernames
 from myapp.models.auth import (
     PASSWORD_MAX_LENGTH,
     PASSWORD_MIN_LENGTH,
     TOKEN_MAX_DAYS,
-    USERNAME_PATTERN,
 )
 
 from .client import DEFAULT_URL, ApiSession, fail
@@ -275,11 +274,9 @@ def target_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 # -- input ----------------------------------------------------------------------------------
 def _check_username(username: str) -> str:
-    if not re.match(USERNAME_PATTERN, username):
-        fail(
-            "a username is 1 to 64 letters, digits, dots, dashes or underscores, starting with "
-            "a letter or digit"
-        )
+    problem = usernames.problem(username)
+    if problem:
+        fail(problem[0].lower() + problem[1:].rstrip("."))
     return username
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
+
+from . import usernames
 
 Role = Literal["viewer", "editor", "admin"]
 
-# Usernames appear in URLs, audit lines and the CLI: a tame shape, compared case-insensitively.
+# The ASCII shape usernames had first; every such name still follows the rule in usernames.py.
 USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 # Long enough to resist guessing under the login rate limit; the upper bound keeps one hash cheap.
 PASSWORD_MIN_LENGTH = 8
@@ -52,9 +54,17 @@ class PasswordChange(BaseModel):
 
 
 class UserCreate(BaseModel):
-    username: str = Field(pattern=USERNAME_PATTERN)
+    username: str = Field(max_length=200, description=usernames.RULE)
     password: str = Field(min_length=PASSWORD_MIN_LENGTH, max_length=PASSWORD_MAX_LENGTH)
     role: Role = "viewer"
+
+    @field_validator("username")
+    @classmethod
+    def _username_rule(cls, value: str) -> str:
+        problem = usernames.problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
 
 class UserUpdate(BaseModel):

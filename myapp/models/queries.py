@@ -145,6 +145,12 @@ class SavedQueryCreate(_SavedQueryFields):
         max_length=MAX_SLUG_CHARS,
         description="The query's address, /queries/<slug>; derived from the title when absent.",
     )
+    if_title_exists: Literal["new", "error"] = Field(
+        "new",
+        description="When a saved query already has this title (ignoring case): `new` saves "
+        "another query under a free slug (`title-2`), `error` answers 409 `title_exists` with "
+        "the existing query's slug, so a person can open it or choose another title.",
+    )
 
 
 class SavedQueryUpdate(_SavedQueryFields):
@@ -197,6 +203,29 @@ class SavedQueryVersion(BaseModel):
 class SavedQueryVersions(BaseModel):
     slug: str
     versions: list[SavedQueryVersion] = Field(description="Newest first.")
+
+
+class SavedQueryRestore(BaseModel):
+    base_version: int | None = Field(
+        None, ge=1, description="The latest version the restorer saw; a newer one is a 409."
+    )
+
+
+class DiffLine(BaseModel):
+    op: Literal["equal", "replace", "delete", "insert"]
+    from_line: int | None = Field(description="Line number in the older text; null if added.")
+    to_line: int | None = Field(description="Line number in the newer text; null if removed.")
+    from_: str | None = Field(alias="from", serialization_alias="from")
+    to: str | None
+
+
+class SavedQueryDiff(BaseModel):
+    slug: str
+    from_: SavedQueryPublic = Field(alias="from", serialization_alias="from")
+    to: SavedQueryPublic
+    changed: list[str] = Field(description="The fields that differ.")
+    sql: list[DiffLine] = Field(description="The SQL, line by line, side by side.")
+    description: list[DiffLine]
 
 
 class SavedQueryRun(BaseModel):

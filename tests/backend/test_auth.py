@@ -244,7 +244,8 @@ def test_users_admin_crud_and_validation(accounts: Accounts):
         "account_exists",
     )
     for bad in (
-        {**body, "username": "no spaces"},
+        {**body, "username": "no/slashes"},
+        {**body, "username": "two  spaces"},
         {**body, "password": "short"},
         {**body, "role": "owner"},
     ):

@@ -64,7 +64,7 @@ def test_write_run_chart_save_export(page, workspace, tmp_path):
     assert [h.split("\n")[0] for h in headers] == ["city", "total", "n"]
     assert [h.split("\n")[-1] for h in headers] == ["VARCHAR", "DOUBLE", "BIGINT"]
     first = table.locator("tbody tr").first.locator("td").all_inner_texts()
-    assert first == ["Faro", "48250", "500"]  # amounts 94 and 99 of 5000 Faro rows, 250 each
+    assert first == ["Faro", "48,250", "500"]  # amounts 94 and 99 of 5000 Faro rows, 250 each
     expect(page.get_by_test_id("run-status")).to_contain_text("5 rows in")
 
     # Chart: suggested from the types (text x, number y), drawn by Chart.js from DuckDB's data.

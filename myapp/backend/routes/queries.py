@@ -12,8 +12,10 @@ from myapp.models import ErrorBody
 from myapp.models.queries import (
     SavedQueryChartRequest,
     SavedQueryCreate,
+    SavedQueryDiff,
     SavedQueryList,
     SavedQueryPublic,
+    SavedQueryRestore,
     SavedQueryRun,
     SavedQueryUpdate,
     SavedQueryVersions,
@@ -61,7 +63,10 @@ def list_queries(
     response_model=SavedQueryPublic,
     responses={
         400: {"model": ErrorBody, "description": "The SQL is refused or invalid"},
-        409: {"model": ErrorBody, "description": "The slug is taken"},
+        409: {
+            "model": ErrorBody,
+            "description": "The slug is taken, or the title is (with `if_title_exists: error`)",
+        },
     },
     summary="Save a query (version 1)",
 )
@@ -154,6 +159,51 @@ def list_versions(slug: str, actor: ViewerDep, database: DatabaseDep) -> dict[st
 )
 def read_version(slug: str, version: int, actor: ViewerDep, database: DatabaseDep) -> dict:
     return store.get_query(database, slug, version)
+
+
+@router.get(
+    "/queries/{slug}/diff",
+    response_model=SavedQueryDiff,
+    responses=_NOT_FOUND,
+    summary="Two versions of a saved query side by side (default: the latest two)",
+)
+def diff_versions(
+    slug: str,
+    actor: ViewerDep,
+    database: DatabaseDep,
+    from_version: int | None = Query(None, ge=1, alias="from"),
+    to_version: int | None = Query(None, ge=1, alias="to"),
+) -> dict[str, Any]:
+    latest = store.get_query(database, slug)["latest_version"]
+    after = to_version or latest
+    before = from_version or max(1, after - 1)
+    return store.diff_versions(database, slug, before, after)
+
+
+@router.post(
+    "/queries/{slug}/versions/{version}/restore",
+    response_model=SavedQueryPublic,
+    responses={**_NOT_FOUND, 409: {"model": ErrorBody, "description": "Edited meanwhile"}},
+    summary="Restore an old version: saves its content as a new version (audited)",
+)
+def restore_version(
+    slug: str,
+    version: int,
+    request: Request,
+    actor: EditorDep,
+    database: DatabaseDep,
+    body: SavedQueryRestore | None = None,
+) -> dict[str, Any]:
+    saved, _ = store.restore_version(
+        database,
+        slug,
+        version,
+        base_version=body.base_version if body else None,
+        actor=actor.username,
+        audit_actor=actor.audit_name,
+        ip=client_address(request),
+    )
+    return saved
 
 
 @router.post(

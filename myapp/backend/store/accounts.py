@@ -9,6 +9,8 @@ from typing import Any
 
 import duckdb
 
+from myapp.models import usernames
+
 from .sql import INTERNAL_SCHEMA, internal
 
 _COLUMNS = "id, username, role, password_hash, created_at, updated_at, last_login_at"
@@ -35,8 +37,9 @@ class Account:
 
 
 def normalize_username(username: str) -> str:
-    """Usernames are case-insensitive: `Alice` and `alice` are one account, stored lowercase."""
-    return username.strip().lower()
+    """Usernames are case-insensitive: `Alice` and `alice` are one account, stored lowercase
+    (and NFC, so a name typed with combining accents finds the same account)."""
+    return usernames.normalize(username)
 
 
 def utc(value: datetime | None) -> datetime | None:

@@ -23,6 +23,7 @@ from typing import Any
 
 import duckdb
 
+from ...models import filters as filter_ops
 from ..errors import AppError, BadRequest
 from .datasets import DatasetRecord
 from .sql import quote_ident
@@ -50,19 +51,7 @@ MAX_FILTERS = 50
 # Query parameters of /rows, /facets and /export that are not filters.
 RESERVED = frozenset({"limit", "cursor", "offset", "sort", "q", "column", "format", "size"})
 
-OPERATORS = (
-    "eq",
-    "ne",
-    "gt",
-    "gte",
-    "lt",
-    "lte",
-    "contains",
-    "startswith",
-    "in",
-    "isnull",
-    "notnull",
-)
+OPERATORS = tuple(op.key for op in filter_ops.OPERATORS)
 _COMPARE = {"eq": "=", "ne": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -166,6 +155,11 @@ def _typed(filters: Filters, cur: duckdb.DuckDBPyConnection, column: dict, value
     return f"CAST({filters.bind(value)} AS {dtype})"
 
 
+def _folded(expression: str) -> str:
+    """Text compared without case or accents, so "muller" finds "Müller" and "MÜLLER"."""
+    return f"strip_accents(lower({expression}))"
+
+
 def parse_filters(
     cur: duckdb.DuckDBPyConnection,
     record: DatasetRecord,
@@ -196,16 +190,27 @@ def parse_filters(
         column = resolve_column(record, column_name)
         ident = quote_ident(column["name"])
         filters.signature.append([column["name"], op, value])
+        if op in filter_ops.ORDERING and filter_ops.type_class(column["type"]) == "text":
+            raise InvalidFilter(
+                f"Column {column['name']!r} holds text, so {filter_ops.BY_KEY[op].label!r} "
+                'would compare letters, not numbers or dates ("9" comes after "45"). Use '
+                "equals, contains, starts with or is one of, or load the column as a number or "
+                "date.",
+                detail={
+                    "column": column["name"],
+                    "type": column["type"],
+                    "operator": op,
+                    "operators": [o.key for o in filter_ops.operators_for(column["type"])],
+                },
+            )
         if op in _COMPARE:
             filters.clauses.append(f"{ident} {_COMPARE[op]} {_typed(filters, cur, column, value)}")
         elif op == "contains":
-            filters.clauses.append(
-                f"contains(lower(CAST({ident} AS VARCHAR)), lower({filters.bind(value)}))"
-            )
+            needle = _folded(filters.bind(value))
+            filters.clauses.append(f"contains({_folded(f'CAST({ident} AS VARCHAR)')}, {needle})")
         elif op == "startswith":
-            filters.clauses.append(
-                f"starts_with(lower(CAST({ident} AS VARCHAR)), lower({filters.bind(value)}))"
-            )
+            needle = _folded(filters.bind(value))
+            filters.clauses.append(f"starts_with({_folded(f'CAST({ident} AS VARCHAR)')}, {needle})")
         elif op == "in":
             values = [v for v in value.split(",")] if value != "" else [""]
             if len(values) > MAX_IN_VALUES:
@@ -220,11 +225,11 @@ def parse_filters(
             filters.clauses.append(f"{ident} IS {'' if negate else 'NOT '}NULL")
     if q is not None and q.strip():
         text_columns = [c for c in record.columns if c["type"] in _TEXT_TYPES]
-        needle = filters.bind(q.strip().lower())
+        needle = _folded(filters.bind(q.strip()))
         if text_columns:
             filters.clauses.append(
                 " OR ".join(
-                    f"contains(lower({quote_ident(c['name'])}), {needle})" for c in text_columns
+                    f"contains({_folded(quote_ident(c['name']))}, {needle})" for c in text_columns
                 )
             )
         else:

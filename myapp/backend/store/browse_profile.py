@@ -120,7 +120,16 @@ def _top_values(
     return [{"value": v, "count": n} for v, n in rows]
 
 
-def _edge(value: float, dtype: str) -> Any:
+def _edge_decimals(width: float) -> int:
+    """Decimals that show a bin edge to the data's scale: two digits finer than the bin width,
+    so 7499.849999999999 (a sum of doubles) reads 7499.85 and a width of 375 gives whole numbers.
+    """
+    if width <= 0 or not math.isfinite(width):
+        return 6
+    return max(0, min(12, 2 - math.floor(math.log10(width))))
+
+
+def _edge(value: float, dtype: str, decimals: int = 12) -> Any:
     if _TEMPORAL.match(dtype):
         moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=value)
         if dtype == "DATE":
@@ -130,7 +139,7 @@ def _edge(value: float, dtype: str) -> Any:
         return moment.replace(tzinfo=None).isoformat()
     if _INTEGER.match(dtype) and float(value).is_integer():
         return to_json_value(int(value))
-    return to_json_value(float(value))
+    return to_json_value(round(float(value), decimals))
 
 
 def _histogram(
@@ -156,6 +165,7 @@ def _histogram(
         bins, width = 1, 1.0
     else:
         width = (high - low) / bins
+    decimals = _edge_decimals(width)
     counts = dict(
         cur.execute(
             f"SELECT least(CAST(floor((x - $low) / $width) AS BIGINT), $last) AS b, count(*) "
@@ -165,8 +175,8 @@ def _histogram(
     )
     return [
         {
-            "start": _edge(low + i * width, dtype),
-            "end": _edge(low + (i + 1) * width, dtype),
+            "start": _edge(low + i * width, dtype, decimals),
+            "end": _edge(low + (i + 1) * width, dtype, decimals),
             "count": int(counts.get(i, 0)),
         }
         for i in range(bins)

@@ -6,6 +6,7 @@ edited later. Every edit appends a version; nothing but deleting the query remov
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 import unicodedata
@@ -217,6 +218,20 @@ def create_query(
     _check_fields(database, workers, fields)
     now = datetime.now(UTC)
     with database.transaction() as cur:
+        if fields.get("if_title_exists") == "error":
+            same_title = cur.execute(
+                f"SELECT q.slug, v.title FROM {QUERIES} q JOIN {VERSIONS} v "
+                "ON v.slug = q.slug AND v.version = q.version "
+                "WHERE lower(v.title) = lower($title) ORDER BY q.slug LIMIT 1",
+                {"title": fields["title"]},
+            ).fetchone()
+            if same_title is not None:
+                raise Conflict(
+                    f"A saved query titled {same_title[1]!r} already exists: open it, or save "
+                    "this one under another title.",
+                    code="title_exists",
+                    detail={"slug": same_title[0], "title": same_title[1]},
+                )
         wanted = fields.get("slug")
         if wanted:
             if wanted in RESERVED_SLUGS:
@@ -299,6 +314,102 @@ def update_query(
             detail={"version": version, "title": fields["title"]},
         )
     return get_query(database, slug), True
+
+
+def restore_version(
+    database: Database,
+    slug: str,
+    version: int,
+    *,
+    base_version: int | None,
+    actor: str | None,
+    audit_actor: str | None,
+    ip: str | None,
+) -> tuple[dict[str, Any], bool]:
+    """Save an old version's content as the newest version (history only grows); audited as a
+    restore. (query, False) when the latest version already has that content."""
+    old = get_query(database, slug, version)
+    fields = {key: old[key] for key in ("title", "description", "sql", "parameters", "chart")}
+    current = get_query(database, slug)
+    if base_version is not None and base_version != current["version"]:
+        raise Conflict(
+            f"The query was changed by someone else since version {base_version}: it is now at "
+            f"version {current['version']}. Reload it before restoring.",
+            code="version_conflict",
+            detail={"latest_version": current["version"]},
+        )
+    if _same(current, fields):
+        return current, False
+    now = datetime.now(UTC)
+    with database.transaction() as cur:
+        row = cur.execute(
+            f"SELECT version FROM {QUERIES} WHERE slug = $slug", {"slug": slug}
+        ).fetchone()
+        if row is None:
+            raise _not_found(slug)
+        if row[0] != current["version"]:
+            raise Conflict(
+                "The query was changed by someone else meanwhile; reload it before restoring.",
+                code="version_conflict",
+                detail={"latest_version": row[0]},
+            )
+        new_version = row[0] + 1
+        _insert_version(cur, slug, new_version, fields, actor, now)
+        cur.execute(
+            f"UPDATE {QUERIES} SET version = $version WHERE slug = $slug",
+            {"version": new_version, "slug": slug},
+        )
+        audit.record(
+            cur,
+            actor=audit_actor,
+            action="query.restored",
+            target=slug,
+            ip=ip,
+            detail={"version": new_version, "restored_from": version, "title": fields["title"]},
+        )
+    return get_query(database, slug), True
+
+
+def _side_by_side(before: str, after: str) -> list[dict[str, Any]]:
+    """Lines of two texts paired for a side-by-side view: equal, changed, removed or added."""
+    left, right = before.splitlines(), after.splitlines()
+    rows: list[dict[str, Any]] = []
+    matcher = difflib.SequenceMatcher(a=left, b=right, autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            for k in range(i2 - i1):
+                rows.append(
+                    {"op": "equal", "from_line": i1 + k + 1, "from": left[i1 + k],
+                     "to_line": j1 + k + 1, "to": right[j1 + k]}
+                )  # fmt: skip
+            continue
+        for k in range(max(i2 - i1, j2 - j1)):
+            has_left, has_right = i1 + k < i2, j1 + k < j2
+            op = "replace" if has_left and has_right else ("delete" if has_left else "insert")
+            rows.append(
+                {
+                    "op": op,
+                    "from_line": i1 + k + 1 if has_left else None,
+                    "from": left[i1 + k] if has_left else None,
+                    "to_line": j1 + k + 1 if has_right else None,
+                    "to": right[j1 + k] if has_right else None,
+                }
+            )
+    return rows
+
+
+def diff_versions(database: Database, slug: str, before: int, after: int) -> dict[str, Any]:
+    """Two versions side by side: every field, which ones changed, and the SQL line by line."""
+    old, new = get_query(database, slug, before), get_query(database, slug, after)
+    fields = ("title", "description", "sql", "parameters", "chart")
+    return {
+        "slug": slug,
+        "from": old,
+        "to": new,
+        "changed": [key for key in fields if old[key] != new[key]],
+        "sql": _side_by_side(old["sql"], new["sql"]),
+        "description": _side_by_side(old["description"], new["description"]),
+    }
 
 
 def _same(current: Mapping[str, Any], fields: Mapping[str, Any]) -> bool:

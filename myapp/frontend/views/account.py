@@ -4,7 +4,6 @@ do what; these pages only show its answers in a friendly way."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 from urllib.parse import quote
 
@@ -15,15 +14,16 @@ from flask import (
     redirect,
     render_template,
     request,
+    session,
     url_for,
 )
 from werkzeug.wrappers import Response
 
+from myapp.models import usernames
 from myapp.models.auth import (
     PASSWORD_MAX_LENGTH,
     PASSWORD_MIN_LENGTH,
     TOKEN_MAX_DAYS,
-    USERNAME_PATTERN,
 )
 
 from ..api_client import BackendError, BackendUnavailable
@@ -53,7 +53,6 @@ EXPIRY_CHOICES = (
 )
 DEFAULT_EXPIRY = "90"
 AUDIT_PAGE = 50
-_USERNAME = re.compile(USERNAME_PATTERN)
 
 
 def _form_error(exc: BackendError) -> tuple[str, int]:
@@ -225,8 +224,20 @@ def create_token():
     except BackendError as exc:
         message, status = _form_error(exc)
         return _account_page(status, tokens_error=message, tokens_form=form)
+    # Post/redirect/get: reloading the page that shows the token must not make another. The
+    # secret rides in the signed session until that page has shown it once.
+    session["new_token"] = created
+    return redirect(url_for("account.token_created"), 303)
+
+
+@bp.get("/account/tokens/created")
+def token_created():
+    created = session.pop("new_token", None)
+    if not isinstance(created, dict):
+        flash("A new token is shown only once; its name is listed below.", "info")
+        return redirect(url_for("account.account"))
     page = render_template("account/token_created.html", token=created)
-    return _no_store(make_response(page, 201))
+    return _no_store(make_response(page))
 
 
 @bp.post("/account/tokens/<token_id>/revoke")
@@ -245,6 +256,7 @@ def _admin_page(status: int = 200, **extra: Any):
     page = render_template(
         "admin/users.html",
         users=users,
+        username_rule=usernames.RULE,
         roles=ROLES,
         role_help=ROLE_HELP,
         password_min=PASSWORD_MIN_LENGTH,
@@ -265,12 +277,7 @@ def create_user():
     role = request.form.get("role", "viewer")
     form = {"username": username, "role": role}
     problem = None
-    if not _USERNAME.match(username):
-        problem = (
-            "A username is 1 to 64 letters, digits, dots, dashes or underscores, starting "
-            "with a letter or digit."
-        )
-    problem = problem or _password_problem(password)
+    problem = usernames.problem(username) or _password_problem(password)
     if problem:
         return _admin_page(400, user_error=problem, user_form=form)
     was_open = current_visitor().open_mode
@@ -282,12 +289,28 @@ def create_user():
         message, status = _form_error(exc)
         return _admin_page(status, user_error=message, user_form=form)
     if was_open:
-        # The first account ends open mode: from now on everyone signs in, this visitor too.
+        # The first account ends open mode: from now on everyone signs in. The person who made
+        # it just typed its password, so they are signed in with it rather than sent to do so.
+        try:
+            result = api().post(
+                "/api/auth/login", json={"username": username, "password": password}
+            )
+        except BackendUnavailable:
+            raise
+        except BackendError:
+            flash(
+                f"Account {created['username']} created. Open mode has ended: sign in to go on.",
+                "success",
+            )
+            return redirect(url_for("account.login", next=url_for("account.admin")))
+        response = redirect(url_for("account.admin"), 303)
+        set_session_cookie(response, result["token"], result["expires_at"])
         flash(
-            f"Account {created['username']} created. Open mode has ended: sign in to go on.",
+            f"Account {created['username']} created, and you are signed in with it. Open mode "
+            "has ended: from now on everyone signs in.",
             "success",
         )
-        return redirect(url_for("account.login", next=url_for("account.admin")))
+        return response
     flash(f"Account {created['username']} created with the {created['role']} role.", "success")
     return redirect(url_for("account.admin"))
 

@@ -16,28 +16,20 @@ from urllib.parse import quote, urlencode
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
+from myapp.models import filters as filter_ops
+
+from .. import cells
 from ..api_client import BackendError, BackendUnavailable
 from . import api
 from .streaming import proxy_download, request_body_chunks
+from .table_state import rows_in_good_state
 
 bp = Blueprint("datasets", __name__, url_prefix="/datasets")
 
 # What the filter builder offers, in the words people use.
-OPERATORS = (
-    ("eq", "equals"),
-    ("ne", "does not equal"),
-    ("contains", "contains"),
-    ("startswith", "starts with"),
-    ("gt", "greater than"),
-    ("gte", "at least"),
-    ("lt", "less than"),
-    ("lte", "at most"),
-    ("in", "is one of (comma-separated)"),
-    ("isnull", "is empty"),
-    ("notnull", "is not empty"),
-)
+OPERATORS = tuple((op.key, op.label) for op in filter_ops.OPERATORS)
 OPERATOR_WORDS = dict(OPERATORS)
-VALUELESS = {"isnull", "notnull"}
+VALUELESS = {op.key for op in filter_ops.OPERATORS if not op.takes_value}
 
 PAGE_SIZES = (25, 50, 100, 250, 500)
 DEFAULT_PAGE_SIZE = 50
@@ -77,21 +69,20 @@ def _name_from_filename(filename: str) -> str:
 
 
 @bp.app_template_filter("cell")
-def format_cell(value: Any) -> str:
-    """A JSON value as text for a table cell (Jinja escapes it)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, ensure_ascii=False)
-    return str(value)
+def format_cell(value: Any, dtype: str | None = None) -> str:
+    """A JSON value as text for a table cell (Jinja escapes it); one rule for every page."""
+    return cells.format_value(value, dtype)
+
+
+@bp.app_template_filter("cell_kind")
+def cell_kind(dtype: str | None, value: Any = 0) -> str:
+    """The cell's class (num, date, bool, text, null): alignment and where it may break."""
+    return cells.kind(dtype, value)
 
 
 @bp.app_template_filter("stat")
 def format_stat(value: Any) -> str:
-    """A statistic: floats with six significant digits, everything else as a cell."""
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return format_cell(value)
+    return cells.format_value(value)
 
 
 @bp.app_template_filter("filesize")
@@ -276,33 +267,60 @@ def table(name: str):
     passthrough = [(k, v) for k, v in args.items(multi=True) if k not in ("facet", "limit")]
     rows_params = [*passthrough, ("limit", str(limit))]
     client = api()
+    headers = client.request_headers()
+
+    def read_rows(items: list[tuple[str, str]]) -> Any:
+        return client.get(_path(name, "rows"), params=items, headers=headers)
+
+    def facet_params(items) -> list[tuple[str, str]]:
+        kept = [(k, v) for k, v in items if k not in _STATE_KEYS or k == "q"]
+        return kept + [("column", c) for c in facet_columns] + [("size", str(FACET_SIZE))]
+
     # The rows (the slow call) go out at once, beside the dataset and then the facets, which
     # need the dataset's columns: the page waits for the slowest call, not for their sum.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="table-rows") as pool:
-        rows_call = pool.submit(
-            client.get, _path(name, "rows"), params=rows_params, headers=client.request_headers()
-        )
+        rows_call = pool.submit(rows_in_good_state, read_rows, rows_params)
         dataset = client.get(_path(name))
         canonical = dataset["name"]
         if canonical != name:
             return redirect(_url(canonical, list(args.items(multi=True))))
         facet_columns = _facet_columns(dataset, args)
-        facets: dict[str, list] = {}
-        facet_timeouts: list[str] = []
+        answer: dict[str, Any] | None = None
         if facet_columns:
-            facet_params = [
-                (k, v) for k, v in args.items(multi=True) if k not in _STATE_KEYS or k == "q"
-            ]
-            facet_params += [("column", c) for c in facet_columns]
-            facet_params += [("size", str(FACET_SIZE))]
-            answer = client.get(_path(canonical, "facets"), params=facet_params)
-            facets = answer["facets"]
-            facet_timeouts = answer.get("timed_out", [])
-        page = rows_call.result()
+            try:
+                answer = client.get(
+                    _path(canonical, "facets"), params=facet_params(args.items(multi=True))
+                )
+            except BackendError as exc:
+                if exc.status != 400:
+                    raise
+        page, good, problems = rows_call.result()
+    if facet_columns and (problems or answer is None):
+        # Some of the state was refused: the facets count what the page shows.
+        answer = client.get(_path(canonical, "facets"), params=facet_params(good))
+    facets: dict[str, list] = answer["facets"] if answer else {}
+    facet_timeouts: list[str] = answer.get("timed_out", []) if answer else []
 
     state = list(args.items(multi=True))
+    links = _links(canonical, args, page, limit, filters, facet_columns)
+    if problems:
+        # Downloads take what the page shows: the refused parts are left out of them too.
+        kept = [(k, v) for k, v in good if k not in _STATE_KEYS or k in ("sort", "q")]
+        links["export"] = {
+            fmt: url_for("datasets.export", name=canonical)
+            + "?"
+            + urlencode([("format", fmt), *kept])
+            for fmt, _ in EXPORT_FORMATS
+        }
     return render_template(
         "datasets/table.html",
+        problems=problems,
+        bad_filters={(p.key, p.value) for p in problems},
+        builder=_builder_state(args, problems),
+        column_operators={
+            c["name"]: [op.key for op in filter_ops.operators_for(c["type"])]
+            for c in dataset["columns"]
+        },
         dataset=dataset,
         page=page,
         filters=filters,
@@ -317,9 +335,18 @@ def table(name: str):
         sort=args.get("sort", ""),
         q=args.get("q", ""),
         state=state,
-        links=_links(canonical, args, page, limit, filters, facet_columns),
+        links=links,
         export_formats=EXPORT_FORMATS,
-    )
+    ), (400 if problems else 200)
+
+
+def _builder_state(args, problems) -> dict[str, str]:
+    """The filter builder's fields: a refused filter comes back into them to be corrected."""
+    for problem in problems:
+        match = _FILTER_KEY.match(problem.key)
+        if match and match["op"] in OPERATOR_WORDS:
+            return {"column": match["column"], "op": match["op"], "value": problem.value}
+    return {"column": args.get("add_column", ""), "op": "", "value": ""}
 
 
 def _facet_columns(dataset: dict[str, Any], args) -> list[str]:
@@ -365,6 +392,7 @@ def _links(name, args, page, limit, filters, facet_columns) -> dict[str, Any]:
         _url(name, [item for i, item in enumerate(items) if i != position])
         for position in positions
     ]
+    links["remove_search"] = _url(name, [(k, v) for k, v in items if k != "q"])
     links["clear_filters"] = _url(name, [(k, v) for k, v in base if k in _STATE_KEYS and k != "q"])
     facet_state = [("facet", c) for c in facet_columns] or [("facet", "")]
     without_facets = [(k, v) for k, v in base if k != "facet"]
@@ -451,17 +479,12 @@ def profile(name: str):
         if column.get("histogram"):
             charts[f"histogram-{index}"] = {
                 "label": column["name"],
-                "labels": [_bin_label(b) for b in column["histogram"]],
+                "labels": [
+                    cells.format_value(b["start"], column["type"]) for b in column["histogram"]
+                ],
                 "counts": [b["count"] for b in column["histogram"]],
             }
     return render_template("datasets/profile.html", dataset=dataset, profile=body, charts=charts)
-
-
-def _bin_label(bin_: dict[str, Any]) -> str:
-    start = bin_["start"]
-    if isinstance(start, float):
-        return f"{start:.4g}"
-    return str(start)[:19].replace("T", " ")
 
 
 # -- rename and delete --------------------------------------------------------------------

@@ -61,7 +61,22 @@ def detail(slug: str):
     should_run = RUN_KEY in request.args or bool(given) or ready
     result = error = None
     status = 200
+    # A required parameter left empty is asked for beside its field rather than run as "".
+    field_errors: dict[str, str] = {}
     if should_run:
+        field_errors = {
+            p["name"]: "A value is required."
+            for p in parameters
+            if p.get("default") is None and not given.get(p["name"], "").strip()
+        }
+    if field_errors:
+        error = {
+            "code": "invalid_parameter",
+            "message": "Fill in the required parameters to run the query.",
+            "detail": None,
+        }
+        status = 400
+    elif should_run:
         try:
             result = api().post(
                 saved_query_path(slug, "run"),
@@ -72,6 +87,13 @@ def detail(slug: str):
             if exc.status >= 500:
                 raise
             error, status = {"code": exc.code, "message": exc.message, "detail": exc.detail}, 400
+            problems = (
+                (exc.detail or {}).get("parameters") if isinstance(exc.detail, dict) else None
+            )
+            if isinstance(problems, dict):
+                field_errors = {
+                    name: f"{text[:1].upper()}{text[1:]}." for name, text in problems.items()
+                }
     export_args = {**given, **({VERSION_KEY: version} if version else {})}
     chart_config = {
         "url": url_for("queries.chart", slug=slug),
@@ -85,6 +107,7 @@ def detail(slug: str):
             saved=saved,
             versions=versions,
             values=values,
+            field_errors=field_errors,
             result=result,
             error=error,
             version=version,
@@ -136,6 +159,51 @@ def export(slug: str):
     return proxy_download(
         saved_query_path(slug, "export"), params=query, read_timeout_s=EXPORT_READ_TIMEOUT_S
     )
+
+
+@bp.get("/<slug>/diff")
+def diff(slug: str):
+    """Two versions side by side (by default the latest against the one before)."""
+    params = {
+        key: value
+        for key in ("from", "to")
+        if (value := request.args.get(key, type=int)) is not None and value >= 1
+    }
+    body = api().get(saved_query_path(slug, "diff"), params=params)
+    versions = api().get(saved_query_path(slug, "versions"))["versions"]
+    return render_template(
+        "queries/diff.html",
+        diff=body,
+        old=body["from"],
+        new=body["to"],
+        versions=versions,
+        slug=slug,
+    )
+
+
+@bp.post("/<slug>/restore")
+def restore(slug: str):
+    """Save an old version as the newest (post/redirect/get: a reload restores nothing again)."""
+    version = request.form.get("version", type=int)
+    base = request.form.get("base_version", type=int)
+    if not version:
+        flash("Choose the version to restore.", "error")
+        return redirect(url_for("queries.detail", slug=slug), 303)
+    try:
+        saved = api().post(
+            saved_query_path(slug, "versions", str(version), "restore"),
+            json={"base_version": base} if base else {},
+        )
+    except BackendError as exc:
+        if exc.status >= 500 or exc.status in (401, 403):
+            raise
+        flash(exc.message, "error")
+        return redirect(url_for("queries.detail", slug=slug, _version=version), 303)
+    if saved["version"] == base:
+        flash(f"Version {version} is already what the latest version holds.", "info")
+    else:
+        flash(f"Restored version {version} as version {saved['version']}.", "success")
+    return redirect(url_for("queries.detail", slug=slug), 303)
 
 
 @bp.post("/<slug>/delete")

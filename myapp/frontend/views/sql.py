@@ -17,7 +17,9 @@ from werkzeug.wrappers import Response
 
 from myapp.models.query import MAX_SQL_CHARS
 
+from .. import cells
 from ..api_client import BackendError, BackendUnavailable
+from ..security import current_visitor
 from . import api
 from .streaming import proxy_download
 
@@ -129,6 +131,15 @@ def editor():
             "query_page": url_for("queries.detail", slug="SLUG"),
         },
         "parameter_types": PARAMETER_TYPES,
+        # The address carries an ad-hoc query (?sql=…&p.name=value&t.name=type), so a result
+        # can be bookmarked and shared; it runs on load for anyone who may run SQL at all.
+        "address": {
+            "params": _prefixed(request.args, "p."),
+            "types": {
+                k: v for k, v in _prefixed(request.args, "t.").items() if v in PARAMETER_TYPES
+            },
+            "run": bool(request.args.get("sql")) and not saved and _may_run(),
+        },
     }
     return render_template(
         "sql/editor.html",
@@ -139,6 +150,15 @@ def editor():
         export_formats=EXPORT_FORMATS,
         datasets_url=page_url("datasets.index", "/datasets"),
     )
+
+
+def _prefixed(args, prefix: str) -> dict[str, str]:
+    return {k[len(prefix) :]: v for k, v in args.items() if k.startswith(prefix) and k != prefix}
+
+
+def _may_run() -> bool:
+    visitor = current_visitor()
+    return not visitor.known or visitor.can("viewer")
 
 
 def page_url(endpoint: str, fallback: str) -> str:
@@ -213,16 +233,12 @@ def save():
     if slug:
         fields["base_version"] = body.get("base_version")
         return relay("PUT", saved_query_path(str(slug)), json_body=fields)
+    if body.get("if_title_exists") is not None:
+        fields["if_title_exists"] = body["if_title_exists"]
     return relay("POST", "/api/queries", json_body=fields)
 
 
 @bp.app_template_filter("query_cell")
-def query_cell(value: Any) -> str:
+def query_cell(value: Any, dtype: str | None = None) -> str:
     """A JSON value of a result as the text of a table cell (Jinja escapes it)."""
-    if value is None:
-        return "NULL"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (list, dict)):
-        return json.dumps(value, ensure_ascii=False)
-    return str(value)
+    return cells.format_value(value, dtype)

@@ -45,8 +45,10 @@
     return isFinite(n) ? n : null;
   }
 
-  function label(value) {
+  /* Category and series labels read like the table's cells (dates without a midnight time). */
+  function label(value, type) {
     if (value === null || value === undefined) { return "NULL"; }
+    if (window.MyappCells) { return window.MyappCells.format(value, type); }
     return typeof value === "object" ? JSON.stringify(value) : String(value);
   }
 
@@ -78,15 +80,17 @@
     var firstY = hasSeries ? 2 : 1;
     var yNames = data.columns.slice(firstY).map(name);
     var rows = data.rows;
-    var numericX = isNumeric(data.columns[0].type);
+    var xType = data.columns[0].type;
+    var seriesType = hasSeries ? data.columns[1].type : null;
+    var numericX = isNumeric(xType);
     var pointwise = config.type === "scatter" || (numericX && (config.type === "line" || config.type === "area"));
     var groups = [];  // one per (series value, y column)
     var byKey = {};
     function group(seriesValue, yIndex) {
-      var key = (hasSeries ? label(seriesValue) : "") + "\u0000" + yIndex;
+      var key = (hasSeries ? label(seriesValue, seriesType) : "") + "\u0000" + yIndex;
       if (!byKey[key]) {
         var title = yNames[yIndex];
-        if (hasSeries) { title = label(seriesValue) + (yNames.length > 1 ? " · " + yNames[yIndex] : ""); }
+        if (hasSeries) { title = label(seriesValue, seriesType) + (yNames.length > 1 ? " · " + yNames[yIndex] : ""); }
         byKey[key] = { label: title, points: [], values: {} };
         groups.push(byKey[key]);
       }
@@ -98,14 +102,14 @@
       var x = row[0];
       var seriesValue = hasSeries ? row[1] : null;
       if (!pointwise) {
-        var key = label(x);
+        var key = label(x, xType);
         if (!(key in seen)) { seen[key] = labels.length; labels.push(key); }
       }
       for (var i = 0; i < yNames.length; i++) {
         var g = group(seriesValue, i);
         var y = number(row[firstY + i]);
         if (pointwise) { g.points.push({ x: number(x), y: y }); }
-        else { g.values[label(x)] = y; }
+        else { g.values[label(x, xType)] = y; }
       }
     });
     var fill = config.type === "area";
@@ -134,6 +138,7 @@
     var built = build(data, config);
     var type = { area: "line", line: "line", bar: "bar", scatter: "scatter", pie: "pie" }[config.type];
     var text = getComputedStyle(document.body).color;
+    var grid = themeGrid();
     var yTitle = config.y.join(", ");
     var options = {
       animation: false,
@@ -147,8 +152,8 @@
     };
     if (config.type !== "pie") {
       options.scales = {
-        x: { type: built.pointwise ? "linear" : "category", title: { display: true, text: config.x, color: text }, ticks: { color: text } },
-        y: { title: { display: true, text: yTitle, color: text }, ticks: { color: text } }
+        x: { type: built.pointwise ? "linear" : "category", title: { display: true, text: config.x, color: text }, ticks: { color: text }, grid: { color: grid }, border: { color: grid } },
+        y: { title: { display: true, text: yTitle, color: text }, ticks: { color: text }, grid: { color: grid }, border: { color: grid } }
       };
     }
     var chart = new window.Chart(canvas, {
@@ -159,6 +164,12 @@
     });
     canvas.setAttribute("aria-label", describe(config, data));
     return chart;
+  }
+
+  /* Grid lines in the page's own muted border colour, so they show in dark mode too. */
+  function themeGrid() {
+    var style = getComputedStyle(document.body);
+    return style.getPropertyValue("--pico-muted-border-color").trim() || "rgba(128,128,128,.3)";
   }
 
   function describe(config, data) {
@@ -182,6 +193,7 @@
     suggest: suggest,
     render: render,
     note: note,
-    png: png
+    png: png,
+    themeGrid: themeGrid
   };
 })();

@@ -9,6 +9,9 @@
   var charts = JSON.parse(source.textContent);
   var style = getComputedStyle(document.body);
   var color = style.getPropertyValue("--pico-primary").trim() || "#0172ad";
+  // Ticks and grid in the page's colours, so the charts read in dark mode as well.
+  var text = style.color;
+  var grid = style.getPropertyValue("--pico-muted-border-color").trim() || "rgba(128,128,128,.3)";
   Object.keys(charts).forEach(function (id) {
     var canvas = document.getElementById(id);
     if (!canvas) {
@@ -27,8 +30,8 @@
         maintainAspectRatio: false,
         plugins: { legend: { display: false } },
         scales: {
-          x: { ticks: { maxTicksLimit: 4, maxRotation: 0 }, grid: { display: false } },
-          y: { beginAtZero: true, ticks: { maxTicksLimit: 4, precision: 0 } }
+          x: { ticks: { maxTicksLimit: 4, maxRotation: 0, color: text }, grid: { display: false }, border: { color: grid } },
+          y: { beginAtZero: true, ticks: { maxTicksLimit: 4, precision: 0, color: text }, grid: { color: grid }, border: { color: grid } }
         }
       }
     });

@@ -43,7 +43,9 @@
     smartIndent: true,
     screenReaderLabel: "SQL query",
     placeholder: "SELECT * FROM …",
-    hintOptions: { tables: tables, completeSingle: false },
+    // The completion list lives inside the page's main landmark, named, so screen readers and
+    // axe-core find it where the editor is.
+    hintOptions: { tables: tables, completeSingle: false, container: $("completion-box") },
     extraKeys: {
       "Ctrl-Enter": function () { run(); },
       "Cmd-Enter": function () { run(); },
@@ -53,6 +55,11 @@
       "Shift-Tab": false
     }
   });
+  new MutationObserver(function () {
+    $("completion-box").querySelectorAll("[role=listbox]").forEach(function (list) {
+      list.setAttribute("aria-label", "Completions");
+    });
+  }).observe($("completion-box"), { childList: true });
   editor.on("inputRead", function (cm, change) {
     // After "table." offer the table's columns.
     if (change.text.length === 1 && /[A-Za-z0-9_"]\.$/.test(cm.getLine(change.from.line).slice(0, change.from.ch + change.text[0].length))) {
@@ -258,9 +265,11 @@
         if (answer.ok) {
           lastRun = { sql: sql, params: params, result: answer.body };
           showResults(answer.body);
+          rememberInAddress(sql);
           remember({ sql: sql, rows: answer.body.row_count, ms: answer.body.elapsed_ms, ok: true });
         } else {
           var error = (answer.body && answer.body.error) || { message: "The query failed." };
+          clearResults();
           showError(error);
           statusLine.textContent = error.code === "query_cancelled"
             ? "Cancelled after " + seconds(performance.now() - ran.started) + "."
@@ -314,21 +323,15 @@
   }
 
   /* -- results ----------------------------------------------------------------------------- */
-  function cellText(value) {
-    if (value === null || value === undefined) { return "NULL"; }
-    if (typeof value === "object") { return JSON.stringify(value); }
-    return String(value);
-  }
-
   function showResults(body) {
     table.textContent = "";
     var thead = table.createTHead();
     var header = thead.insertRow();
-    var numeric = body.columns.map(function (c) { return window.MyappChart.isNumeric(c.type); });
-    body.columns.forEach(function (column, i) {
+    var Cells = window.MyappCells;
+    body.columns.forEach(function (column) {
       var th = document.createElement("th");
       th.scope = "col";
-      if (numeric[i]) { th.className = "num"; }
+      th.className = "cell-" + Cells.kind(0, column.type);
       var nameSpan = document.createElement("span");
       nameSpan.textContent = column.name;
       var type = document.createElement("small");
@@ -344,20 +347,41 @@
     body.rows.forEach(function (row) {
       var tr = document.createElement("tr");
       row.forEach(function (value, i) {
-        var td = document.createElement("td");
-        td.textContent = cellText(value);
-        if (value === null) { td.className = "null"; }
-        else if (numeric[i]) { td.className = "num"; }
-        tr.appendChild(td);
+        tr.appendChild(Cells.fill(document.createElement("td"), value, body.columns[i].type));
       });
       fragment.appendChild(tr);
     });
     tbody.appendChild(fragment);
     results.hidden = false;
+    $("export-form").querySelectorAll("button").forEach(function (b) { b.disabled = false; });
     var rows = body.row_count.toLocaleString() + (body.row_count === 1 ? " row" : " rows");
     statusLine.textContent = (body.truncated ? "First " + rows + " (the query has more; export to get them all)" : rows) +
       " in " + body.elapsed_ms.toLocaleString() + " ms.";
     prepareChart(body.columns);
+  }
+
+  /* A failed run leaves nothing of the previous result on screen: its table, chart and export
+     would read as the answer to the query that just failed. */
+  function clearResults() {
+    lastRun = null;
+    results.hidden = true;
+    table.textContent = "";
+    $("export-form").querySelectorAll("button").forEach(function (b) { b.disabled = true; });
+  }
+
+  /* The address carries the query and its parameters, so this result can be bookmarked,
+     shared and reloaded; a saved query being edited keeps its own address. */
+  function rememberInAddress(sql) {
+    if (saved || !window.history.replaceState) { return; }
+    var query = new URLSearchParams();
+    query.set("sql", sql);
+    parameterNames(sql).forEach(function (n) {
+      var state = paramState[n];
+      if (!state) { return; }
+      query.set("p." + n, state.value === null || state.value === undefined ? "" : String(state.value));
+      if (state.type !== "text") { query.set("t." + n, state.type); }
+    });
+    window.history.replaceState(null, "", window.location.pathname + "?" + query.toString());
   }
 
   /* -- errors ------------------------------------------------------------------------------ */
@@ -495,8 +519,13 @@
   });
 
   /* -- export ------------------------------------------------------------------------------ */
-  $("export-form").addEventListener("submit", function () {
-    var source = lastRun || { sql: editor.getValue(), params: currentParams() };
+  $("export-form").addEventListener("submit", function (event) {
+    if (!lastRun) {
+      // Only a result on screen can be exported: never one from an earlier run.
+      event.preventDefault();
+      return;
+    }
+    var source = lastRun;
     $("export-sql").value = source.sql;
     $("export-params").value = JSON.stringify(source.params);
     $("export-filename").value = saved ? saved.slug : "query";
@@ -571,16 +600,33 @@
     if (saved && !asNew) {
       body.slug = saved.slug;
       body.base_version = saved.latest_version;
+    } else {
+      // A second query with a title that exists is asked about, not silently saved as "-2".
+      body.if_title_exists = "error";
     }
     $("save-submit").setAttribute("aria-busy", "true");
     postJSON(urls.save, body).then(function (answer) {
       $("save-submit").removeAttribute("aria-busy");
       if (!answer.ok) {
         var box = $("save-error");
-        box.textContent = answer.body.error.message;
+        var error = answer.body.error;
+        box.textContent = error.message;
+        if (error.code === "title_exists" && error.detail && error.detail.slug) {
+          box.appendChild(document.createTextNode(" "));
+          var open = document.createElement("a");
+          open.href = urls.query_page.replace("SLUG", encodeURIComponent(error.detail.slug));
+          open.textContent = "Open “" + error.detail.title + "”";
+          open.setAttribute("data-testid", "open-existing");
+          box.appendChild(open);
+          box.appendChild(document.createTextNode(", or change the title above and save again."));
+          $("save-title").setAttribute("aria-invalid", "true");
+          $("save-title").focus();
+          $("save-title").select();
+        }
         box.hidden = false;
         return;
       }
+      $("save-title").removeAttribute("aria-invalid");
       dialog.close();
       saved = answer.body;
       var status = $("save-status");
@@ -601,8 +647,13 @@
       paramState[p.name] = { type: p.type, value: p.default === null ? "" : String(p.default) };
     });
   }
+  var address = config.address || { params: {}, types: {} };
+  Object.keys(address.params || {}).forEach(function (n) {
+    paramState[n] = { type: (address.types || {})[n] || "text", value: address.params[n] };
+  });
   renderParams();
   renderHistory();
   editor.focus();
   editor.setCursor(editor.lineCount(), 0);
+  if (address.run) { run(); }
 })();
