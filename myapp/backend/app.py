@@ -20,9 +20,22 @@ from myapp.settings import Settings
 
 from .errors import install_error_handlers
 from .middleware import BodyLimit, RequestLogMiddleware
-from .routes import audit, auth, backups, datasets, health, queries, query, tokens, users
+from .routes import (
+    audit,
+    auth,
+    backups,
+    dashboards,
+    datasets,
+    health,
+    queries,
+    query,
+    shares,
+    tokens,
+    users,
+)
 from .security import bootstrap, install_security
 from .store.database import Database
+from .store.results import ResultCache
 
 log = logging.getLogger("myapp.backend")
 
@@ -30,7 +43,19 @@ API_PREFIX = "/api"
 STATIC_DIR = Path(__file__).parent / "static"
 SWAGGER_DIR = "swagger-ui-5.35.0"
 
-ROUTERS = (health, auth, users, tokens, datasets, query, queries, audit, backups)
+ROUTERS = (
+    health,
+    auth,
+    users,
+    tokens,
+    datasets,
+    query,
+    queries,
+    dashboards,
+    shares,
+    audit,
+    backups,
+)
 
 
 def create_api(settings: Settings, *, role: str = "backend") -> FastAPI:
@@ -66,6 +91,9 @@ def create_api(settings: Settings, *, role: str = "backend") -> FastAPI:
         },
     )
     app.state.settings = settings
+    # Results of saved queries for dashboards and share links; owned by this app, so a fresh
+    # app (a test, a restart) starts empty.
+    app.state.results = ResultCache()
     install_error_handlers(app)
     app.add_middleware(RequestLogMiddleware, role=role)
 
