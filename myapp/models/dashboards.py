@@ -239,6 +239,7 @@ class TileResult(BaseModel):
     query: str
     query_version: int
     params: dict[str, Any] = Field(description="The values the query ran with.")
+    chart: dict[str, Any] | None = Field(None, description="Chart tiles: the query's chart.")
     cached: bool = Field(description="True when the result came from the cache.")
     computed_at: dt.datetime
     result: dict[str, Any] = Field(

@@ -70,6 +70,7 @@ def run_tile(
         "query": saved["slug"],
         "query_version": saved["version"],
         "params": shown,
+        "chart": saved["chart"] if mode == "chart" else None,
         "cached": cached,
         "computed_at": computed_at.isoformat(),
         "result": result,
