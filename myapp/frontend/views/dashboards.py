@@ -72,8 +72,10 @@ def tile_frames(tiles: list[dict[str, Any]], titles: dict[str, str]) -> list[dic
     frames = []
     for tile in tiles:
         frame = dict(tile)
-        frame["heading"] = tile.get("title") or titles.get(tile.get("query") or "", "") or (
-            "Text" if tile["type"] == "text" else tile.get("query") or ""
+        frame["heading"] = (
+            tile.get("title")
+            or titles.get(tile.get("query") or "", "")
+            or ("Text" if tile["type"] == "text" else tile.get("query") or "")
         )
         if tile["type"] == "text":
             frame["html"] = render_markdown(tile.get("text") or "")
@@ -104,9 +106,7 @@ def choice_lists(slug: str, dashboard: dict[str, Any], version: int | None, base
 def index():
     search = request.args.get("q", "").strip()
     body = api().get("/api/dashboards", params={"q": search} if search else None)
-    return render_template(
-        "dashboards/index.html", dashboards=body["dashboards"], search=search
-    )
+    return render_template("dashboards/index.html", dashboards=body["dashboards"], search=search)
 
 
 @bp.post("/new")
@@ -181,7 +181,9 @@ def run_tile(slug: str, tile_id: str):
         "refresh": bool(body.get("refresh")),
     }
     return relay(
-        "POST", _path(slug, "tiles", tile_id, "run"), json_body=payload,
+        "POST",
+        _path(slug, "tiles", tile_id, "run"),
+        json_body=payload,
         read_timeout_s=query_timeout_s(),
     )
 
