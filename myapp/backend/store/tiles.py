@@ -15,7 +15,7 @@ from myapp.models.dashboards import TABLE_TILE_ROWS
 from myapp.models.queries import ParameterValueError, coerce_parameter
 from myapp.settings import Settings
 
-from ..errors import BadRequest
+from ..errors import BadRequest, NotFound
 from . import dashboards as dashboard_store
 from . import queries as query_store
 from .database import Database
@@ -171,8 +171,21 @@ def shared_view(database: Database, share: Any) -> dict[str, Any]:
                 for p in dashboard["parameters"]
             ],
             "tiles": [
-                {k: tile.get(k) for k in ("id", "type", "title", "width", "text", "compare")}
+                {
+                    **{k: tile.get(k) for k in ("id", "type", "width", "text", "compare")},
+                    "title": tile.get("title") or _query_title(database, tile),
+                }
                 for tile in dashboard["tiles"]
             ],
         }
     return body
+
+
+def _query_title(database: Database, tile: Mapping[str, Any]) -> str:
+    """A tile's heading when it has none of its own: its query's title."""
+    if tile["type"] == "text":
+        return "Text"
+    try:
+        return query_store.get_query(database, tile["query"], tile.get("query_version"))["title"]
+    except NotFound:
+        return "Unavailable"
