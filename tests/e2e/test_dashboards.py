@@ -147,7 +147,7 @@ def test_build_follow_share_and_revoke(browser, page, server):
     # A share link with the city fixed to Lima.
     page.get_by_test_id("share-links").locator("summary").click()
     page.get_by_test_id("share-name").fill("for the board")
-    page.get_by_test_id("share-fix-city").fill("Lima")
+    page.get_by_test_id("share-fixed").fill("city=Lima")
     page.get_by_test_id("create-share").click()
     url = page.get_by_test_id("share-url").input_value()
     assert re.search(r"/s/myapp_share_[\w-]{40,}$", url)

@@ -178,11 +178,15 @@ def create():
     kind = request.form.get("kind", "")
     target = request.form.get("target", "")
     back = safe_next(request.form.get("next"))
-    fixed = {
-        key.removeprefix("fix-"): value
-        for key, value in request.form.items()
-        if key.startswith("fix-") and value.strip()
-    }
+    fixed: dict[str, str] = {}
+    for line in request.form.get("fixed", "").splitlines():
+        name, sep, value = line.partition("=")
+        if not line.strip():
+            continue
+        if not sep or not name.strip():
+            flash(f"“{line.strip()}” is not name=value; the share link was not made.", "error")
+            return redirect(back)
+        fixed[name.strip()] = value.strip()
     days = request.form.get("expires_in_days", "").strip()
     body = {
         "kind": kind,
