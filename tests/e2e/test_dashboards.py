@@ -210,3 +210,66 @@ def test_an_empty_workspace_shows_the_first_run_guide(page, start_server):
     page.goto(server.url + "/")
     expect(page.get_by_test_id("first-run")).to_contain_text("Upload a file")
     assert_accessible(page)
+
+
+def test_a_failing_tile_shows_its_own_error_and_a_query_link_page(browser, page, server):
+    api(server, "PUT", "/datasets/e2e_fail", content=SALES)
+    good = api(
+        server,
+        "POST",
+        "/queries",
+        json={
+            "title": "E2E fail good",
+            "sql": "SELECT city, sum(amount) AS total FROM e2e_fail GROUP BY city ORDER BY city",
+            "chart": {"type": "bar", "x": "city", "y": ["total"]},
+        },
+    ).json()["slug"]
+    doomed = api(
+        server, "POST", "/queries", json={"title": "E2E fail doomed", "sql": "SELECT 1 AS one"}
+    ).json()["slug"]
+    board = api(
+        server,
+        "POST",
+        "/dashboards",
+        json={
+            "title": "E2E failing tile",
+            "tiles": [
+                {"type": "table", "query": good},
+                {"type": "number", "query": doomed},
+                {"type": "text", "text": "See [the docs](https://example.com) <b>raw</b>"},
+            ],
+        },
+    ).json()
+    api(server, "DELETE", f"/queries/{doomed}")
+    accounts = Accounts(server)
+    editor = accounts.user("editor")
+    accounts.close()
+    sign_in(page, server, editor)
+    page.goto(f"{server.url}/dashboards/{board['slug']}")
+    expect(page.get_by_test_id("tile-t2-error")).to_contain_text("no saved query")
+    expect(page.get_by_test_id("tile-t1-table").locator("tbody tr")).to_have_count(2)
+    text = page.get_by_test_id("tile-t3")
+    expect(text.locator("a")).to_have_attribute("href", "https://example.com")
+    expect(text).to_contain_text("<b>raw</b>")
+    assert_accessible(page)
+
+    # A saved query's own share link: its result and chart, for an anonymous visitor.
+    page.goto(f"{server.url}/queries/{good}")
+    page.get_by_test_id("share-links").locator("summary").click()
+    page.get_by_test_id("share-name").fill("query link")
+    page.get_by_test_id("create-share").click()
+    url = page.get_by_test_id("share-url").input_value()
+    anonymous = browser.new_context()
+    visitor = anonymous.new_page()
+    errors: list[str] = []
+    visitor.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    visitor.goto(url)
+    expect(visitor.get_by_test_id("shared-title")).to_have_text("E2E fail good")
+    expect(visitor.get_by_test_id("tile-rows-table").locator("tbody tr")).to_have_count(2)
+    expect(visitor.get_by_test_id("tile-chart-chart")).to_have_attribute("data-points", "2")
+    assert_accessible(visitor)
+    assert not errors, errors
+    with visitor.expect_download() as download:
+        visitor.get_by_test_id("tile-rows-export").click()
+    assert download.value.path().read_text().splitlines()[0] == "city,total"
+    anonymous.close()
