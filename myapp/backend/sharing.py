@@ -51,6 +51,13 @@ def resolve_share(database: Database, credential: str, unauthorized) -> tuple[st
             code="share_revoked",
             error="invalid_token",
         )
+    if not share_store.target_predates(database, found):
+        # Deleted, and maybe made again under the same slug: not what the link was made for.
+        raise unauthorized(
+            "What this share link showed was deleted; ask whoever sent it for a new one.",
+            code="share_target_gone",
+            error="invalid_token",
+        )
     if found.expired():
         raise unauthorized(
             "This share link has expired; ask whoever sent it for a new one.",
@@ -86,7 +93,7 @@ def current_share(request: Request) -> share_store.ShareRecord:
     state = request.scope.setdefault("state", {})
     record = state.get(SHARE_STATE_KEY)
     if record is None:
-        raise AppError(500, "share_missing", "The share link was not resolved.")
+        raise AppError("The share link was not resolved.", code="share_missing", status_code=500)
     return record
 
 

@@ -160,3 +160,14 @@ def test_editors_make_links_viewers_cannot(server, admin):
         made = ok(client.post("/shares", json=body, headers=editor), 201)
         mine = ok(client.get("/shares", params={"mine": "true"}, headers=editor))["shares"]
         assert [s["id"] for s in mine] == [made["id"]] and mine[0]["created_by"] == editor_name
+
+
+def test_a_link_dies_with_its_target_even_if_the_slug_comes_back(admin, anonymous):
+    board = make_dashboard(admin, "reborn")
+    link = share(admin, kind="dashboard", target=board["slug"])
+    who = bearer(link["token"])
+    assert anonymous.get("/shared", headers=who).status_code == 200
+    ok(admin.delete(f"/dashboards/{board['slug']}"), 204)
+    assert ok(anonymous.get("/shared", headers=who), 401)["error"]["code"] == "share_target_gone"
+    ok(admin.post("/dashboards", json={"title": "other", "slug": board["slug"]}), 201)
+    assert ok(anonymous.get("/shared", headers=who), 401)["error"]["code"] == "share_target_gone"

@@ -7,6 +7,7 @@ unless it is pinned to one; the parameter values it fixes are kept with it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 from collections.abc import Mapping
@@ -70,9 +71,18 @@ def _record(row: tuple) -> ShareRecord:
 
 
 def hash_secret(secret: str) -> str:
-    import hashlib
-
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def target_predates(database: Database, share: ShareRecord) -> bool:
+    """Whether the link's target exists and was made before the link (a target deleted and
+    made again under the same slug is another one)."""
+    table = dashboard_store.DASHBOARDS if share.kind == "dashboard" else query_store.QUERIES
+    with database.cursor() as cur:
+        row = cur.execute(
+            f"SELECT created_at FROM {table} WHERE slug = $slug", {"slug": share.target}
+        ).fetchone()
+    return row is not None and row[0] <= share.created_at
 
 
 def find_by_secret(database: Database, secret: str) -> ShareRecord | None:

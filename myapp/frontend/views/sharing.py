@@ -24,7 +24,7 @@ from flask import (
 from ..api_client import BackendError, BackendUnavailable
 from ..security import CONTENT_SECURITY_POLICY, current_visitor, safe_next
 from . import api
-from .dashboards import field_values, tile_frames
+from .dashboards import choice_lists, field_values, tile_frames
 from .sql import EXPORT_READ_TIMEOUT_S, json_body, query_timeout_s, relay
 from .streaming import proxy_download
 
@@ -112,7 +112,7 @@ def page(token: str):
         parameters=parameters,
         fixed=fixed,
         values=field_values(parameters, given),
-        choices={},
+        choices=choice_lists("", {"parameters": parameters}, None, "/api/shared"),
         tiles=tiles,
         config=config,
         form_action=base,
