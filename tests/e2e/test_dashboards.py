@@ -273,3 +273,35 @@ def test_a_failing_tile_shows_its_own_error_and_a_query_link_page(browser, page,
         visitor.get_by_test_id("tile-rows-export").click()
     assert download.value.path().read_text().splitlines()[0] == "city,total"
     anonymous.close()
+
+
+def test_tiles_stack_on_a_phone(browser, server):
+    api(server, "PUT", "/datasets/e2e_phone", content=SALES)
+    query = api(
+        server, "POST", "/queries", json={"title": "E2E phone", "sql": "SELECT 1 AS one"}
+    ).json()["slug"]
+    board = api(
+        server,
+        "POST",
+        "/dashboards",
+        json={
+            "title": "E2E phone board",
+            "tiles": [
+                {"type": "number", "query": query, "width": 4},
+                {"type": "number", "query": query, "width": 8},
+            ],
+        },
+    ).json()
+    link = api(
+        server, "POST", "/shares", json={"kind": "dashboard", "target": board["slug"], "name": "p"}
+    ).json()
+    for width, stacked in ((390, True), (1200, False)):
+        context = browser.new_context(viewport={"width": width, "height": 800})
+        phone = context.new_page()
+        phone.goto(server.url + link["path"])
+        expect(phone.locator(".tile[data-state]")).to_have_count(2)
+        first, second = (phone.get_by_test_id(f"tile-t{n}").bounding_box() for n in (1, 2))
+        assert (second["y"] > first["y"] + first["height"] - 1) is stacked, (width, first, second)
+        if stacked:
+            assert abs(first["width"] - second["width"]) < 1
+        context.close()
