@@ -316,3 +316,16 @@ class SharedPublic(BaseModel):
     fixed: dict[str, Any] = Field(description="Values the link fixes.")
     query: dict[str, Any] | None = None
     dashboard: dict[str, Any] | None = None
+
+
+class RecentRun(BaseModel):
+    kind: Literal["query", "dashboard"]
+    slug: str
+    at: dt.datetime
+
+
+class RecentRuns(BaseModel):
+    runs: list[RecentRun] = Field(
+        description="The last run of each saved query and dashboard run through dashboards or "
+        "share links since the backend started, newest first."
+    )

@@ -69,6 +69,7 @@ EXPECTED.update(
         ("delete", "/api/dashboards/{slug}"): "editor",
         ("get", "/api/dashboards/{slug}/versions"): "viewer",
         ("post", "/api/dashboards/{slug}/tiles/{tile_id}/run"): "viewer",
+        ("get", "/api/recent-runs"): "viewer",
         ("get", "/api/shares"): "editor",
         ("post", "/api/shares"): "editor",
         ("delete", "/api/shares/{share_id}"): "editor",

@@ -118,6 +118,11 @@ def test_every_tile_follows_the_shared_parameter(admin):
     unknown = run(admin, slug, "t1", params={"town": "Lima"})
     assert ok(unknown, 400)["error"]["code"] == "unknown_parameter"
     assert ok(run(admin, slug, "nope"), 404)["error"]["code"] == "tile_not_found"
+    runs = ok(admin.get("/recent-runs"))["runs"]
+    assert {"kind": "dashboard", "slug": slug} in [
+        {k: r[k] for k in ("kind", "slug")} for r in runs
+    ]
+    assert any(r["kind"] == "query" and r["slug"] == board["tiles"][2]["query"] for r in runs)
 
 
 def test_a_dashboard_that_names_what_does_not_exist_is_refused(admin):

@@ -16,6 +16,7 @@ from myapp.models.dashboards import (
     DashboardPublic,
     DashboardUpdate,
     DashboardVersions,
+    RecentRuns,
     TileResult,
     TileRun,
 )
@@ -252,3 +253,12 @@ def parameter_choices(
             database, settings, results, dashboard, name, owner=actor.username
         ),
     }
+
+
+@router.get(
+    "/recent-runs",
+    response_model=RecentRuns,
+    summary="Saved queries and dashboards run lately (through dashboards and share links)",
+)
+def recent_runs(actor: ViewerDep, results: ResultsDep) -> dict[str, Any]:
+    return {"runs": results.recent_runs()}

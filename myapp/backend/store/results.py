@@ -39,6 +39,8 @@ MAX_BYTES = 64 * 1024 * 1024
 # A result bigger than this is not kept at all: it would push out many small ones.
 MAX_ENTRY_BYTES = 8 * 1024 * 1024
 MAX_REMEMBERED_QUERIES = 4096
+# Saved queries and dashboards whose last run is remembered (for the home page).
+MAX_RECENT_RUNS = 200
 
 
 @dataclass
@@ -59,8 +61,22 @@ class ResultCache:
     _bytes: int = 0
     _reads: dict[tuple[str, int], frozenset[str]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _runs: OrderedDict[tuple[str, str], datetime] = field(default_factory=OrderedDict)
     hits: int = 0
     misses: int = 0
+
+    def note_run(self, kind: str, slug: str) -> None:
+        with self._lock:
+            self._runs.pop((kind, slug), None)
+            self._runs[(kind, slug)] = datetime.now(UTC)
+            while len(self._runs) > MAX_RECENT_RUNS:
+                self._runs.popitem(last=False)
+
+    def recent_runs(self) -> list[dict[str, Any]]:
+        """The last run of each saved query and dashboard run since start, newest first."""
+        with self._lock:
+            items = list(self._runs.items())
+        return [{"kind": k, "slug": s, "at": at} for (k, s), at in reversed(items)]
 
     def reads(self, slug: str, version: int) -> frozenset[str] | None:
         with self._lock:
@@ -154,6 +170,7 @@ def run_saved(
     """(result, whether it came from the cache, when it was computed, the values it ran with)
     of a saved query (one version of it) run for rows (`mode` "rows") or its chart."""
     values = bind_saved_parameters(saved["parameters"], given)
+    cache.note_run("query", saved["slug"])
     shown = {name: parameter_json(value) for name, value in values.items()}
     if mode == "chart":
         chart = saved.get("chart")

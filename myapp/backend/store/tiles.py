@@ -50,6 +50,7 @@ def run_tile(
     tile = dashboard_store.find_tile(dashboard, tile_id)
     saved = tile_query(database, tile)
     values = dashboard_store.bind_dashboard_values(dashboard["parameters"], given, fixed=fixed)
+    cache.note_run("dashboard", dashboard["slug"])
     mode = "chart" if tile["type"] == "chart" else "rows"
     limit = 2 if tile["type"] == "number" else TABLE_TILE_ROWS
     result, cached, computed_at, shown = run_saved(
