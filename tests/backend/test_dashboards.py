@@ -382,3 +382,19 @@ def test_a_workspace_from_before_dashboards_opens_and_gains_them(start_server, t
             row[0] for row in conn.execute("SELECT id FROM myapp_internal.migrations").fetchall()
         }
     assert {"dashboards-0001-dashboards", "shares-0001-share-links"} <= applied
+
+
+def test_a_query_made_again_under_its_slug_is_not_served_from_the_cache(admin):
+    board = make_dashboard(admin, "remade")
+    slug, total = board["slug"], board["tiles"][0]["query"]
+    assert ok(run(admin, slug, "t1"))["result"]["rows"] == [[30, 2]]
+    ok(admin.delete(f"/queries/{total}"), 204)
+    remade = {
+        "title": "remade",
+        "slug": total,
+        "sql": "SELECT count(*) AS rows_now FROM remade WHERE city = $city",
+        "parameters": [{"name": "city", "type": "text", "default": "Oslo"}],
+    }
+    ok(admin.post("/queries", json=remade), 201)
+    again = ok(run(admin, slug, "t1"))
+    assert again["cached"] is False and again["result"]["rows"] == [[2]]

@@ -59,7 +59,7 @@ class ResultCache:
     max_bytes: int = MAX_BYTES
     _items: OrderedDict[tuple, _Entry] = field(default_factory=OrderedDict)
     _bytes: int = 0
-    _reads: dict[tuple[str, int], frozenset[str]] = field(default_factory=dict)
+    _reads: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _runs: OrderedDict[tuple[str, str], datetime] = field(default_factory=OrderedDict)
     hits: int = 0
@@ -78,11 +78,11 @@ class ResultCache:
             items = list(self._runs.items())
         return [{"kind": k, "slug": s, "at": at} for (k, s), at in reversed(items)]
 
-    def reads(self, slug: str, version: int) -> frozenset[str] | None:
+    def reads(self, slug: str, version: str) -> frozenset[str] | None:
         with self._lock:
             return self._reads.get((slug, version))
 
-    def remember_reads(self, slug: str, version: int, datasets: frozenset[str]) -> None:
+    def remember_reads(self, slug: str, version: str, datasets: frozenset[str]) -> None:
         with self._lock:
             if len(self._reads) >= MAX_REMEMBERED_QUERIES:
                 self._reads.clear()
@@ -179,7 +179,9 @@ def run_saved(
         what: tuple = ("chart", _canonical(chart))
     else:
         what = ("rows", limit)
-    slug, version = saved["slug"], saved["version"]
+    # The time a version was saved tells a query deleted and made again under the same slug
+    # (its version 1 is another text) from the one the cache saw.
+    slug, version = saved["slug"], f"{saved['version']}@{saved['updated_at']}"
     reads = cache.reads(slug, version)
     if reads is None:
         reads = runner.check_sql(database, saved["sql"], values).datasets
