@@ -148,6 +148,11 @@ class Settings(BaseSettings):
     public_read: bool = Field(
         False, description="Let anonymous visitors browse and query read-only."
     )
+    embed_origins: str = Field(
+        "",
+        description="Origins (space or comma separated, e.g. https://intranet.example.com) "
+        "whose pages may frame share links; no other page may frame myapp.",
+    )
 
     @field_validator(
         "memory_limit", "bulk_memory_limit", "temp_dir_limit", "query_worker_memory_limit"
@@ -176,6 +181,21 @@ class Settings(BaseSettings):
         if not ok:
             raise ValueError(f"expected a size like 4GB or 512MB, got {value!r}")
         return text
+
+    @field_validator("embed_origins")
+    @classmethod
+    def _origins(cls, value: str) -> str:
+        origins = value.replace(",", " ").split()
+        for origin in origins:
+            scheme, sep, rest = origin.partition("://")
+            if scheme not in ("http", "https") or not sep or not rest or "/" in rest:
+                raise ValueError(
+                    f"{origin!r} is not an origin: write scheme and host, like "
+                    "https://intranet.example.com (no path)"
+                )
+            if any(ch in rest for ch in "'; \"\t"):
+                raise ValueError(f"{origin!r} is not an origin")
+        return " ".join(origins)
 
     @field_validator("backend_url")
     @classmethod

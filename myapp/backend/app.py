@@ -25,18 +25,21 @@ from .routes import (
     audit,
     auth,
     backups,
+    dashboards,
     data_urls,
     datasets,
     health,
     metrics,
     queries,
     query,
+    shares,
     tokens,
     users,
 )
 from .security import bootstrap, install_security
 from .store.database import Database
 from .store.parquet_files import ParquetFiles
+from .store.results import ResultCache
 from .store.usersql.functions import unclassified
 from .store.usersql.workers import Workers
 
@@ -55,6 +58,8 @@ ROUTERS = (
     data_urls,
     query,
     queries,
+    dashboards,
+    shares,
     audit,
     backups,
     metrics,
@@ -111,6 +116,9 @@ def create_api(settings: Settings, *, role: str = "backend") -> FastAPI:
     )
     app.state.settings = settings
     app.state.parquet_files = ParquetFiles(settings)
+    # Results of saved queries for dashboards and share links; owned by this app, so a fresh
+    # app (a test, a restart) starts empty.
+    app.state.results = ResultCache()
     install_error_handlers(app)
     app.add_middleware(RequestLogMiddleware, role=role)
 

@@ -54,7 +54,7 @@ log = logging.getLogger("myapp.backend.security")
 
 Role = Literal["viewer", "editor", "admin"]
 ROLES: tuple[Role, ...] = ("viewer", "editor", "admin")
-ROLE_RANK: dict[str, int] = {"public": 0, "viewer": 1, "editor": 2, "admin": 3}
+ROLE_RANK: dict[str, int] = {"public": 0, "share": 0, "viewer": 1, "editor": 2, "admin": 3}
 
 # A sign-in lasts a working week; people sign in again after that. Absolute, not sliding, so a
 # stolen cookie stops working on its own.
@@ -102,7 +102,9 @@ class Actor:
         """The name audit lines carry: the account, or how an account-less caller got in."""
         if self.username:
             return self.username
-        return {"admin_token": "admin-token", "open": "open-mode"}.get(self.via, "anonymous")
+        return {"admin_token": "admin-token", "open": "open-mode", "share": "share-link"}.get(
+            self.via, "anonymous"
+        )
 
 
 def hash_token(secret: str) -> str:
@@ -283,6 +285,12 @@ class Authenticator:
             credential.encode("utf-8"), self._admin_token
         ):
             return Actor(username=None, role="admin", via="admin_token")
+        from . import sharing
+
+        if sharing.is_share_secret(credential):
+            share_id, share = sharing.resolve_share(self.database, credential, unauthorized)
+            request.scope.setdefault("state", {})[sharing.SHARE_STATE_KEY] = share
+            return Actor(username=None, role="share", via="share", token_id=share_id)  # type: ignore[arg-type]
         found = self._find_token(hash_token(credential))
         if found is None:
             raise unauthorized(
@@ -412,6 +420,11 @@ def current_actor(request: Request) -> Actor | None:
 
 
 def check_access(actor: Actor | None, needed: str) -> None:
+    from . import sharing
+
+    # Share-link credentials reach only the routes made for them (sharing.py).
+    if sharing.check_share_access(actor, needed, unauthorized):
+        return
     if needed == "public":
         return
     if actor is None or (actor.via == "public" and not actor.can(needed)):

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import click
 
-from . import accounts, backups, datasets, datasets_admin, query, saved_queries
+from . import accounts, backups, dashboards, datasets, datasets_admin, query, saved_queries
 
 COMMANDS: list[click.Command] = [
     *datasets.COMMANDS,
     *datasets_admin.COMMANDS,
     *query.COMMANDS,
     *saved_queries.COMMANDS,
+    *dashboards.COMMANDS,
     *accounts.COMMANDS,
     *backups.COMMANDS,
 ]

@@ -22,17 +22,18 @@ from myapp.settings import Settings
 
 from .api_client import ApiClient, BackendError, BackendUnavailable
 from .security import install_security
-from .views import account, datasets, home, queries, sql
+from .views import account, dashboards, datasets, home, queries, sharing, sql
 
 log = logging.getLogger("myapp.frontend")
 
-BLUEPRINTS = (home.bp, account.bp, datasets.bp, sql.bp, queries.bp)
+BLUEPRINTS = (home.bp, account.bp, datasets.bp, sql.bp, queries.bp, dashboards.bp, sharing.bp)
 
 # Main navigation; an entry shows once a blueprint provides its endpoint.
 NAV_ITEMS = (
     ("datasets.index", "Datasets"),
     ("sql.editor", "SQL"),
     ("queries.index", "Queries"),
+    ("dashboards.index", "Dashboards"),
 )
 
 

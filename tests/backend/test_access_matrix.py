@@ -18,7 +18,7 @@ import pytest
 from tests.support.accounts import ADMIN_HEADERS, Accounts, bearer, secured_env
 from tests.support.servers import ServerProcess
 
-RANK = {"public": 0, "viewer": 1, "editor": 2, "admin": 3}
+RANK = {"public": 0, "share": 0, "viewer": 1, "editor": 2, "admin": 3}
 # The only operations that may declare nothing: anyone may call them by design.
 UNDECLARED = {("get", "/api/health"), ("post", "/api/auth/login")}
 # Served outside the OpenAPI document, also open to anyone.
@@ -62,6 +62,20 @@ EXPECTED.update(
         ("delete", "/api/queries/{slug}"): "editor",
         ("get", "/api/queries/{slug}/versions"): "viewer",
         ("post", "/api/queries/{slug}/run"): "viewer",
+        ("get", "/api/dashboards"): "viewer",
+        ("post", "/api/dashboards"): "editor",
+        ("get", "/api/dashboards/{slug}"): "viewer",
+        ("put", "/api/dashboards/{slug}"): "editor",
+        ("delete", "/api/dashboards/{slug}"): "editor",
+        ("get", "/api/dashboards/{slug}/versions"): "viewer",
+        ("post", "/api/dashboards/{slug}/tiles/{tile_id}/run"): "viewer",
+        ("get", "/api/recent-runs"): "viewer",
+        ("get", "/api/shares"): "editor",
+        ("post", "/api/shares"): "editor",
+        ("delete", "/api/shares/{share_id}"): "editor",
+        ("get", "/api/shared"): "share",
+        ("post", "/api/shared/run"): "share",
+        ("post", "/api/shared/tiles/{tile_id}/run"): "share",
     }
 )
 
@@ -88,9 +102,22 @@ def callers(server: ServerProcess) -> dict[str, dict[str, str]]:
             "viewer": bearer(accounts.user_token("viewer")),
             "editor": bearer(accounts.user_token("editor")),
             "admin": ADMIN_HEADERS,
+            "share": bearer(_share_token(server)),
         }
     finally:
         accounts.close()
+
+
+def _share_token(server: ServerProcess) -> str:
+    """A live share link of a dashboard made for the walk."""
+    with httpx.Client(base_url=server.url + "/api", headers=ADMIN_HEADERS, timeout=30) as c:
+        board = c.post("/dashboards", json={"title": "matrix board"})
+        assert board.status_code == 201, board.text
+        link = c.post(
+            "/shares", json={"kind": "dashboard", "target": board.json()["slug"], "name": "m"}
+        )
+        assert link.status_code == 201, link.text
+        return link.json()["token"]
 
 
 @pytest.fixture(scope="module")
@@ -144,6 +171,11 @@ def expected_status_class(required: str, caller: str, public_read: bool) -> str:
     """'allowed', or the refusal a caller must get."""
     if required == "public":
         return "allowed"
+    # A share link's credential opens only the share routes; accounts never open those.
+    if required == "share":
+        return "allowed" if caller == "share" else ("401" if caller == "anonymous" else "403")
+    if caller == "share":
+        return "403"
     if caller == "anonymous":
         return "allowed" if public_read and required == "viewer" else "401"
     return "allowed" if RANK[caller] >= RANK[required] else "403"

@@ -131,7 +131,8 @@ def logout(actor: ViewerDep, request: Request, database: DatabaseDep) -> Respons
 def read_me(actor: PublicDep, auth: AuthDep) -> MePublic:
     return MePublic(
         user=actor.username if actor else None,
-        role=actor.role if actor else None,
+        # A share link's holder has no role in the workspace (via says "share").
+        role=actor.role if actor and actor.can("viewer") else None,
         via=actor.via if actor else None,
         open_mode=auth.open_mode,
         public_read=auth.settings.public_read,

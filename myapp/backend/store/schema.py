@@ -105,7 +105,37 @@ AUTH: list[Migration] = [
     ),
 ]
 
-MIGRATIONS: list[Migration] = [*CORE, *DATASETS, *QUERIES, *AUTH]
+DASHBOARDS: list[Migration] = [
+    Migration(
+        "dashboards-0001-dashboards",
+        (
+            # Like saved queries: a fixed slug, `version` its latest; each edit appends a row.
+            f"CREATE TABLE IF NOT EXISTS {internal('dashboards')} ("
+            "slug VARCHAR PRIMARY KEY, version INTEGER NOT NULL, "
+            "created_at TIMESTAMPTZ NOT NULL, created_by VARCHAR)",
+            f"CREATE TABLE IF NOT EXISTS {internal('dashboard_versions')} ("
+            "slug VARCHAR NOT NULL, version INTEGER NOT NULL, title VARCHAR NOT NULL, "
+            "description VARCHAR NOT NULL, parameters JSON NOT NULL, tiles JSON NOT NULL, "
+            "created_at TIMESTAMPTZ NOT NULL, created_by VARCHAR, PRIMARY KEY (slug, version))",
+        ),
+    ),
+]
+SHARES: list[Migration] = [
+    Migration(
+        "shares-0001-share-links",
+        (
+            # Only the secret's hash is kept; `params` holds the values the link fixes.
+            f"CREATE TABLE IF NOT EXISTS {internal('share_links')} ("
+            "id VARCHAR PRIMARY KEY, token_hash VARCHAR NOT NULL UNIQUE, kind VARCHAR NOT NULL, "
+            "target VARCHAR NOT NULL, version INTEGER, name VARCHAR NOT NULL, "
+            "params JSON NOT NULL, created_at TIMESTAMPTZ NOT NULL, created_by VARCHAR, "
+            "expires_at TIMESTAMPTZ, revoked_at TIMESTAMPTZ, last_used_at TIMESTAMPTZ, "
+            "use_count BIGINT NOT NULL DEFAULT 0)",
+        ),
+    ),
+]
+
+MIGRATIONS: list[Migration] = [*CORE, *DATASETS, *QUERIES, *AUTH, *DASHBOARDS, *SHARES]
 
 # The schema version recorded in meta: the number of migrations this code knows.
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,269 @@
+"""Dashboards: create, read, edit (a new version each time), delete, and run their tiles."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from myapp.models import ErrorBody
+from myapp.models.dashboards import (
+    ChoicesPublic,
+    DashboardCreate,
+    DashboardList,
+    DashboardPublic,
+    DashboardUpdate,
+    DashboardVersions,
+    RecentRuns,
+    TileResult,
+    TileRun,
+)
+from myapp.models.query import ExportFormatName
+
+from ..deps import DatabaseDep, EditorDep, SettingsDep, ViewerDep, WorkersDep
+from ..responses import export_response
+from ..security import client_address
+from ..store import dashboards as store
+from ..store import tiles
+from ..store.exports import FORMATS, download_filename
+from ..store.results import ResultCache
+from ..store.usersql import execute, runs
+from .query import fast_json, parse_params_json
+
+router = APIRouter(tags=["dashboards"])
+
+
+async def get_results(request: Request) -> ResultCache:
+    return request.app.state.results
+
+
+ResultsDep = Annotated[ResultCache, Depends(get_results)]
+
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "No such dashboard, version or tile"}
+}
+_RUN_ERRORS: dict[int | str, dict[str, Any]] = {
+    **_NOT_FOUND,
+    400: {"model": ErrorBody, "description": "Invalid parameters, SQL error or time limit"},
+    409: {"model": ErrorBody, "description": "Cancelled while running"},
+}
+_SAVE_ERRORS: dict[int | str, dict[str, Any]] = {
+    422: {"model": ErrorBody, "description": "A tile names a missing query or parameter"},
+    409: {"model": ErrorBody, "description": "The slug is taken, or edited meanwhile"},
+}
+
+
+def _fields(body: DashboardCreate | DashboardUpdate) -> dict[str, Any]:
+    return body.model_dump(mode="json", exclude={"base_version"})
+
+
+@router.get("/dashboards", response_model=DashboardList, summary="List dashboards")
+def list_dashboards(
+    actor: ViewerDep,
+    database: DatabaseDep,
+    q: str | None = Query(None, max_length=200, description="Search titles and descriptions."),
+) -> dict[str, Any]:
+    return {"dashboards": store.list_dashboards(database, q)}
+
+
+@router.post(
+    "/dashboards",
+    status_code=201,
+    response_model=DashboardPublic,
+    responses=_SAVE_ERRORS,
+    summary="Create a dashboard (version 1)",
+)
+def create_dashboard(
+    body: DashboardCreate, request: Request, actor: EditorDep, database: DatabaseDep
+) -> JSONResponse:
+    saved = store.create_dashboard(
+        database,
+        _fields(body),
+        actor=actor.username,
+        audit_actor=actor.audit_name,
+        ip=client_address(request),
+    )
+    public = DashboardPublic.model_validate(saved).model_dump(mode="json")
+    return JSONResponse(
+        public, status_code=201, headers={"Location": f"/api/dashboards/{saved['slug']}"}
+    )
+
+
+@router.get(
+    "/dashboards/{slug}",
+    response_model=DashboardPublic,
+    responses=_NOT_FOUND,
+    summary="A dashboard, its latest version or the one asked for",
+)
+def read_dashboard(
+    slug: str, actor: ViewerDep, database: DatabaseDep, version: int | None = Query(None, ge=1)
+) -> dict[str, Any]:
+    return store.get_dashboard(database, slug, version)
+
+
+@router.put(
+    "/dashboards/{slug}",
+    response_model=DashboardPublic,
+    responses={**_NOT_FOUND, **_SAVE_ERRORS},
+    summary="Edit a dashboard: saves a new version (unless nothing changed)",
+)
+def update_dashboard(
+    slug: str, body: DashboardUpdate, request: Request, actor: EditorDep, database: DatabaseDep
+) -> dict[str, Any]:
+    saved, _ = store.update_dashboard(
+        database,
+        slug,
+        _fields(body),
+        base_version=body.base_version,
+        actor=actor.username,
+        audit_actor=actor.audit_name,
+        ip=client_address(request),
+    )
+    return saved
+
+
+@router.delete(
+    "/dashboards/{slug}",
+    status_code=204,
+    responses=_NOT_FOUND,
+    summary="Delete a dashboard and all its versions",
+)
+def delete_dashboard(
+    slug: str, request: Request, actor: EditorDep, database: DatabaseDep
+) -> Response:
+    store.delete_dashboard(database, slug, audit_actor=actor.audit_name, ip=client_address(request))
+    return Response(status_code=204)
+
+
+@router.get(
+    "/dashboards/{slug}/versions",
+    response_model=DashboardVersions,
+    responses=_NOT_FOUND,
+    summary="The versions of a dashboard, newest first",
+)
+def list_versions(slug: str, actor: ViewerDep, database: DatabaseDep) -> dict[str, Any]:
+    return {"slug": slug, "versions": store.list_versions(database, slug)}
+
+
+@router.get(
+    "/dashboards/{slug}/versions/{version}",
+    response_model=DashboardPublic,
+    responses=_NOT_FOUND,
+    summary="One version of a dashboard",
+)
+def read_version(slug: str, version: int, actor: ViewerDep, database: DatabaseDep) -> dict:
+    return store.get_dashboard(database, slug, version)
+
+
+@router.post(
+    "/dashboards/{slug}/tiles/{tile_id}/run",
+    response_model=TileResult,
+    responses=_RUN_ERRORS,
+    summary="Run one tile with the dashboard's parameter values (cached until its data changes)",
+)
+def run_tile(
+    slug: str,
+    tile_id: str,
+    body: TileRun,
+    actor: ViewerDep,
+    database: DatabaseDep,
+    workers: WorkersDep,
+    settings: SettingsDep,
+    results: ResultsDep,
+) -> JSONResponse:
+    dashboard = store.get_dashboard(database, slug, body.version)
+    return fast_json(
+        tiles.run_tile(
+            database,
+            workers,
+            settings,
+            results,
+            dashboard,
+            tile_id,
+            body.params,
+            refresh=body.refresh,
+            owner=actor.username,
+            run_id=body.id,
+        )
+    )
+
+
+@router.get(
+    "/dashboards/{slug}/tiles/{tile_id}/export",
+    response_class=StreamingResponse,
+    responses={200: {"description": "The tile's whole result as a file"}, **_RUN_ERRORS},
+    summary="Export the whole result of one tile (no row cap) as a download",
+)
+def export_tile(
+    slug: str,
+    tile_id: str,
+    actor: ViewerDep,
+    database: DatabaseDep,
+    workers: WorkersDep,
+    settings: SettingsDep,
+    format: ExportFormatName = "csv",
+    params: str | None = Query(None, description="The dashboard's values as a JSON object."),
+    version: int | None = Query(None, ge=1),
+    id: UUID | None = None,
+) -> StreamingResponse:
+    dashboard = store.get_dashboard(database, slug, version)
+    saved, values = tiles.tile_export_params(
+        database, dashboard, tile_id, parse_params_json(params)
+    )
+    return _export(
+        database, workers, settings, saved, values, format, f"{slug}-{tile_id}", id, actor.username
+    )
+
+
+def _export(
+    database, workers, settings, saved, values, format: str, stem: str, run_id, owner
+) -> StreamingResponse:
+    export_format = FORMATS[format]
+    export = execute.export_select(
+        database,
+        workers,
+        settings,
+        sql=saved["sql"],
+        params=values,
+        fmt=export_format,
+        timeout_ms=None,
+        run_id=runs.new_run_id(run_id),
+        owner=owner,
+    )
+    return export_response(export, download_filename(stem, export_format))
+
+
+@router.get(
+    "/dashboards/{slug}/parameters/{name}/choices",
+    response_model=ChoicesPublic,
+    responses=_RUN_ERRORS,
+    summary="The choices of a list parameter (the first column of its query)",
+)
+def parameter_choices(
+    slug: str,
+    name: str,
+    actor: ViewerDep,
+    database: DatabaseDep,
+    workers: WorkersDep,
+    settings: SettingsDep,
+    results: ResultsDep,
+    version: int | None = Query(None, ge=1),
+) -> dict[str, Any]:
+    dashboard = store.get_dashboard(database, slug, version)
+    return {
+        "parameter": name,
+        "choices": tiles.choices(
+            database, workers, settings, results, dashboard, name, owner=actor.username
+        ),
+    }
+
+
+@router.get(
+    "/recent-runs",
+    response_model=RecentRuns,
+    summary="Saved queries and dashboards run lately (through dashboards and share links)",
+)
+def recent_runs(actor: ViewerDep, results: ResultsDep) -> dict[str, Any]:
+    return {"runs": results.recent_runs()}
