@@ -131,12 +131,14 @@ def main() -> None:
         print(f"# workbook {book.name}: {size_mb:.1f} MB")
         for kind in ("calamine", "openpyxl"):
             n, seconds, peak = run(kind, book, args.rows)
-            print(f"{'read ' + kind:<28}{n:>10,}{seconds:>10.2f}{n / seconds:>12,.0f}{peak:>10.0f}")
+            rate = n / seconds
+            print(f"{'read ' + kind:<28}{n:>10,}{seconds:>10.2f}{rate:>12,.0f}{peak:>10.0f}")
     if args.only != "read":
         for kind in ("xlsxwriter", "openpyxl-write"):
             target = WORK / f"out-{kind}.xlsx"
             n, seconds, peak = run(kind, target, args.rows)
-            print(f"{'write ' + kind:<28}{n:>10,}{seconds:>10.2f}{n / seconds:>12,.0f}{peak:>10.0f}")
+            rate = n / seconds
+            print(f"{'write ' + kind:<28}{n:>10,}{seconds:>10.2f}{rate:>12,.0f}{peak:>10.0f}")
             target.unlink(missing_ok=True)
 
 
