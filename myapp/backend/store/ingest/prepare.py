@@ -236,11 +236,13 @@ def _zip_format(path: Path) -> str | None:
     return None
 
 
-def _magic_format(head: bytes, path: Path) -> str | None:
+def _magic_format(head: bytes, path: Path, named: str | None = None) -> str | None:
     if head.startswith(PARQUET_MAGIC):
         return "parquet"
     if head.startswith(ZIP_MAGIC):
         found = _zip_format(path)
+        if found is None and named in WORKBOOK_FORMATS:
+            return named  # a damaged workbook: the reader says what is wrong with it
         if found is None:
             raise IngestError(
                 "The file is a zip archive, not a data file or an Excel workbook; unpack it and "
@@ -387,7 +389,8 @@ def prepare_file(
                 "The file is an empty gzip archive: there is nothing to load.", code="empty_file"
             )
 
-    fmt = options.format or _magic_format(head, path) or format_from_filename(filename)
+    named = format_from_filename(filename)
+    fmt = options.format or _magic_format(head, path, named) or named
     if fmt is None:
         fmt = _sniff_text_format(head)
     if fmt == "parquet":
