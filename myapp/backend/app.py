@@ -20,7 +20,7 @@ from myapp.settings import Settings
 
 from .errors import install_error_handlers
 from .middleware import BodyLimit, RequestLogMiddleware
-from .routes import audit, auth, backups, datasets, health, queries, query, tokens, users
+from .routes import audit, auth, backups, datasets, health, queries, query, tokens, uploads, users
 from .security import bootstrap, install_security
 from .store.database import Database
 
@@ -30,7 +30,7 @@ API_PREFIX = "/api"
 STATIC_DIR = Path(__file__).parent / "static"
 SWAGGER_DIR = "swagger-ui-5.35.0"
 
-ROUTERS = (health, auth, users, tokens, datasets, query, queries, audit, backups)
+ROUTERS = (health, auth, users, tokens, datasets, uploads, query, queries, audit, backups)
 
 
 def create_api(settings: Settings, *, role: str = "backend") -> FastAPI:

@@ -247,6 +247,8 @@ def build_file(
         with storage.side_instance(settings, target) as conn:
             staged = _load(conn, settings, prepared, options, staging, file_id, base)
             conn.execute("CHECKPOINT")
+        if staged.rows_loaded == 0 and staged.rows_rejected > 0 and path is None:
+            raise nothing_loaded(staged.rows_rejected, staged.rejects)
         return staged
     except BaseException:
         _remove(settings, file_id, target)
@@ -305,7 +307,7 @@ def _load(
                     raise
                 clean, rejected, rejects = _clean_ndjson(prepared, staging)
                 if clean.stat().st_size == 0:
-                    raise _nothing_loaded(rejected, rejects) from None
+                    raise nothing_loaded(rejected, rejects) from None
                 source, params = _json_sql(clean, "ndjson")
                 cur.execute(f"CREATE TABLE {target} AS SELECT * FROM {source}", params)
     except duckdb.Error as exc:
@@ -321,8 +323,6 @@ def _load(
                 code="invalid_option",
                 detail={"option": "types", "columns": sorted(present)[:200]},
             )
-    if loaded == 0 and rejected > 0:
-        raise _nothing_loaded(rejected, rejects)
     columns = [{"name": n, "type": t} for n, t in _columns(cur, table)]
     result = cur.execute(f"SELECT * FROM {target} LIMIT {PREVIEW_ROWS}")
     preview = encode_rows(result.fetchall(), [c["type"] for c in columns])
@@ -407,7 +407,7 @@ def _append_onto(
     return cur.execute(f"SELECT count(*) FROM {data}").fetchone()[0]
 
 
-def _nothing_loaded(rejected: int, rejects: list[dict[str, Any]]) -> IngestError:
+def nothing_loaded(rejected: int, rejects: list[dict[str, Any]]) -> IngestError:
     first = rejects[0]["reason"] if rejects else "unreadable rows"
     return IngestError(
         f"None of the {rejected} rows could be read (first problem: {first}). "

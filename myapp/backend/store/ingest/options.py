@@ -161,3 +161,34 @@ def _parse_types(text: str) -> dict[str, str]:
             )
         out[column.strip()] = dtype.strip()
     return out
+
+
+def as_values(options: IngestOptions) -> dict[str, str]:
+    """The options as the text fields parse_options reads (to change some and check again)."""
+    out: dict[str, str] = {"mode": options.mode}
+    for key in ("format", "delimiter", "quote", "escape", "encoding", "nullstr", "sheet"):
+        value = getattr(options, key)
+        if value is not None:
+            out[key] = "\\t" if value == "\t" else value
+    if options.header is not None:
+        out["header"] = "true" if options.header else "false"
+    if options.skip is not None:
+        out["skip"] = str(options.skip)
+    if options.types:
+        out["types"] = json.dumps(options.types)
+    return out
+
+
+def update_options(options: IngestOptions, changes: Mapping[str, object]) -> IngestOptions:
+    """`options` with `changes` applied (None: detect again), checked like the originals."""
+    values = as_values(options)
+    for key, value in changes.items():
+        if value is None or value == {}:
+            values.pop(key, None)
+        elif isinstance(value, bool):
+            values[key] = "true" if value else "false"
+        elif isinstance(value, dict):
+            values[key] = json.dumps(value)
+        else:
+            values[key] = str(value)
+    return parse_options(values)
