@@ -65,6 +65,12 @@ class Settings(BaseSettings):
     )
 
     max_upload_bytes: int = Field(2 * GIB, ge=1, description="Largest accepted upload, in bytes.")
+    upload_ttl_s: int = Field(
+        3600,
+        ge=10,
+        le=7 * 24 * 3600,
+        description="How long a staged upload (POST /api/uploads) is kept after its last change.",
+    )
     query_timeout_ms: int = Field(
         30_000, ge=100, le=24 * 3600 * 1000, description="Query time limit."
     )

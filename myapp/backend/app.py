@@ -34,6 +34,7 @@ from .routes import (
     query,
     shares,
     tokens,
+    uploads,
     users,
 )
 from .security import bootstrap, install_security
@@ -55,6 +56,7 @@ ROUTERS = (
     users,
     tokens,
     datasets,
+    uploads,
     data_urls,
     query,
     queries,

@@ -30,6 +30,7 @@ MAX_BODY_BYTES = 4 * 1024 * 1024
 _UPLOADS = (
     ("POST", re.compile(r"^/api/datasets/?$")),
     ("PUT", re.compile(r"^/api/datasets/[^/]+$")),
+    ("POST", re.compile(r"^/api/uploads/?$")),
 )
 
 

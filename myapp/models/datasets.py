@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from . import Column
 
 IngestMode = Literal["create", "replace", "append"]
-SourceFormat = Literal["csv", "tsv", "parquet", "json", "ndjson"]
+SourceFormat = Literal["csv", "tsv", "parquet", "json", "ndjson", "xlsx", "xls", "ods"]
 
 
 class SourcePublic(BaseModel):
@@ -20,6 +20,10 @@ class SourcePublic(BaseModel):
     format: SourceFormat
     compression: Literal["gzip"] | None = None
     bytes: int = Field(description="Size of the upload as sent, in bytes")
+    encoding: str | None = Field(
+        None, description="Text encoding the file was read in (utf-8, cp1252, utf-16…)"
+    )
+    sheet: str | None = Field(None, description="The workbook sheet that was loaded")
 
 
 class DatasetPublic(BaseModel):
@@ -49,12 +53,108 @@ class RejectPublic(BaseModel):
     reason: str
 
 
+class ReadOptions(BaseModel):
+    """How the file was read: detected, or as the upload's options said."""
+
+    format: str
+    encoding: str | None = None
+    compression: str | None = None
+    delimiter: str | None = None
+    quote: str | None = None
+    escape: str | None = None
+    header: bool | None = None
+    skip: int | None = Field(None, description="Lines skipped before the table (a preamble)")
+    sheet: str | None = None
+    sheets: list[str] = Field(default_factory=list, description="A workbook's sheet names")
+    decimal_separator: str | None = Field(None, description="',' when decimal commas were read")
+    thousands: str | None = None
+
+
+class ColumnConversion(BaseModel):
+    """A text column read as numbers or dates, its missing-value markers as NULL."""
+
+    column: str
+    type: str
+    empty_markers: dict[str, int] = Field(
+        default_factory=dict, description="Marker text (n/a, NA, -…) and how often it was read"
+    )
+    message: str
+
+
+class TextColumn(BaseModel):
+    """A column left as text because of a few values; choose its type to load them as rejects."""
+
+    column: str
+    suggested_type: str
+    count: int
+    values: list[str]
+    message: str
+
+
 class IngestResult(BaseModel):
     dataset: DatasetPublic
     action: Literal["created", "replaced", "appended"]
     rows_loaded: int
     rows_rejected: int
     rejects: list[RejectPublic] = Field(description="A sample of the rejected rows")
+    read: ReadOptions | None = None
+    conversions: list[ColumnConversion] = Field(default_factory=list)
+    text_columns: list[TextColumn] = Field(default_factory=list)
+
+
+class UploadPreview(BaseModel):
+    """A staged upload: the file as it would load, kept until it expires or is loaded."""
+
+    id: str
+    expires_at: datetime
+    filename: str | None = None
+    bytes: int
+    format: str
+    encoding: str | None = None
+    compression: str | None = None
+    delimiter: str | None = None
+    quote: str | None = None
+    escape: str | None = None
+    header: bool | None = None
+    skip: int | None = None
+    sheet: str | None = None
+    sheets: list[str] = Field(default_factory=list)
+    decimal_separator: str | None = None
+    thousands: str | None = None
+    columns: list[Column]
+    rows: list[list[Any]] = Field(description="The first 100 rows as they would load")
+    row_count: int = Field(description="Rows that would load")
+    rows_rejected: int
+    rejects: list[RejectPublic]
+    conversions: list[ColumnConversion] = Field(default_factory=list)
+    text_columns: list[TextColumn] = Field(default_factory=list)
+    types: dict[str, str] = Field(default_factory=dict, description="Column types chosen")
+
+
+class UploadResult(BaseModel):
+    upload: UploadPreview
+
+
+class UploadUpdate(BaseModel):
+    """Other options for a staged upload; absent fields keep their value, null means detect."""
+
+    format: str | None = None
+    encoding: str | None = None
+    delimiter: str | None = None
+    quote: str | None = None
+    escape: str | None = None
+    header: bool | None = None
+    skip: int | None = None
+    sheet: str | None = None
+    nullstr: str | None = None
+    types: dict[str, str] | None = Field(
+        None, description='Column types, e.g. {"amount": "DOUBLE"}; {} resets them'
+    )
+
+
+class UploadLoad(BaseModel):
+    name: str | None = Field(None, max_length=200, description="Dataset name (default: file name)")
+    mode: IngestMode = "create"
 
 
 class DatasetUpdate(BaseModel):

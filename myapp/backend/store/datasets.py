@@ -56,6 +56,8 @@ class DatasetRecord:
     columns: list[dict[str, str]]
     # Every dataset has its data file once the backend is open (open_datasets).
     file_id: str
+    source_encoding: str | None = None
+    source_sheet: str | None = None
 
     @property
     def table(self) -> str:
@@ -72,6 +74,8 @@ class DatasetRecord:
                 "format": self.source_format,
                 "compression": self.source_compression,
                 "bytes": self.source_bytes,
+                "encoding": self.source_encoding,
+                "sheet": self.source_sheet,
             },
             "created_at": self.created_at,
             "updated_at": self.updated_at,
@@ -116,12 +120,14 @@ def name_from_filename(filename: str) -> str:
 
 _KNOWN_EXTENSIONS = frozenset(
     {"csv", "tsv", "tab", "txt", "parquet", "pq", "json", "ndjson", "jsonl", "gz", "gzip"}
+    | {"xlsx", "xlsm", "xls", "ods"}
 )
 
 
 _SELECT_RECORDS = (
     "SELECT name, row_count, version, source_filename, source_format, source_compression, "
-    f"source_bytes, created_at, updated_at, file_id FROM {internal('datasets')}"
+    "source_bytes, created_at, updated_at, file_id, source_encoding, source_sheet "
+    f"FROM {internal('datasets')}"
 )
 
 
@@ -156,6 +162,8 @@ def _record(row: tuple, columns: list[dict[str, str]]) -> DatasetRecord:
         updated_at=row[8],
         columns=columns,
         file_id=row[9],
+        source_encoding=row[10],
+        source_sheet=row[11],
     )
 
 
@@ -227,8 +235,9 @@ def insert_record(
     cur.execute(
         f"INSERT INTO {internal('datasets')} (name, row_count, version, source_filename, "
         "source_format, source_compression, source_bytes, created_at, updated_at, created_by, "
-        "updated_by, file_id) VALUES ($name, $rows, $version, $filename, $format, $compression, "
-        "$bytes, $now, $now, $actor, $actor, $file_id)",
+        "updated_by, file_id, source_encoding, source_sheet) VALUES ($name, $rows, $version, "
+        "$filename, $format, $compression, $bytes, $now, $now, $actor, $actor, $file_id, "
+        "$encoding, $sheet)",
         {
             "file_id": file_id,
             "name": name,
@@ -238,6 +247,8 @@ def insert_record(
             "format": source["format"],
             "compression": source.get("compression"),
             "bytes": source["bytes"],
+            "encoding": source.get("encoding"),
+            "sheet": source.get("sheet"),
             "now": now,
             "actor": actor,
         },
@@ -271,13 +282,16 @@ def update_record(
     if source is not None:
         sets += (
             ", source_filename = $filename, source_format = $format, "
-            "source_compression = $compression, source_bytes = $bytes"
+            "source_compression = $compression, source_bytes = $bytes, "
+            "source_encoding = $encoding, source_sheet = $sheet"
         )
         params.update(
             filename=source.get("filename"),
             format=source["format"],
             compression=source.get("compression"),
             bytes=source["bytes"],
+            encoding=source.get("encoding"),
+            sheet=source.get("sheet"),
         )
     cur.execute(f"UPDATE {internal('datasets')} SET {sets} WHERE name = $name", params)
 

@@ -19,6 +19,9 @@ from ..errors import BadRequest, PayloadTooLarge
 # Form fields other than the file are small options; a bigger one is a mistake or an attack.
 MAX_FIELD_BYTES = 64 * 1024
 MAX_FIELDS = 50
+# RFC 2046 allows 70 characters; a longer boundary is no client's, and the parser's cost per
+# byte grows with it.
+MAX_BOUNDARY_CHARS = 256
 
 # Chunks from the server are small (tens of KB); writing them in bigger batches costs fewer
 # system calls without holding more than this much in memory.
@@ -206,6 +209,12 @@ async def receive_multipart(
             "to /api/datasets/{name}.",
             code="unsupported_media_type",
             status_code=415,
+        )
+    if len(boundary) > MAX_BOUNDARY_CHARS:
+        raise BadRequest(
+            f"The multipart boundary is longer than {MAX_BOUNDARY_CHARS} characters; "
+            "send the form with an ordinary boundary.",
+            code="invalid_multipart",
         )
     result = MultipartUpload()
     received = 0

@@ -64,6 +64,15 @@ DATASETS: list[Migration] = [
         "datasets-0002-data-files",
         (f"ALTER TABLE {internal('datasets')} ADD COLUMN file_id VARCHAR",),
     ),
+    Migration(
+        # The text encoding the source file was read in, and a workbook's sheet; NULL for
+        # datasets loaded before they were recorded.
+        "datasets-0003-source-encoding",
+        (
+            f"ALTER TABLE {internal('datasets')} ADD COLUMN source_encoding VARCHAR",
+            f"ALTER TABLE {internal('datasets')} ADD COLUMN source_sheet VARCHAR",
+        ),
+    ),
 ]
 QUERIES: list[Migration] = [
     Migration(

@@ -1,0 +1,220 @@
+"""Reading delimited text the way DuckDB's own `read_csv` reads it, with rejects on top.
+
+`read_csv(…, store_rejects=true)` sniffs differently from a plain `read_csv` (it takes the first
+line's column count instead of skipping a preamble to the widest consistent table), so the
+dialect comes from `sniff_csv` (the plain reader's sniffer) and the load passes every sniffed
+option explicitly, plus `store_rejects`: the table has the rows and columns DuckDB finds, and
+rows that do not fit are reported as rejects instead of failing the load.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+
+from ...errors import BadRequest
+from .options import IngestOptions
+from .prepare import PreparedFile
+
+# A line limit fitted to the longest line seen, with room for a measurement a little short.
+LINE_SIZE_MARGIN = 1.25
+DEFAULT_MAX_LINE = 2_000_000
+
+REJECTS_TABLE = "myapp_rejects"
+REJECTS_SCAN = "myapp_reject_scans"
+
+
+@dataclass
+class Dialect:
+    delimiter: str = ","
+    quote: str = '"'
+    escape: str = '"'
+    new_line: str | None = None
+    skip: int = 0
+    comment: str = ""
+    header: bool = True
+    columns: dict[str, str] = field(default_factory=dict)
+    dateformat: str | None = None
+    timestampformat: str | None = None
+    # No dialect could be sniffed: the load lets read_csv (with rejects) detect it.
+    auto: bool = False
+
+    def public(self) -> dict[str, Any]:
+        if self.auto:
+            return {"delimiter": self.delimiter or None}
+        return {
+            "delimiter": self.delimiter,
+            "quote": self.quote,
+            "escape": self.escape,
+            "header": self.header,
+            "skip": self.skip,
+        }
+
+
+def _empty(value: str | None) -> str:
+    return "" if value in (None, "(empty)") else value
+
+
+def max_line_size(prepared: PreparedFile) -> int | None:
+    if not prepared.long_lines:
+        return None
+    return max(DEFAULT_MAX_LINE, int(prepared.longest_line * LINE_SIZE_MARGIN) + 1024)
+
+
+def _user_args(options: IngestOptions, prepared: PreparedFile) -> tuple[list[str], dict]:
+    args: list[str] = []
+    params: dict[str, Any] = {}
+    delimiter = options.delimiter or ("\t" if prepared.format == "tsv" else None)
+    if delimiter:
+        args.append("delim = $delim")
+        params["delim"] = delimiter
+    if options.header is not None:
+        args.append("header = $header")
+        params["header"] = options.header
+    if options.quote:
+        args.append("quote = $quote")
+        params["quote"] = options.quote
+    if options.escape:
+        args.append("escape = $escape")
+        params["escape"] = options.escape
+    if options.skip is not None:
+        args.append("skip = $skip")
+        params["skip"] = options.skip
+    if options.nullstr:
+        args.append("nullstr = $nullstr")
+        params["nullstr"] = options.nullstr
+    limit = max_line_size(prepared)
+    if limit:
+        args.append(f"max_line_size = {limit}")
+    return args, params
+
+
+CANDIDATE_DELIMITERS = (",", ";", "\t", "|")
+
+
+def _sniff(
+    conn: duckdb.DuckDBPyConnection, prepared: PreparedFile, options: IngestOptions
+) -> dict[str, Any]:
+    args, params = _user_args(options, prepared)
+    params["path"] = str(prepared.path.resolve())
+    row = conn.execute(f"SELECT * FROM sniff_csv({', '.join(['$path', *args])})", params)
+    names = [d[0] for d in conn.description]
+    return dict(zip(names, row.fetchone(), strict=True))
+
+
+def sniff(
+    conn: duckdb.DuckDBPyConnection, prepared: PreparedFile, options: IngestOptions
+) -> Dialect:
+    """The dialect plain `read_csv` would use, with the user's options applied."""
+    if prepared.column_types is not None:
+        # A workbook's sheet, written by us: the dialect is known, the types are exact.
+        dialect = Dialect(columns=dict(prepared.column_types), new_line="\\n")
+    else:
+        try:
+            found = _sniff(conn, prepared, options)
+        except duckdb.InvalidInputException:
+            # Plain read_csv refuses this file (no consistent dialect in its sample). The
+            # reader that stores rejects sniffs from the first line instead: the rows that fit
+            # it load and the others are reported, rather than the file refused outright.
+            return Dialect(auto=True, delimiter=options.delimiter or "")
+        columns = found["Columns"]
+        if options.delimiter is None and len(columns) == 1 and found["HasHeader"]:
+            # One text column whose name holds commas (or semicolons…): rows of uneven width
+            # made DuckDB give up on the delimiter. Reading with the delimiter the header uses
+            # keeps the table and reports the uneven rows as rejects.
+            name = columns[0]["name"]
+            counts = {d: name.count(d) for d in CANDIDATE_DELIMITERS}
+            best = max(counts, key=lambda d: counts[d])
+            if counts[best]:
+                try:
+                    found = _sniff(conn, prepared, options.with_changes(delimiter=best))
+                except duckdb.InvalidInputException:
+                    return Dialect(auto=True, delimiter=best)
+        dialect = Dialect(
+            delimiter=_empty(found["Delimiter"]),
+            quote=_empty(found["Quote"]),
+            escape=_empty(found["Escape"]),
+            new_line=None
+            if found["NewLineDelimiter"] in (None, "(empty)")
+            else found["NewLineDelimiter"],
+            skip=int(found["SkipRows"] or 0),
+            comment=_empty(found["Comment"]),
+            header=bool(found["HasHeader"]),
+            columns={c["name"]: c["type"] for c in found["Columns"]},
+            dateformat=found.get("DateFormat"),
+            timestampformat=found.get("TimestampFormat"),
+        )
+    if options.types:
+        by_lower = {name.lower(): name for name in dialect.columns}
+        missing = [c for c in options.types if c.lower() not in by_lower]
+        if missing:
+            raise BadRequest(
+                f"'types' names columns the file does not have: {', '.join(missing[:10])}.",
+                code="invalid_option",
+                detail={"option": "types", "columns": list(dialect.columns)[:200]},
+            )
+        for column, dtype in options.types.items():
+            dialect.columns[by_lower[column.lower()]] = dtype
+    return dialect
+
+
+def read_sql(
+    prepared: PreparedFile, options: IngestOptions, dialect: Dialect
+) -> tuple[str, dict[str, Any]]:
+    """`read_csv(…)` with every option explicit and rejects stored."""
+    if dialect.auto:
+        args, params = _user_args(
+            options.with_changes(delimiter=dialect.delimiter or None), prepared
+        )
+        args += [
+            "store_rejects = true",
+            f"rejects_table = '{REJECTS_TABLE}'",
+            f"rejects_scan = '{REJECTS_SCAN}'",
+        ]
+        if options.types:
+            args.append("types = $types")
+            params["types"] = options.types
+        params["path"] = str(prepared.path.resolve())
+        return f"read_csv({', '.join(['$path', *args])})", params
+    args = [
+        "$path",
+        "auto_detect = false",
+        "delim = $delim",
+        "quote = $quote",
+        "escape = $escape",
+        "skip = $skip",
+        "comment = $comment",
+        "header = $header",
+        "columns = $columns",
+        "store_rejects = true",
+        f"rejects_table = '{REJECTS_TABLE}'",
+        f"rejects_scan = '{REJECTS_SCAN}'",
+    ]
+    params: dict[str, Any] = {
+        "path": str(prepared.path.resolve()),
+        "delim": dialect.delimiter,
+        "quote": dialect.quote,
+        "escape": dialect.escape,
+        "skip": dialect.skip,
+        "comment": dialect.comment,
+        "header": dialect.header,
+        "columns": dialect.columns,
+    }
+    if dialect.new_line:
+        args.append("new_line = $new_line")
+        params["new_line"] = dialect.new_line
+    if dialect.dateformat:
+        args.append("dateformat = $dateformat")
+        params["dateformat"] = dialect.dateformat
+    if dialect.timestampformat:
+        args.append("timestampformat = $timestampformat")
+        params["timestampformat"] = dialect.timestampformat
+    if options.nullstr:
+        args.append("nullstr = $nullstr")
+        params["nullstr"] = options.nullstr
+    limit = max_line_size(prepared)
+    if limit:
+        args.append(f"max_line_size = {limit}")
+    return f"read_csv({', '.join(args)})", params
