@@ -231,8 +231,10 @@ def test_no_password_or_token_reaches_the_logs(start_server):
     web.post("/login", data={"username": "logged", "password": wrong})
     signed_in = web.post("/login", data={"username": "logged", "password": new_password})
     assert signed_in.status_code == 302
-    page = web.post("/account/tokens", data={"name": "web", "scope": "viewer"})
-    assert page.status_code == 201
+    created = web.post("/account/tokens", data={"name": "web", "scope": "viewer"})
+    assert created.status_code == 303
+    page = web.get(created.headers["Location"])
+    assert page.status_code == 200
     web_token = page.text.split('data-testid="new-token" readonly value="')[1].split('"')[0]
     secrets += [web_token, web.cookies["myapp_session"]]
     web.close()

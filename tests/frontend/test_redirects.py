@@ -128,8 +128,10 @@ def test_revoking_a_token_goes_back_only_to_this_site(web, backend, admin):
             ("/\t/evil.example", "/"),
             ("/admin/tokens?x=1", "/admin/tokens?x=1"),
         ):
-            token = client.post("/account/tokens", data={"name": "r", "scope": "viewer"})
-            assert token.status_code == 201
+            created = client.post("/account/tokens", data={"name": "r", "scope": "viewer"})
+            assert created.status_code == 303
+            token = client.get(created.headers["Location"])
+            assert token.status_code == 200
             listing = httpx.get(
                 backend.url + "/api/tokens",
                 headers={"Authorization": f"Bearer {client_token(token.text)}"},

@@ -275,14 +275,22 @@ def _utf16_without_bom(head: bytes) -> str | None:
     if len(sample) < 4:
         return None
     even, odd = sample[0::2], sample[1::2]
+    guess = None
     if odd.count(0) > 0.4 * len(odd) and even.count(0) < 0.05 * len(even):
-        return "utf-16-le"
-    if even.count(0) > 0.4 * len(even) and odd.count(0) < 0.05 * len(odd):
-        return "utf-16-be"
-    return None
+        guess = "utf-16-le"
+    elif even.count(0) > 0.4 * len(even) and odd.count(0) < 0.05 * len(odd):
+        guess = "utf-16-be"
+    if guess is None:
+        return None
+    # Binary data with NULs in every other byte fits that pattern too; text decodes to few
+    # control characters.
+    text = sample[: len(sample) // 2 * 2].decode(guess, errors="replace")
+    controls = len(text) - len(text.translate(_CONTROL_CHARS))
+    return guess if controls <= BINARY_CONTROL_SHARE * len(text) else None
 
 
 _CONTROL = bytes(b for b in range(32) if b not in (9, 10, 11, 12, 13, 26, 27))
+_CONTROL_CHARS = dict.fromkeys(_CONTROL)
 
 
 def _looks_binary(head: bytes) -> bool:
