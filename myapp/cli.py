@@ -99,7 +99,7 @@ def serve(
         settings.check(chosen)
         if chosen in ("backend", "all"):
             # Before anything binds: a public address nobody can sign in to is refused here.
-            from myapp.backend.security import check_startup
+            from myapp.backend.auth.startup import check_startup
 
             check_startup(settings)
         if settings.secret_key is None or not settings.secret_key.get_secret_value().strip():

@@ -6,12 +6,8 @@ import time, so DuckDB is opened only where requests are served.
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import logging
-import os
 import signal
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,8 +22,6 @@ log = logging.getLogger("myapp.server")
 # Gunicorn kills a worker that has not checked in for this long. The backend's worker may spend
 # the lock wait in its lifespan before it checks in, so the allowance grows with that wait.
 WORKER_TIMEOUT_FLOOR_S = 60
-
-LOCK_POLL_INTERVAL_S = 0.5
 
 
 class ServeError(RuntimeError):
@@ -78,41 +72,15 @@ class GunicornApp(BaseApplication):
 
 
 def wait_for_database_lock(path: Path, timeout_s: float) -> None:
-    """Wait until no other process holds DuckDB's lock on `path`.
+    """The backend's wait for another process's lock on its database, as a one-line error."""
+    from myapp.backend.store.lockfile import DatabaseLockedError, wait_for_lock
 
-    DuckDB takes a POSIX write lock on the file; testing it with fcntl tells whether another
-    process holds it without opening DuckDB here (the workers open it after fork).
-    """
-    if not path.exists():
-        return
-    deadline = time.monotonic() + timeout_s
-    warned = False
-    while True:
-        try:
-            fd = os.open(path, os.O_RDWR)
-        except OSError as exc:
-            raise ServeError(f"cannot open the database file {path}: {exc.strerror}") from None
-        try:
-            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            fcntl.lockf(fd, fcntl.LOCK_UN)
-            return
-        except OSError as exc:
-            if exc.errno not in (errno.EACCES, errno.EAGAIN):
-                raise
-        finally:
-            os.close(fd)
-        if time.monotonic() >= deadline:
-            raise ServeError(
-                f"the database file {path} is locked by another process (waited "
-                f"{timeout_s:g} s, MYAPP_LOCK_TIMEOUT_S); only one backend may open it at a "
-                f"time: stop the other backend and start again"
-            )
-        if not warned:
-            log.warning(
-                "database %s is locked by another process; waiting up to %g s", path, timeout_s
-            )
-            warned = True
-        time.sleep(LOCK_POLL_INTERVAL_S)
+    try:
+        wait_for_lock(path, timeout_s)
+    except DatabaseLockedError as exc:
+        raise ServeError(str(exc)) from None
+    except OSError as exc:
+        raise ServeError(f"cannot open the database file {path}: {exc.strerror}") from None
 
 
 def self_url(host: str, port: int) -> str:

@@ -13,9 +13,10 @@ import duckdb
 
 from myapp.models import usernames
 
+from .auth.actor import ROLE_RANK, ROLES, Actor
+from .auth.passwords import hash_password
+from .auth.tokens import issue_token
 from .errors import BadRequest, Conflict, Forbidden, NotFound
-from .passwords import hash_password
-from .security import ROLE_RANK, ROLES, Actor, issue_token
 from .store import accounts as account_store
 from .store import tokens as token_store
 from .store.audit import record

@@ -18,6 +18,8 @@ from myapp import __version__
 from myapp.models import ErrorBody
 from myapp.settings import Settings
 
+from .auth import install_security
+from .auth.startup import bootstrap
 from .errors import install_error_handlers
 from .metrics import Metrics, MetricsMiddleware
 from .middleware import BodyLimit, RequestLogMiddleware
@@ -37,7 +39,6 @@ from .routes import (
     uploads,
     users,
 )
-from .security import bootstrap, install_security
 from .store.database import Database
 from .store.parquet_files import ParquetFiles
 from .store.results import ResultCache

@@ -8,7 +8,8 @@ from fastapi import Depends, Request
 
 from myapp.settings import Settings
 
-from .security import Actor, require
+from .auth.actor import Actor
+from .auth.dependencies import require
 from .store.database import Database
 from .store.usersql.workers import Workers
 

@@ -333,7 +333,7 @@ class MetricsMiddleware:
         if not path.startswith("/api/"):
             return PAGES if self.pages and path != "/api" else UNMATCHED
         if self._table is None:
-            from .security import declared_operations
+            from .auth.dependencies import declared_operations
 
             with self._lock:
                 if self._table is None:

@@ -19,8 +19,8 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials
 from starlette.concurrency import run_in_threadpool
 
+from .auth.dependencies import bearer_scheme, check_access, current_actor
 from .errors import AppError, Forbidden
-from .security import _bearer, check_access, current_actor
 from .store import shares as share_store
 from .store.database import Database
 
@@ -116,7 +116,7 @@ def record_use(database: Database, share_id: str) -> None:
 def _share_dependency():
     async def dependency(
         request: Request,
-        _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
     ) -> share_store.ShareRecord:
         actor = await run_in_threadpool(current_actor, request)
         check_access(actor, SHARE_ROLE)

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from myapp.backend import access
-from myapp.backend.security import new_secret
+from myapp.backend.auth.tokens import new_secret
 from myapp.backend.store import tokens as token_store
 from myapp.backend.store.database import Database
 from myapp.settings import load_settings

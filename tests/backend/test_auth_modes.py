@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from myapp.backend import access
-from myapp.backend.security import check_startup
+from myapp.backend.auth.startup import check_startup
 from myapp.backend.store.database import Database
 from myapp.settings import SettingsError, load_settings
 from tests.support.accounts import ADMIN_HEADERS, PASSWORD, bearer, secured_env

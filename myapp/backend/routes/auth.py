@@ -9,18 +9,13 @@ from fastapi import APIRouter, Request, Response
 from myapp.models import ErrorBody
 from myapp.models.auth import LoginRequest, LoginResult, MePublic, PasswordChange, UserPublic
 
+from ..auth.authenticator import unauthorized
+from ..auth.dependencies import AuthDep, PublicDep, client_address
+from ..auth.passwords import hash_password, needs_rehash, verify_password
+from ..auth.tokens import SESSION_TTL, issue_token
 from ..deps import DatabaseDep, ViewerDep
 from ..errors import BadRequest, TooManyRequests
 from ..metrics import signin_failed, signin_throttled
-from ..passwords import hash_password, needs_rehash, verify_password
-from ..security import (
-    SESSION_TTL,
-    AuthDep,
-    PublicDep,
-    client_address,
-    issue_token,
-    unauthorized,
-)
 from ..store import accounts as account_store
 from ..store import tokens as token_store
 from ..store.audit import record

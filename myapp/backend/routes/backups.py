@@ -8,8 +8,8 @@ from fastapi import APIRouter, Request
 
 from myapp.models.backups import BackupList, BackupPublic
 
+from ..auth.dependencies import client_address
 from ..deps import AdminDep, DatabaseDep, SettingsDep
-from ..security import client_address
 from ..store import audit
 from ..store import backups as store
 

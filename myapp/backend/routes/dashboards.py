@@ -22,9 +22,9 @@ from myapp.models.dashboards import (
 )
 from myapp.models.query import ExportFormatName
 
+from ..auth.dependencies import client_address
 from ..deps import DatabaseDep, EditorDep, SettingsDep, ViewerDep, WorkersDep
 from ..responses import export_response
-from ..security import client_address
 from ..store import dashboards as store
 from ..store import tiles
 from ..store.exports import FORMATS, download_filename

@@ -26,11 +26,11 @@ from myapp.models.datasets import (
     RowsPage,
 )
 
+from ..auth.dependencies import client_address
 from ..deps import DatabaseDep, EditorDep, SettingsDep, ViewerDep, WorkersDep
 from ..errors import BadRequest
 from ..metrics import observe_upload
 from ..responses import export_response
-from ..security import client_address
 from ..store import audit, browse
 from ..store import browse_profile as profile
 from ..store import datasets as catalog

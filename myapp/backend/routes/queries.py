@@ -22,11 +22,11 @@ from myapp.models.queries import (
 )
 from myapp.models.query import MAX_CHART_POINTS, ChartData, ExportFormatName, QueryResult
 
+from ..auth.dependencies import client_address
 from ..deps import DatabaseDep, EditorDep, SettingsDep, ViewerDep, WorkersDep
 from ..errors import BadRequest
 from ..metrics import query_run
 from ..responses import export_response
-from ..security import client_address
 from ..store import queries as store
 from ..store.exports import FORMATS, download_filename
 from ..store.usersql import charts, execute, runs

@@ -24,9 +24,9 @@ from myapp.models.dashboards import (
 )
 from myapp.models.query import ExportFormatName, QueryResult
 
+from ..auth.dependencies import client_address
 from ..deps import DatabaseDep, EditorDep, SettingsDep, WorkersDep
 from ..errors import NotFound
-from ..security import client_address
 from ..sharing import ShareDep, record_use
 from ..store import dashboards as dashboard_store
 from ..store import queries as query_store

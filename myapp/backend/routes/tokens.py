@@ -10,9 +10,10 @@ from myapp.models import ErrorBody
 from myapp.models.auth import TokenCreate, TokenCreated, TokenList, TokenPublic
 
 from .. import access
+from ..auth.actor import Actor
+from ..auth.dependencies import client_address
 from ..deps import DatabaseDep, ViewerDep
 from ..errors import BadRequest, Forbidden
-from ..security import Actor, client_address
 from ..store import tokens as token_store
 
 router = APIRouter(tags=["tokens"])

@@ -19,9 +19,10 @@ from starlette.requests import ClientDisconnect
 from myapp.models import ErrorBody
 from myapp.models.datasets import IngestResult, UploadLoad, UploadResult, UploadUpdate
 
+from ..auth.actor import Actor
+from ..auth.dependencies import client_address
 from ..deps import DatabaseDep, EditorDep, SettingsDep
 from ..errors import BadRequest
-from ..security import Actor, client_address
 from ..store import datasets as catalog
 from ..store.ingest import parse_options
 from ..store.ingest_receive import (

@@ -8,8 +8,8 @@ from myapp.models import ErrorBody
 from myapp.models.auth import UserCreate, UserList, UserPublic, UserUpdate
 
 from .. import access
+from ..auth.dependencies import AuthDep, client_address
 from ..deps import AdminDep, DatabaseDep
-from ..security import AuthDep, client_address
 from ..store import accounts as account_store
 
 router = APIRouter(tags=["users"])

@@ -22,25 +22,23 @@ import duckdb
 from myapp.settings import Settings
 
 from .datasets import open_datasets
+from .lockfile import (
+    LOCK_RETRY_INTERVAL_S,
+    DatabaseLockedError,
+    locked_message,
+    warn_waiting,
+)
 from .schema import MIGRATIONS, SCHEMA_VERSION, apply_migrations
 from .sql import INTERNAL_SCHEMA
 from .storage import instance_config
 
 log = logging.getLogger("myapp.backend.database")
 
-# Re-try interval while another process (an old container during a rolling deploy) holds the
-# database file's lock.
-LOCK_RETRY_INTERVAL_S = 0.5
-
 # DuckDB tracks a query's progress only on a connection whose local `enable_progress_bar` is on,
 # and nothing can turn it on once the configuration is locked. So a few cursors for user SQL are
 # prepared before the lock and lent out one query at a time; when all are busy, a query runs on
 # a plain cursor and simply reports no progress.
 QUERY_CURSORS = 8
-
-
-class DatabaseLockedError(RuntimeError):
-    """Another process holds the database file for longer than the configured wait."""
 
 
 class Database:
@@ -54,7 +52,7 @@ class Database:
         # fail on DuckDB's optimistic write conflicts; readers are not blocked by it.
         self.write_lock = threading.RLock()
         # Counts committed write transactions: what was read before it last changed may be
-        # out of date (the token lookups of security.py cache by it).
+        # out of date (the token lookups of auth/authenticator.py cache by it).
         self.write_generation = 0
         self._query_cursors: queue.SimpleQueue[duckdb.DuckDBPyConnection] = queue.SimpleQueue()
 
@@ -113,16 +111,10 @@ class Database:
                     raise
                 if time.monotonic() >= deadline:
                     raise DatabaseLockedError(
-                        f"the database file {self.path} is locked by another process "
-                        f"(waited {settings.lock_timeout_s:g} s, MYAPP_LOCK_TIMEOUT_S); only one "
-                        f"backend may open it at a time: stop the other backend and start again"
+                        locked_message(self.path, settings.lock_timeout_s)
                     ) from None
                 if not warned:
-                    log.warning(
-                        "database %s is locked by another process; waiting up to %g s",
-                        self.path,
-                        settings.lock_timeout_s,
-                    )
+                    warn_waiting(self.path, settings.lock_timeout_s)
                     warned = True
                 time.sleep(LOCK_RETRY_INTERVAL_S)
 

@@ -1,0 +1,95 @@
+"""The access gate: a route's requirement checked before its body is read, and refusal of
+credential-less state changes from other sites.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from typing import Any
+
+from fastapi import FastAPI, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.routing import compile_path
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ..errors import AppError, Forbidden, error_response
+from .dependencies import check_access, current_actor, declared_operations, get_auth
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+
+
+def cross_site_refusal(headers: Any) -> str | None:
+    """Why a credential-less state change must be refused as coming from another site.
+
+    Browsers send simple cross-site POSTs (forms, multipart) without asking first; without a
+    bearer token, the only thing such a request could ride on is open mode or public read.
+    """
+    site = headers.get("sec-fetch-site")
+    if site is not None:
+        return None if site.lower() in ("same-origin", "none") else site
+    origin = headers.get("origin")
+    if origin is not None:
+        netloc = origin.split("://", 1)[-1]
+        if netloc.lower() != headers.get("host", "").lower():
+            return origin
+    return None
+
+
+class AccessGate:
+    """Checks the requirement of the endpoint a request is for before the handler runs, and
+    so before its body is read: FastAPI parses a multipart body before it runs dependencies,
+    so without this an anonymous caller could make the server spool a large upload.
+
+    The dependency in the handler still makes the decision too; this only makes it early.
+    """
+
+    def __init__(self, app: ASGIApp, api: FastAPI) -> None:
+        self.app = app
+        self.api = api
+        self._table: list[tuple[re.Pattern[str], set[str], str | None]] | None = None
+        self._lock = threading.Lock()
+
+    def _requirement(self, method: str, path: str) -> str | None:
+        if self._table is None:
+            with self._lock:
+                if self._table is None:
+                    self._table = [
+                        (compile_path(full_path)[0], methods, role)
+                        for full_path, _, methods, role in declared_operations(self.api)
+                    ]
+        for pattern, methods, role in self._table:
+            if method in methods and pattern.match(path):
+                return role
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/api/"):
+            await self.app(scope, receive, send)
+            return
+        needed = self._requirement(scope["method"], scope["path"])
+        request = Request(scope)
+        try:
+            if scope["method"] not in SAFE_METHODS and "authorization" not in request.headers:
+                origin = cross_site_refusal(request.headers)
+                if origin is not None:
+                    raise Forbidden(
+                        "Requests from another site are refused; call the API from a script "
+                        "with a token, or use myapp's own pages.",
+                        code="cross_site_request",
+                    )
+            if needed is not None:
+                scope.setdefault("state", {})
+                if get_auth(request).resolves_without_io(request):
+                    actor = current_actor(request)
+                else:
+                    # Looking a token up reads DuckDB: not on the event loop.
+                    actor = await run_in_threadpool(current_actor, request)
+                check_access(actor, needed)
+        except AppError as exc:
+            response = error_response(
+                exc.status_code, exc.code, exc.message, exc.detail, exc.headers
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
