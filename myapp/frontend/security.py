@@ -50,7 +50,7 @@ ALLOWED_FETCH_SITES = frozenset({"same-origin", "none"})
 MAX_NEXT_LENGTH = 8192
 
 # No inline script anywhere, no plugins, no framing, forms and <base> only to ourselves. Inline
-# styles stay allowed: htmx, CodeMirror and Chart.js set them, and they cannot run code.
+# styles stay allowed: CodeMirror and Chart.js set them, and they cannot run code.
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
     "img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'; "
@@ -285,11 +285,7 @@ def _wants_html() -> bool:
 
 
 def _here() -> str:
-    """The page being shown (for htmx requests, the page that made the request)."""
-    current = request.headers.get("HX-Current-URL")
-    if current:
-        parts = urlsplit(current)
-        return parts.path + (f"?{parts.query}" if parts.query else "")
+    """The page being shown."""
     return request.full_path.rstrip("?")
 
 
@@ -347,9 +343,6 @@ def install_security(app: Flask) -> None:
             if g.get("api_token"):
                 end_session()
             login_url = url_for("account.login", next=safe_next(_here()))
-            if request.headers.get("HX-Request"):
-                # htmx follows this header instead of swapping the error into the page.
-                return Response(status=401, headers={"HX-Redirect": login_url})
             if request.method == "GET" and _wants_html():
                 flash(
                     "Your session has ended; sign in again."

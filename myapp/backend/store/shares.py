@@ -28,8 +28,8 @@ from .database import Database
 from .sql import internal
 
 SHARES = internal("share_links")
-# The secret's prefix tells the access gate (auth/authenticator.py) that a bearer credential is a share
-# link's, and people and secret scanners what it is.
+# The secret's prefix tells the authenticator (auth/authenticator.py) that a bearer credential
+# is a share link's, and people and secret scanners what it is.
 SHARE_PREFIX = "myapp_share_"
 
 _COLUMNS = (
