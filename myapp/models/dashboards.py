@@ -9,7 +9,14 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from .queries import MAX_SLUG_CHARS, SLUG_PATTERN, ParameterValueError, coerce_parameter
+from .queries import (
+    MAX_SLUG_CHARS,
+    SLUG_PATTERN,
+    DiffLine,
+    ParameterValueError,
+    SavedQueryRestore,
+    coerce_parameter,
+)
 
 GRID_COLUMNS = 12
 MAX_TILES = 60
@@ -222,6 +229,20 @@ class DashboardVersion(BaseModel):
 class DashboardVersions(BaseModel):
     slug: str
     versions: list[DashboardVersion] = Field(description="Newest first.")
+
+
+class DashboardDiff(BaseModel):
+    slug: str
+    from_: DashboardPublic = Field(alias="from", serialization_alias="from")
+    to: DashboardPublic
+    changed: list[str] = Field(description="The fields that differ.")
+    description: list[DiffLine] = Field(description="The description, line by line.")
+    parameters: list[DiffLine] = Field(description="The parameters as indented JSON.")
+    tiles: list[DiffLine] = Field(description="The tiles as indented JSON.")
+
+
+# Restoring takes the same body for dashboards as for saved queries.
+DashboardRestore = SavedQueryRestore
 
 
 class TileRun(BaseModel):

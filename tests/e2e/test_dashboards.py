@@ -305,3 +305,79 @@ def test_tiles_stack_on_a_phone(browser, server):
         if stacked:
             assert abs(first["width"] - second["width"]) < 1
         context.close()
+
+
+def test_dashboard_versions_compare_and_restore(page, server):
+    query = api(
+        server, "POST", "/queries", json={"title": "E2E versions one", "sql": "SELECT 1 AS one"}
+    ).json()["slug"]
+    board = api(
+        server,
+        "POST",
+        "/dashboards",
+        json={
+            "title": "E2E versions board",
+            "tiles": [{"type": "number", "query": query}, {"type": "text", "text": "First note"}],
+        },
+    ).json()
+    slug = board["slug"]
+    api(
+        server,
+        "PUT",
+        f"/dashboards/{slug}",
+        json={"title": "E2E versions board", "tiles": [{"type": "number", "query": query}]},
+    )
+    accounts = Accounts(server)
+    editor = accounts.user("editor")
+    accounts.close()
+    sign_in(page, server, editor)
+    page.goto(f"{server.url}/dashboards/{slug}")
+    tiles_loaded(page, 1)
+    page.get_by_test_id("versions").locator("summary").click()
+    page.get_by_test_id("compare-1").click()
+    page.wait_for_url(re.compile(r"/diff\?from=1&to=2"))
+    expect(page.get_by_test_id("diff-summary")).to_contain_text("Changed: tiles")
+    expect(page.get_by_test_id("diff-tiles").locator("del").first).to_be_visible()
+    removed = page.get_by_test_id("diff-tiles").locator("del").all_inner_texts()
+    assert any('"text": "First note"' in line for line in removed), removed
+    assert_accessible(page)
+    page.get_by_test_id("restore-from-diff").click()
+    page.wait_for_url(re.compile(rf"/dashboards/{slug}$"))
+    expect(page.get_by_role("status").first).to_contain_text("Restored version 1 as version 3")
+    tiles_loaded(page, 1)
+    expect(page.get_by_test_id("tile-t2")).to_contain_text("First note")
+    page.reload()  # post/redirect/get: a reload restores nothing again
+    versions = api(server, "GET", f"/dashboards/{slug}/versions").json()["versions"]
+    assert [v["version"] for v in versions] == [3, 2, 1]
+
+
+def test_account_lists_my_share_links_with_their_use(browser, page, server):
+    query = api(
+        server, "POST", "/queries", json={"title": "E2E account link", "sql": "SELECT 7 AS n"}
+    ).json()["slug"]
+    accounts = Accounts(server)
+    editor = accounts.user("editor")
+    accounts.close()
+    sign_in(page, server, editor)
+    page.goto(f"{server.url}/queries/{query}")
+    page.get_by_test_id("share-links").locator("summary").click()
+    page.get_by_test_id("share-name").fill("account listed")
+    page.get_by_test_id("create-share").click()
+    url = page.get_by_test_id("share-url").input_value()
+    anonymous = browser.new_context()
+    anonymous.new_page().goto(url)
+    page.goto(server.url + "/account")
+    mine = page.get_by_test_id("account-share").filter(has_text="account listed")
+    expect(mine).to_contain_text("1 use, last ")
+    mine.get_by_role("button", name="Revoke").click()
+    expect(page.get_by_test_id("account-share").filter(has_text="account listed")).to_contain_text(
+        "revoked"
+    )
+    # Refused at once, with no wait for a cache to expire.
+    visitor = anonymous.new_page()
+    visitor.goto(url)
+    expect(visitor.get_by_test_id("share-refused")).to_contain_text("revoked")
+    token = url.rsplit("/", 1)[1]
+    refused = httpx.get(server.url + "/api/shared", headers={"Authorization": f"Bearer {token}"})
+    assert refused.status_code in (401, 403), refused.text
+    anonymous.close()

@@ -6,7 +6,6 @@ edited later. Every edit appends a version; nothing but deleting the query remov
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 import unicodedata
@@ -22,6 +21,7 @@ from ..errors import BadRequest, Conflict, NotFound, Unprocessable
 from . import audit
 from .database import Database
 from .sql import internal
+from .textdiff import side_by_side
 from .usersql.execute import check_sql
 from .usersql.workers import Workers
 
@@ -370,34 +370,6 @@ def restore_version(
     return get_query(database, slug), True
 
 
-def _side_by_side(before: str, after: str) -> list[dict[str, Any]]:
-    """Lines of two texts paired for a side-by-side view: equal, changed, removed or added."""
-    left, right = before.splitlines(), after.splitlines()
-    rows: list[dict[str, Any]] = []
-    matcher = difflib.SequenceMatcher(a=left, b=right, autojunk=False)
-    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
-        if tag == "equal":
-            for k in range(i2 - i1):
-                rows.append(
-                    {"op": "equal", "from_line": i1 + k + 1, "from": left[i1 + k],
-                     "to_line": j1 + k + 1, "to": right[j1 + k]}
-                )  # fmt: skip
-            continue
-        for k in range(max(i2 - i1, j2 - j1)):
-            has_left, has_right = i1 + k < i2, j1 + k < j2
-            op = "replace" if has_left and has_right else ("delete" if has_left else "insert")
-            rows.append(
-                {
-                    "op": op,
-                    "from_line": i1 + k + 1 if has_left else None,
-                    "from": left[i1 + k] if has_left else None,
-                    "to_line": j1 + k + 1 if has_right else None,
-                    "to": right[j1 + k] if has_right else None,
-                }
-            )
-    return rows
-
-
 def diff_versions(database: Database, slug: str, before: int, after: int) -> dict[str, Any]:
     """Two versions side by side: every field, which ones changed, and the SQL line by line."""
     old, new = get_query(database, slug, before), get_query(database, slug, after)
@@ -407,8 +379,8 @@ def diff_versions(database: Database, slug: str, before: int, after: int) -> dic
         "from": old,
         "to": new,
         "changed": [key for key in fields if old[key] != new[key]],
-        "sql": _side_by_side(old["sql"], new["sql"]),
-        "description": _side_by_side(old["description"], new["description"]),
+        "sql": side_by_side(old["sql"], new["sql"]),
+        "description": side_by_side(old["description"], new["description"]),
     }
 
 

@@ -27,7 +27,7 @@ from myapp.models.dashboards import (
 
 from ..api_client import BackendError
 from ..markdown import render_markdown
-from . import api
+from . import api, versions
 from .sql import EXPORT_FORMATS, EXPORT_READ_TIMEOUT_S, json_body, query_timeout_s, relay
 from .streaming import proxy_download
 
@@ -202,6 +202,16 @@ def export_tile(slug: str, tile_id: str):
     return proxy_download(
         _path(slug, "tiles", tile_id, "export"), params=query, read_timeout_s=EXPORT_READ_TIMEOUT_S
     )
+
+
+@bp.get("/<slug>/diff")
+def diff(slug: str):
+    return versions.diff_page("dashboards/diff.html", _path, slug)
+
+
+@bp.post("/<slug>/restore")
+def restore(slug: str):
+    return versions.restore(_path, "dashboards.detail", slug)
 
 
 @bp.post("/<slug>/delete")
