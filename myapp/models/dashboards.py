@@ -213,6 +213,8 @@ class DashboardSummary(BaseModel):
     created_at: dt.datetime
     updated_at: dt.datetime
     updated_by: str | None
+    last_run_at: dt.datetime | None = Field(None, description="When a tile of it last ran.")
+    run_count: int = Field(0, description="Tile runs since runs were first counted.")
 
 
 class DashboardList(BaseModel):
@@ -343,10 +345,11 @@ class RecentRun(BaseModel):
     kind: Literal["query", "dashboard"]
     slug: str
     at: dt.datetime
+    count: int = Field(0, description="Runs so far (a dashboard's: its tile runs).")
 
 
 class RecentRuns(BaseModel):
     runs: list[RecentRun] = Field(
-        description="The last run of each saved query and dashboard run through dashboards or "
-        "share links since the backend started, newest first."
+        description="The last run of each saved query and dashboard (on its page, through the "
+        "API, a dashboard or a share link), newest first; kept across restarts."
     )

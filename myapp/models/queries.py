@@ -187,6 +187,10 @@ class SavedQuerySummary(BaseModel):
     created_at: dt.datetime
     updated_at: dt.datetime
     updated_by: str | None
+    last_run_at: dt.datetime | None = Field(
+        None, description="When it last ran (its page, the API, a dashboard or a share link)."
+    )
+    run_count: int = Field(0, description="Runs and exports since runs were first counted.")
 
 
 class SavedQueryList(BaseModel):

@@ -65,9 +65,12 @@ def _fields(body: DashboardCreate | DashboardUpdate) -> dict[str, Any]:
 def list_dashboards(
     actor: ViewerDep,
     database: DatabaseDep,
+    results: ResultsDep,
     q: str | None = Query(None, max_length=200, description="Search titles and descriptions."),
 ) -> dict[str, Any]:
-    return {"dashboards": store.list_dashboards(database, q)}
+    dashboards = store.list_dashboards(database, q)
+    results.overlay_runs("dashboard", dashboards)
+    return {"dashboards": dashboards}
 
 
 @router.post(
@@ -310,7 +313,7 @@ def parameter_choices(
 @router.get(
     "/recent-runs",
     response_model=RecentRuns,
-    summary="Saved queries and dashboards run lately (through dashboards and share links)",
+    summary="Saved queries and dashboards run lately, newest first",
 )
 def recent_runs(actor: ViewerDep, results: ResultsDep) -> dict[str, Any]:
     return {"runs": results.recent_runs()}

@@ -86,7 +86,8 @@ def list_dashboards(database: Database, search: str | None = None) -> list[dict[
     with database.cursor() as cur:
         rows = cur.execute(
             "SELECT d.slug, d.version, v.title, v.description, json_array_length(v.tiles), "
-            f"d.created_at, v.created_at, v.created_by FROM {DASHBOARDS} d JOIN {VERSIONS} v "
+            "d.created_at, v.created_at, v.created_by, d.last_run_at, coalesce(d.run_count, 0) "
+            f"FROM {DASHBOARDS} d JOIN {VERSIONS} v "
             "ON v.slug = d.slug AND v.version = d.version "
             "WHERE $q IS NULL OR v.title ILIKE $pattern OR v.description ILIKE $pattern "
             "OR d.slug ILIKE $pattern ORDER BY lower(v.title), d.slug",
@@ -101,6 +102,8 @@ def list_dashboards(database: Database, search: str | None = None) -> list[dict[
         "created_at",
         "updated_at",
         "updated_by",
+        "last_run_at",
+        "run_count",
     )
     return [dict(zip(keys, row, strict=True)) for row in rows]
 

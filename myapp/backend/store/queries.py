@@ -122,7 +122,8 @@ def list_queries(database: Database, search: str | None = None) -> list[dict[str
         rows = cur.execute(
             f"SELECT q.slug, q.version, v.title, v.description, "
             "json_array_length(v.parameters), v.chart IS NOT NULL, q.created_at, v.created_at, "
-            f"v.created_by FROM {QUERIES} q JOIN {VERSIONS} v "
+            "v.created_by, q.last_run_at, coalesce(q.run_count, 0) "
+            f"FROM {QUERIES} q JOIN {VERSIONS} v "
             "ON v.slug = q.slug AND v.version = q.version "
             "WHERE $q IS NULL OR v.title ILIKE $pattern OR v.description ILIKE $pattern "
             "OR q.slug ILIKE $pattern "
@@ -139,6 +140,8 @@ def list_queries(database: Database, search: str | None = None) -> list[dict[str
         "created_at",
         "updated_at",
         "updated_by",
+        "last_run_at",
+        "run_count",
     )
     return [dict(zip(keys, row, strict=True)) for row in rows]
 
