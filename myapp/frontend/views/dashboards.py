@@ -80,6 +80,20 @@ def tile_frames(tiles: list[dict[str, Any]], titles: dict[str, str]) -> list[dic
         if tile["type"] == "text":
             frame["html"] = render_markdown(tile.get("text") or "")
         frames.append(frame)
+    # Each tile is a landmark named by its heading, and two landmarks of one name cannot be
+    # told apart (two tiles of one query, say): such headings say the tile's kind, then a number.
+    for distinguish in (
+        lambda f, n: f"{f['heading']} ({f['type']})",
+        lambda f, n: f"{f['heading']} {n}",
+    ):
+        seen: dict[str, int] = {}
+        for frame in frames:
+            seen[frame["heading"]] = seen.get(frame["heading"], 0) + 1
+        numbers: dict[str, int] = {}
+        for frame in frames:
+            if seen[frame["heading"]] > 1:
+                numbers[frame["heading"]] = numbers.get(frame["heading"], 0) + 1
+                frame["heading"] = distinguish(frame, numbers[frame["heading"]])
     return frames
 
 
