@@ -381,3 +381,52 @@ def test_account_lists_my_share_links_with_their_use(browser, page, server):
     refused = httpx.get(server.url + "/api/shared", headers={"Authorization": f"Bearer {token}"})
     assert refused.status_code in (401, 403), refused.text
     anonymous.close()
+
+
+def test_the_editor_works_without_javascript(browser, server):
+    """Add, resize, reorder and remove tiles with plain forms, scripts off, then the page."""
+    query = api(
+        server, "POST", "/queries", json={"title": "E2E no script", "sql": "SELECT 3 AS three"}
+    ).json()["slug"]
+    board = api(server, "POST", "/dashboards", json={"title": "E2E no script board"}).json()
+    slug = board["slug"]
+    accounts = Accounts(server)
+    editor = accounts.user("editor")
+    accounts.close()
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    try:
+        sign_in(page, server, editor)
+        for row, kind in enumerate(("number", "table")):
+            page.goto(f"{server.url}/dashboards/{slug}/edit")
+            add_tile(page, row, kind, "E2E no script", "", "6")
+            page.get_by_test_id("save-dashboard").click()
+            page.wait_for_url(re.compile(rf"/dashboards/{slug}$"))
+        page.goto(f"{server.url}/dashboards/{slug}/edit")
+        page.locator("#t-0-width").select_option("12")
+        page.locator("#t-1-order").fill("0")
+        page.locator("#t-2-type").select_option("text")
+        page.locator("#t-2-text").fill("A note")
+        page.get_by_test_id("save-dashboard").click()
+        page.wait_for_url(re.compile(rf"/dashboards/{slug}$"))
+        tiles = api(server, "GET", f"/dashboards/{slug}").json()["tiles"]
+        assert [(t["id"], t["type"], t["width"]) for t in tiles] == [
+            ("t2", "table", 6),
+            ("t1", "number", 12),
+            ("t3", "text", 6),
+        ]
+        assert tiles[0]["query"] == query
+        page.goto(f"{server.url}/dashboards/{slug}/edit")
+        page.get_by_test_id("tile-remove-0").check()
+        page.get_by_test_id("save-dashboard").click()
+        page.wait_for_url(re.compile(rf"/dashboards/{slug}$"))
+        tiles = api(server, "GET", f"/dashboards/{slug}").json()["tiles"]
+        assert [t["id"] for t in tiles] == ["t1", "t3"]
+        # The page itself lays the tiles out without a script (their results need one).
+        ids = page.locator(".tile").evaluate_all("els => els.map(e => e.dataset.tileId)")
+        assert ids == ["t1", "t3"]
+        expect(page.get_by_test_id("tile-t3")).to_contain_text("A note")
+        versions = api(server, "GET", f"/dashboards/{slug}/versions").json()["versions"]
+        assert len(versions) == 5
+    finally:
+        context.close()
