@@ -364,6 +364,13 @@ def test_account_lists_my_share_links_with_their_use(browser, page, server):
     page.get_by_test_id("share-name").fill("account listed")
     page.get_by_test_id("create-share").click()
     url = page.get_by_test_id("share-url").input_value()
+    page.wait_for_url(re.compile(r"/shares/created$"))
+    assert_accessible(page)
+    # Post/redirect/get: a reload shows the address no more and makes no second link.
+    page.reload()
+    assert url not in page.content()
+    made = api(server, "GET", "/shares", params={"kind": "query", "target": query}).json()
+    assert [s["name"] for s in made["shares"]] == ["account listed"]
     anonymous = browser.new_context()
     anonymous.new_page().goto(url)
     page.goto(server.url + "/account")
