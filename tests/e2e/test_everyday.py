@@ -432,6 +432,25 @@ def test_dark_mode_reaches_the_editor_completion_and_charts(browser, server):
         context.close()
 
 
+@pytest.mark.parametrize("width", ["desktop", "phone"])
+def test_dark_mode_pages_are_accessible(browser, server, width):
+    """Every page in dark mode: axe-core (contrast included) finds nothing, nothing scrolls."""
+    size = dict(zip(("width", "height"), WIDTHS[width], strict=True))
+    context = browser.new_context(color_scheme="dark", viewport=size)
+    page = context.new_page()
+    try:
+        sign_in(page, server)
+        for path in PAGES:
+            page.goto(server.url + path)
+            page.wait_for_load_state("load")
+            if path.split("?")[0] == "/dashboards/everyday-board":
+                expect(page.locator(".tile[data-state]")).to_have_count(2)
+            assert page_width_overflow(page) <= 0, f"{path} scrolls sideways in dark mode"
+            assert_accessible(page)
+    finally:
+        context.close()
+
+
 def test_saved_query_versions_compare_and_restore(page, server):
     sign_in(page, server)
     page.goto(server.url + "/queries/everyday-big-orders")
