@@ -154,6 +154,11 @@ class SavedQueryCreate(_SavedQueryFields):
 
 
 class SavedQueryUpdate(_SavedQueryFields):
+    if_title_exists: Literal["keep", "error"] = Field(
+        "keep",
+        description="When another saved query already has the new title (ignoring case): "
+        "`keep` saves anyway, `error` answers 409 `title_exists` with that query's slug.",
+    )
     base_version: int | None = Field(
         None,
         ge=1,

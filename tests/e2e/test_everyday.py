@@ -567,6 +567,22 @@ def test_saving_under_a_title_that_exists_asks(page, server):
     page.get_by_test_id("save-title").fill("Everyday big orders, a copy")
     page.get_by_test_id("save-submit").click()
     expect(page.get_by_test_id("saved-link")).to_have_text("Everyday big orders, a copy")
+    copy = page.get_by_test_id("saved-link").get_attribute("href").rsplit("/", 1)[1]
+
+    # A new version of the copy that takes the original's title asks as well.
+    page.goto(f"{server.url}/sql?query={copy}")
+    page.get_by_test_id("param-min").fill("40")
+    page.get_by_test_id("run").click()
+    expect(page.get_by_test_id("results").locator("tbody tr")).not_to_have_count(0)
+    page.get_by_test_id("save").click()
+    page.get_by_test_id("save-title").fill("EVERYDAY big orders")
+    page.get_by_test_id("save-submit").click()
+    expect(page.locator("#save-error")).to_contain_text("already exists")
+    expect(page.get_by_test_id("open-existing")).to_have_attribute(
+        "href", "/queries/everyday-big-orders"
+    )
+    versions = httpx.get(f"{server.url}/api/queries/{copy}/versions", headers=ADMIN_HEADERS)
+    assert len(versions.json()["versions"]) == 1
 
 
 def test_charts_label_dates_without_midnight(page, server):

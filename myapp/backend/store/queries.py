@@ -207,6 +207,27 @@ def _insert_version(
     )
 
 
+def _refuse_title_taken(
+    cur: duckdb.DuckDBPyConnection, title: str, *, other_than: str | None
+) -> None:
+    """409 `title_exists` when a saved query (other than `other_than`) has this title,
+    ignoring case: the page asks whether to open that one or choose another title."""
+    same_title = cur.execute(
+        f"SELECT q.slug, v.title FROM {QUERIES} q JOIN {VERSIONS} v "
+        "ON v.slug = q.slug AND v.version = q.version "
+        "WHERE lower(v.title) = lower($title) AND q.slug IS DISTINCT FROM $other "
+        "ORDER BY q.slug LIMIT 1",
+        {"title": title, "other": other_than},
+    ).fetchone()
+    if same_title is not None:
+        raise Conflict(
+            f"A saved query titled {same_title[1]!r} already exists: open it, or save this "
+            "one under another title.",
+            code="title_exists",
+            detail={"slug": same_title[0], "title": same_title[1]},
+        )
+
+
 def create_query(
     database: Database,
     fields: Mapping[str, Any],
@@ -222,19 +243,7 @@ def create_query(
     now = datetime.now(UTC)
     with database.transaction() as cur:
         if fields.get("if_title_exists") == "error":
-            same_title = cur.execute(
-                f"SELECT q.slug, v.title FROM {QUERIES} q JOIN {VERSIONS} v "
-                "ON v.slug = q.slug AND v.version = q.version "
-                "WHERE lower(v.title) = lower($title) ORDER BY q.slug LIMIT 1",
-                {"title": fields["title"]},
-            ).fetchone()
-            if same_title is not None:
-                raise Conflict(
-                    f"A saved query titled {same_title[1]!r} already exists: open it, or save "
-                    "this one under another title.",
-                    code="title_exists",
-                    detail={"slug": same_title[0], "title": same_title[1]},
-                )
+            _refuse_title_taken(cur, fields["title"], other_than=None)
         wanted = fields.get("slug")
         if wanted:
             if wanted in RESERVED_SLUGS:
@@ -303,6 +312,8 @@ def update_query(
                 code="version_conflict",
                 detail={"latest_version": row[0]},
             )
+        if fields.get("if_title_exists") == "error" and fields["title"] != current["title"]:
+            _refuse_title_taken(cur, fields["title"], other_than=slug)
         _insert_version(cur, slug, version, fields, actor, now)
         cur.execute(
             f"UPDATE {QUERIES} SET version = $version WHERE slug = $slug",
