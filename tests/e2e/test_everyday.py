@@ -683,7 +683,9 @@ def test_the_home_page_counts_runs(page, server):
     runs = httpx.get(f"{server.url}/api/queries", headers=ADMIN_HEADERS).json()["queries"]
     (listed,) = [q for q in runs if q["slug"] == "everyday-big-orders"]
     page.goto(server.url + "/")
-    item = page.get_by_test_id("recent-query").filter(has_text="Everyday big orders")
+    item = page.get_by_test_id("recent-query").filter(
+        has=page.get_by_role("link", name="Everyday big orders", exact=True)
+    )
     expect(item).to_contain_text(f"run {listed['run_count']} time")
     assert listed["run_count"] >= 1
     assert_accessible(page)
