@@ -42,6 +42,7 @@ from .routes import (
 from .store.database import Database
 from .store.parquet_files import ParquetFiles
 from .store.results import ResultCache
+from .store.runlog import RunLog
 from .store.usersql.functions import unclassified
 from .store.usersql.workers import Workers
 
@@ -78,6 +79,7 @@ def create_api(settings: Settings, *, role: str = "backend") -> FastAPI:
         # Opening may wait for a lock held by another process; keep the event loop free.
         await run_in_threadpool(database.open)
         app.state.database = database
+        app.state.results.run_log = RunLog(database)
         app.state.metrics.attach(database, settings)
         # User SQL runs in worker processes (store/usersql/workers.py), started before the
         # first request so that no query pays their start-up.
@@ -98,6 +100,8 @@ def create_api(settings: Settings, *, role: str = "backend") -> FastAPI:
                 )
             yield
         finally:
+            # The run counts not written yet; a failure is logged, the rest still closes.
+            await run_in_threadpool(app.state.results.run_log.flush)
             await run_in_threadpool(workers.close)
             await run_in_threadpool(database.close)
 

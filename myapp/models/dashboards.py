@@ -9,7 +9,14 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from .queries import MAX_SLUG_CHARS, SLUG_PATTERN, ParameterValueError, coerce_parameter
+from .queries import (
+    MAX_SLUG_CHARS,
+    SLUG_PATTERN,
+    DiffLine,
+    ParameterValueError,
+    SavedQueryRestore,
+    coerce_parameter,
+)
 
 GRID_COLUMNS = 12
 MAX_TILES = 60
@@ -206,6 +213,8 @@ class DashboardSummary(BaseModel):
     created_at: dt.datetime
     updated_at: dt.datetime
     updated_by: str | None
+    last_run_at: dt.datetime | None = Field(None, description="When a tile of it last ran.")
+    run_count: int = Field(0, description="Tile runs since runs were first counted.")
 
 
 class DashboardList(BaseModel):
@@ -222,6 +231,20 @@ class DashboardVersion(BaseModel):
 class DashboardVersions(BaseModel):
     slug: str
     versions: list[DashboardVersion] = Field(description="Newest first.")
+
+
+class DashboardDiff(BaseModel):
+    slug: str
+    from_: DashboardPublic = Field(alias="from", serialization_alias="from")
+    to: DashboardPublic
+    changed: list[str] = Field(description="The fields that differ.")
+    description: list[DiffLine] = Field(description="The description, line by line.")
+    parameters: list[DiffLine] = Field(description="The parameters as indented JSON.")
+    tiles: list[DiffLine] = Field(description="The tiles as indented JSON.")
+
+
+# Restoring takes the same body for dashboards as for saved queries.
+DashboardRestore = SavedQueryRestore
 
 
 class TileRun(BaseModel):
@@ -322,10 +345,11 @@ class RecentRun(BaseModel):
     kind: Literal["query", "dashboard"]
     slug: str
     at: dt.datetime
+    count: int = Field(0, description="Runs so far (a dashboard's: its tile runs).")
 
 
 class RecentRuns(BaseModel):
     runs: list[RecentRun] = Field(
-        description="The last run of each saved query and dashboard run through dashboards or "
-        "share links since the backend started, newest first."
+        description="The last run of each saved query and dashboard (on its page, through the "
+        "API, a dashboard or a share link), newest first; kept across restarts."
     )

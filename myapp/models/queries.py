@@ -154,6 +154,11 @@ class SavedQueryCreate(_SavedQueryFields):
 
 
 class SavedQueryUpdate(_SavedQueryFields):
+    if_title_exists: Literal["keep", "error"] = Field(
+        "keep",
+        description="When another saved query already has the new title (ignoring case): "
+        "`keep` saves anyway, `error` answers 409 `title_exists` with that query's slug.",
+    )
     base_version: int | None = Field(
         None,
         ge=1,
@@ -187,6 +192,10 @@ class SavedQuerySummary(BaseModel):
     created_at: dt.datetime
     updated_at: dt.datetime
     updated_by: str | None
+    last_run_at: dt.datetime | None = Field(
+        None, description="When it last ran (its page, the API, a dashboard or a share link)."
+    )
+    run_count: int = Field(0, description="Runs and exports since runs were first counted.")
 
 
 class SavedQueryList(BaseModel):

@@ -68,6 +68,8 @@ EXPECTED.update(
         ("put", "/api/dashboards/{slug}"): "editor",
         ("delete", "/api/dashboards/{slug}"): "editor",
         ("get", "/api/dashboards/{slug}/versions"): "viewer",
+        ("get", "/api/dashboards/{slug}/diff"): "viewer",
+        ("post", "/api/dashboards/{slug}/versions/{version}/restore"): "editor",
         ("post", "/api/dashboards/{slug}/tiles/{tile_id}/run"): "viewer",
         ("get", "/api/recent-runs"): "viewer",
         ("get", "/api/shares"): "editor",

@@ -37,6 +37,22 @@ def test_an_existing_title_is_a_409_when_asked_and_a_new_slug_otherwise(server):
     )
     assert other.status_code == 201
 
+    # An edit that takes another query's title is asked about too, when the client asks.
+    renamed = {"title": title.lower(), "sql": "SELECT 3", "if_title_exists": "error"}
+    refused = api(server, "PUT", f"/queries/{other.json()['slug']}", json=renamed)
+    assert error_of(refused, 409)["detail"]["slug"] == first["slug"]
+    assert api(server, "GET", f"/queries/{other.json()['slug']}").json()["version"] == 1
+    # Keeping its own title (in other case, or not) is no conflict; nor is not asking.
+    own = {"title": title + " V2", "sql": "SELECT 3", "if_title_exists": "error"}
+    assert api(server, "PUT", f"/queries/{other.json()['slug']}", json=own).status_code == 200
+    kept = api(
+        server,
+        "PUT",
+        f"/queries/{other.json()['slug']}",
+        json={**renamed, "if_title_exists": "keep"},
+    )
+    assert kept.status_code == 200 and kept.json()["title"] == title.lower()
+
 
 def test_diff_two_versions_side_by_side(server):  # noqa: F811
     saved = create(server, title=_title("Diffed"), sql="SELECT 1 AS a,\n  2 AS b\nFROM range(3)")

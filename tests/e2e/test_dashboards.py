@@ -305,3 +305,135 @@ def test_tiles_stack_on_a_phone(browser, server):
         if stacked:
             assert abs(first["width"] - second["width"]) < 1
         context.close()
+
+
+def test_dashboard_versions_compare_and_restore(page, server):
+    query = api(
+        server, "POST", "/queries", json={"title": "E2E versions one", "sql": "SELECT 1 AS one"}
+    ).json()["slug"]
+    board = api(
+        server,
+        "POST",
+        "/dashboards",
+        json={
+            "title": "E2E versions board",
+            "tiles": [{"type": "number", "query": query}, {"type": "text", "text": "First note"}],
+        },
+    ).json()
+    slug = board["slug"]
+    api(
+        server,
+        "PUT",
+        f"/dashboards/{slug}",
+        json={"title": "E2E versions board", "tiles": [{"type": "number", "query": query}]},
+    )
+    accounts = Accounts(server)
+    editor = accounts.user("editor")
+    accounts.close()
+    sign_in(page, server, editor)
+    page.goto(f"{server.url}/dashboards/{slug}")
+    tiles_loaded(page, 1)
+    page.get_by_test_id("versions").locator("summary").click()
+    page.get_by_test_id("compare-1").click()
+    page.wait_for_url(re.compile(r"/diff\?from=1&to=2"))
+    expect(page.get_by_test_id("diff-summary")).to_contain_text("Changed: tiles")
+    expect(page.get_by_test_id("diff-tiles").locator("del").first).to_be_visible()
+    removed = page.get_by_test_id("diff-tiles").locator("del").all_inner_texts()
+    assert any('"text": "First note"' in line for line in removed), removed
+    assert_accessible(page)
+    page.get_by_test_id("restore-from-diff").click()
+    page.wait_for_url(re.compile(rf"/dashboards/{slug}$"))
+    expect(page.get_by_role("status").first).to_contain_text("Restored version 1 as version 3")
+    tiles_loaded(page, 1)
+    expect(page.get_by_test_id("tile-t2")).to_contain_text("First note")
+    page.reload()  # post/redirect/get: a reload restores nothing again
+    versions = api(server, "GET", f"/dashboards/{slug}/versions").json()["versions"]
+    assert [v["version"] for v in versions] == [3, 2, 1]
+
+
+def test_account_lists_my_share_links_with_their_use(browser, page, server):
+    query = api(
+        server, "POST", "/queries", json={"title": "E2E account link", "sql": "SELECT 7 AS n"}
+    ).json()["slug"]
+    accounts = Accounts(server)
+    editor = accounts.user("editor")
+    accounts.close()
+    sign_in(page, server, editor)
+    page.goto(f"{server.url}/queries/{query}")
+    page.get_by_test_id("share-links").locator("summary").click()
+    page.get_by_test_id("share-name").fill("account listed")
+    page.get_by_test_id("create-share").click()
+    url = page.get_by_test_id("share-url").input_value()
+    page.wait_for_url(re.compile(r"/shares/created$"))
+    assert_accessible(page)
+    # Post/redirect/get: a reload shows the address no more and makes no second link.
+    page.reload()
+    assert url not in page.content()
+    made = api(server, "GET", "/shares", params={"kind": "query", "target": query}).json()
+    assert [s["name"] for s in made["shares"]] == ["account listed"]
+    anonymous = browser.new_context()
+    anonymous.new_page().goto(url)
+    page.goto(server.url + "/account")
+    mine = page.get_by_test_id("account-share").filter(has_text="account listed")
+    expect(mine).to_contain_text("1 use, last ")
+    mine.get_by_role("button", name="Revoke").click()
+    expect(page.get_by_test_id("account-share").filter(has_text="account listed")).to_contain_text(
+        "revoked"
+    )
+    # Refused at once, with no wait for a cache to expire.
+    visitor = anonymous.new_page()
+    visitor.goto(url)
+    expect(visitor.get_by_test_id("share-refused")).to_contain_text("revoked")
+    token = url.rsplit("/", 1)[1]
+    refused = httpx.get(server.url + "/api/shared", headers={"Authorization": f"Bearer {token}"})
+    assert refused.status_code in (401, 403), refused.text
+    anonymous.close()
+
+
+def test_the_editor_works_without_javascript(browser, server):
+    """Add, resize, reorder and remove tiles with plain forms, scripts off, then the page."""
+    query = api(
+        server, "POST", "/queries", json={"title": "E2E no script", "sql": "SELECT 3 AS three"}
+    ).json()["slug"]
+    board = api(server, "POST", "/dashboards", json={"title": "E2E no script board"}).json()
+    slug = board["slug"]
+    accounts = Accounts(server)
+    editor = accounts.user("editor")
+    accounts.close()
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    try:
+        sign_in(page, server, editor)
+        for row, kind in enumerate(("number", "table")):
+            page.goto(f"{server.url}/dashboards/{slug}/edit")
+            add_tile(page, row, kind, "E2E no script", "", "6")
+            page.get_by_test_id("save-dashboard").click()
+            page.wait_for_url(re.compile(rf"/dashboards/{slug}$"))
+        page.goto(f"{server.url}/dashboards/{slug}/edit")
+        page.locator("#t-0-width").select_option("12")
+        page.locator("#t-1-order").fill("0")
+        page.locator("#t-2-type").select_option("text")
+        page.locator("#t-2-text").fill("A note")
+        page.get_by_test_id("save-dashboard").click()
+        page.wait_for_url(re.compile(rf"/dashboards/{slug}$"))
+        tiles = api(server, "GET", f"/dashboards/{slug}").json()["tiles"]
+        assert [(t["id"], t["type"], t["width"]) for t in tiles] == [
+            ("t2", "table", 6),
+            ("t1", "number", 12),
+            ("t3", "text", 6),
+        ]
+        assert tiles[0]["query"] == query
+        page.goto(f"{server.url}/dashboards/{slug}/edit")
+        page.get_by_test_id("tile-remove-0").check()
+        page.get_by_test_id("save-dashboard").click()
+        page.wait_for_url(re.compile(rf"/dashboards/{slug}$"))
+        tiles = api(server, "GET", f"/dashboards/{slug}").json()["tiles"]
+        assert [t["id"] for t in tiles] == ["t1", "t3"]
+        # The page itself lays the tiles out without a script (their results need one).
+        ids = page.locator(".tile").evaluate_all("els => els.map(e => e.dataset.tileId)")
+        assert ids == ["t1", "t3"]
+        expect(page.get_by_test_id("tile-t3")).to_contain_text("A note")
+        versions = api(server, "GET", f"/dashboards/{slug}/versions").json()["versions"]
+        assert len(versions) == 5
+    finally:
+        context.close()

@@ -67,6 +67,29 @@ def server(tmp_path_factory):
         timeout=30,
     )
     assert edited.status_code == 200, edited.text
+    board = {
+        "title": "Everyday board",
+        "parameters": [{"name": "min", "type": "integer", "default": 40}],
+        "tiles": [
+            {"type": "number", "query": "everyday-big-orders", "params": {"min": "min"}},
+            {"type": "table", "query": "everyday-big-orders", "params": {"min": "min"}},
+            {"type": "text", "text": "Orders above the minimum, " + "a long line " * 20},
+        ],
+    }
+    for method, path in (("POST", "/api/dashboards"), ("PUT", "/api/dashboards/everyday-board")):
+        answer = httpx.request(
+            method, proc.url + path, headers=ADMIN_HEADERS, json=board, timeout=30
+        )
+        assert answer.status_code in (200, 201), answer.text
+        board["tiles"][0]["width"] = 6
+    share = httpx.post(
+        f"{proc.url}/api/shares",
+        headers=ADMIN_HEADERS,
+        json={"kind": "dashboard", "target": "everyday-board", "name": "everyday"},
+        timeout=30,
+    )
+    assert share.status_code == 201, share.text
+    proc.share_path = share.json()["path"]
     yield proc
     proc.stop()
 
@@ -97,11 +120,19 @@ PAGES = [
     "/queries",
     "/queries/everyday-big-orders",
     "/queries/everyday-big-orders/diff",
+    "/dashboards",
+    "/dashboards/everyday-board",
+    "/dashboards/everyday-board?min=5",
+    "/dashboards/everyday-board/edit",
+    "/dashboards/everyday-board/diff",
     "/account",
     "/admin",
+    "/admin/users/admin",
     "/admin/tokens",
     "/admin/audit",
 ]
+# Pages a visitor without an account sees: the sign-in page and a share link's page.
+ANONYMOUS_PAGES = ["/login", "SHARE"]
 
 
 @pytest.mark.parametrize("width", list(WIDTHS))
@@ -111,8 +142,34 @@ def test_no_page_scrolls_sideways_header_reachable_and_accessible(page, server, 
     for path in PAGES:
         page.goto(server.url + path)
         page.wait_for_load_state("load")
+        if path.split("?")[0] == "/dashboards/everyday-board":
+            # Every tile's result is in: the page at its full width.
+            expect(page.locator(".tile[data-state]")).to_have_count(2)
         assert page_width_overflow(page) <= 0, f"{path} scrolls sideways at {width}"
         assert_accessible(page)
+    if width == "phone":
+        # The dashboard's tiles stack: each takes the whole width of the grid.
+        page.goto(server.url + "/dashboards/everyday-board")
+        expect(page.locator(".tile[data-state]")).to_have_count(2)
+        boxes = [page.get_by_test_id(f"tile-t{n}").bounding_box() for n in (1, 2, 3)]
+        assert boxes[0]["y"] + boxes[0]["height"] <= boxes[1]["y"] + 1
+        assert boxes[1]["y"] + boxes[1]["height"] <= boxes[2]["y"] + 1
+        assert max(b["width"] for b in boxes) - min(b["width"] for b in boxes) < 1
+        assert all(b["x"] >= 0 and b["x"] + b["width"] <= WIDTHS[width][0] for b in boxes)
+    anonymous = page.context.browser.new_context(
+        viewport=dict(zip(("width", "height"), WIDTHS[width], strict=True))
+    )
+    try:
+        visitor = anonymous.new_page()
+        for path in ANONYMOUS_PAGES:
+            visitor.goto(server.url + (server.share_path if path == "SHARE" else path))
+            visitor.wait_for_load_state("load")
+            if path == "SHARE":
+                expect(visitor.locator(".tile[data-state]")).to_have_count(2)
+            assert page_width_overflow(visitor) <= 0, f"{path} scrolls sideways at {width}"
+            assert_accessible(visitor)
+    finally:
+        anonymous.close()
 
     page.goto(server.url + f"/datasets/{DATASET}")
     menu_button = page.get_by_test_id("nav-menu-button")
@@ -123,7 +180,7 @@ def test_no_page_scrolls_sideways_header_reachable_and_accessible(page, server, 
         menu_button.click()
     else:
         expect(menu_button).to_be_hidden()
-    for name in ("Datasets", "SQL", "Queries", "API", "Admin", "Account (admin)"):
+    for name in ("Datasets", "SQL", "Queries", "Dashboards", "API", "Admin", "Account (admin)"):
         nav = page.get_by_role("navigation", name="Main")
         link = nav.get_by_role("link", name=name, exact=True)
         expect(link).to_be_visible()
@@ -375,6 +432,25 @@ def test_dark_mode_reaches_the_editor_completion_and_charts(browser, server):
         context.close()
 
 
+@pytest.mark.parametrize("width", ["desktop", "phone"])
+def test_dark_mode_pages_are_accessible(browser, server, width):
+    """Every page in dark mode: axe-core (contrast included) finds nothing, nothing scrolls."""
+    size = dict(zip(("width", "height"), WIDTHS[width], strict=True))
+    context = browser.new_context(color_scheme="dark", viewport=size)
+    page = context.new_page()
+    try:
+        sign_in(page, server)
+        for path in PAGES:
+            page.goto(server.url + path)
+            page.wait_for_load_state("load")
+            if path.split("?")[0] == "/dashboards/everyday-board":
+                expect(page.locator(".tile[data-state]")).to_have_count(2)
+            assert page_width_overflow(page) <= 0, f"{path} scrolls sideways in dark mode"
+            assert_accessible(page)
+    finally:
+        context.close()
+
+
 def test_saved_query_versions_compare_and_restore(page, server):
     sign_in(page, server)
     page.goto(server.url + "/queries/everyday-big-orders")
@@ -474,6 +550,40 @@ def test_saving_under_a_title_that_exists_asks(page, server):
     page.get_by_test_id("save-submit").click()
     expect(page.get_by_test_id("saved-link")).to_have_text("Everyday order count")
 
+    # Editing a saved query and saving it as a new query under a title that exists asks too.
+    page.goto(server.url + "/sql?query=everyday-big-orders")
+    page.get_by_test_id("param-min").fill("40")
+    page.get_by_test_id("run").click()
+    expect(page.get_by_test_id("results").locator("tbody tr")).not_to_have_count(0)
+    page.get_by_test_id("save").click()
+    page.locator("#save-as-new").check()
+    page.get_by_test_id("save-submit").click()
+    expect(page.locator("#save-error")).to_contain_text("already exists")
+    expect(page.get_by_test_id("open-existing")).to_have_attribute(
+        "href", "/queries/everyday-big-orders"
+    )
+    listed = httpx.get(f"{server.url}/api/queries", headers=ADMIN_HEADERS).json()["queries"]
+    assert not [q for q in listed if q["slug"].startswith("everyday-big-orders-")]
+    page.get_by_test_id("save-title").fill("Everyday big orders, a copy")
+    page.get_by_test_id("save-submit").click()
+    expect(page.get_by_test_id("saved-link")).to_have_text("Everyday big orders, a copy")
+    copy = page.get_by_test_id("saved-link").get_attribute("href").rsplit("/", 1)[1]
+
+    # A new version of the copy that takes the original's title asks as well.
+    page.goto(f"{server.url}/sql?query={copy}")
+    page.get_by_test_id("param-min").fill("40")
+    page.get_by_test_id("run").click()
+    expect(page.get_by_test_id("results").locator("tbody tr")).not_to_have_count(0)
+    page.get_by_test_id("save").click()
+    page.get_by_test_id("save-title").fill("EVERYDAY big orders")
+    page.get_by_test_id("save-submit").click()
+    expect(page.locator("#save-error")).to_contain_text("already exists")
+    expect(page.get_by_test_id("open-existing")).to_have_attribute(
+        "href", "/queries/everyday-big-orders"
+    )
+    versions = httpx.get(f"{server.url}/api/queries/{copy}/versions", headers=ADMIN_HEADERS)
+    assert len(versions.json()["versions"]) == 1
+
 
 def test_charts_label_dates_without_midnight(page, server):
     sign_in(page, server)
@@ -493,3 +603,89 @@ def test_charts_label_dates_without_midnight(page, server):
         "c => window.Chart.getChart(c).data.labels"
     )
     assert labels[0] == "2023-12-31" and not [label for label in labels if "T" in label]
+
+
+def upload(page, server, path) -> None:
+    page.goto(server.url + "/datasets")
+    page.set_input_files("#upload-file", str(path))
+    page.get_by_role("button", name="Upload").click()
+    page.get_by_test_id("upload-summary").wait_for()
+
+
+def test_missing_value_markers_load_as_empty_and_filters_compare_numbers(page, server, tmp_path):
+    """A quantity column with a few `n/a` loads as numbers (the markers empty, and the upload
+    says so), and "greater than 45" lists only numbers greater than 45."""
+    lines = ["id,quantity,city"]
+    for i in range(1, 201):
+        quantity = "n/a" if i in (7, 70, 140) else str((i * 37) % 100)
+        lines.append(f"{i},{quantity},Oslo")
+    path = tmp_path / "everyday_na.csv"
+    path.write_text("\n".join(lines) + "\n")
+    expected = sorted(
+        int(q) for q in (line.split(",")[1] for line in lines[1:]) if q != "n/a" and int(q) > 45
+    )
+    sign_in(page, server)
+    upload(page, server, path)
+    expect(page.get_by_test_id("rows-loaded")).to_have_text("200")
+    expect(page.get_by_test_id("rows-rejected")).to_have_text("0")
+    expect(page.get_by_test_id("upload-conversions")).to_contain_text(
+        "quantity (BIGINT): 3 values read as empty: n/a"
+    )
+    assert_accessible(page)
+
+    page.get_by_test_id("uploaded-link").click()
+    page.select_option("#add-column", "quantity")
+    offered = page.locator("#add-op option").evaluate_all("os => os.map(o => o.value)")
+    assert "gt" in offered and "contains" not in offered
+    page.select_option("#add-op", "gt")
+    page.fill("#add-value", "45")
+    page.get_by_test_id("filter-builder").get_by_role("button", name="Add").click()
+    page.wait_for_url(re.compile(r"quantity__gt=45"))
+    expect(page.get_by_test_id("row-count")).to_contain_text(f"of {len(expected)} matching")
+    page.goto(page.url + "&sort=quantity")
+    shown = page.locator("tbody tr td:nth-child(2)").all_inner_texts()
+    assert [int(q) for q in shown] == expected[: len(shown)] and len(shown) >= 20
+
+
+def test_a_german_csv_with_decimal_commas_loads_as_numbers(page, server, tmp_path):
+    path = tmp_path / "everyday_preise.csv"
+    text = (
+        "Artikel;Preis €;Menge\nApfel;7,55;3\nBirne;50,10;2\nKirsche;1.234,50;1\nPflaume;49,99;4\n"
+    )
+    path.write_bytes(text.encode("cp1252"))
+    sign_in(page, server)
+    upload(page, server, path)
+    expect(page.get_by_test_id("rows-loaded")).to_have_text("4")
+    expect(page.get_by_test_id("upload-conversions")).to_contain_text("Preis €")
+    expect(page.get_by_test_id("upload-conversions")).to_contain_text("7,55 is 7.55")
+    page.get_by_test_id("uploaded-link").click()
+    page.select_option("#add-column", "Preis €")
+    page.select_option("#add-op", "gt")
+    page.fill("#add-value", "50")
+    page.get_by_test_id("filter-builder").get_by_role("button", name="Add").click()
+    page.wait_for_url(re.compile(r"__gt=50"))
+    expect(page.get_by_test_id("row-count")).to_contain_text("of 2 matching")
+    names = page.locator("tbody tr td:nth-child(1)").all_inner_texts()
+    prices = page.locator("tbody tr td:nth-child(2)").all_inner_texts()
+    assert sorted(zip(names, prices, strict=True)) == [("Birne", "50.1"), ("Kirsche", "1,234.5")]
+    assert (
+        page.locator("tbody tr td:nth-child(2)").first.evaluate(
+            "c => getComputedStyle(c).textAlign"
+        )
+        == "right"
+    )
+
+
+def test_the_home_page_counts_runs(page, server):
+    sign_in(page, server)
+    page.goto(server.url + "/queries/everyday-big-orders")
+    expect(page.get_by_test_id("results").locator("tbody tr")).not_to_have_count(0)
+    runs = httpx.get(f"{server.url}/api/queries", headers=ADMIN_HEADERS).json()["queries"]
+    (listed,) = [q for q in runs if q["slug"] == "everyday-big-orders"]
+    page.goto(server.url + "/")
+    item = page.get_by_test_id("recent-query").filter(
+        has=page.get_by_role("link", name="Everyday big orders", exact=True)
+    )
+    expect(item).to_contain_text(f"run {listed['run_count']} time")
+    assert listed["run_count"] >= 1
+    assert_accessible(page)

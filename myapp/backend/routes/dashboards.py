@@ -12,8 +12,10 @@ from myapp.models import ErrorBody
 from myapp.models.dashboards import (
     ChoicesPublic,
     DashboardCreate,
+    DashboardDiff,
     DashboardList,
     DashboardPublic,
+    DashboardRestore,
     DashboardUpdate,
     DashboardVersions,
     RecentRuns,
@@ -63,9 +65,12 @@ def _fields(body: DashboardCreate | DashboardUpdate) -> dict[str, Any]:
 def list_dashboards(
     actor: ViewerDep,
     database: DatabaseDep,
+    results: ResultsDep,
     q: str | None = Query(None, max_length=200, description="Search titles and descriptions."),
 ) -> dict[str, Any]:
-    return {"dashboards": store.list_dashboards(database, q)}
+    dashboards = store.list_dashboards(database, q)
+    results.overlay_runs("dashboard", dashboards)
+    return {"dashboards": dashboards}
 
 
 @router.post(
@@ -155,6 +160,51 @@ def list_versions(slug: str, actor: ViewerDep, database: DatabaseDep) -> dict[st
 )
 def read_version(slug: str, version: int, actor: ViewerDep, database: DatabaseDep) -> dict:
     return store.get_dashboard(database, slug, version)
+
+
+@router.get(
+    "/dashboards/{slug}/diff",
+    response_model=DashboardDiff,
+    responses=_NOT_FOUND,
+    summary="Two versions of a dashboard side by side (default: the latest two)",
+)
+def diff_versions(
+    slug: str,
+    actor: ViewerDep,
+    database: DatabaseDep,
+    from_version: int | None = Query(None, ge=1, alias="from"),
+    to_version: int | None = Query(None, ge=1, alias="to"),
+) -> dict[str, Any]:
+    latest = store.get_dashboard(database, slug)["latest_version"]
+    after = to_version or latest
+    before = from_version or max(1, after - 1)
+    return store.diff_versions(database, slug, before, after)
+
+
+@router.post(
+    "/dashboards/{slug}/versions/{version}/restore",
+    response_model=DashboardPublic,
+    responses={**_NOT_FOUND, **_SAVE_ERRORS},
+    summary="Restore an old version: saves its content as a new version (audited)",
+)
+def restore_version(
+    slug: str,
+    version: int,
+    request: Request,
+    actor: EditorDep,
+    database: DatabaseDep,
+    body: DashboardRestore | None = None,
+) -> dict[str, Any]:
+    saved, _ = store.restore_version(
+        database,
+        slug,
+        version,
+        base_version=body.base_version if body else None,
+        actor=actor.username,
+        audit_actor=actor.audit_name,
+        ip=client_address(request),
+    )
+    return saved
 
 
 @router.post(
@@ -263,7 +313,7 @@ def parameter_choices(
 @router.get(
     "/recent-runs",
     response_model=RecentRuns,
-    summary="Saved queries and dashboards run lately (through dashboards and share links)",
+    summary="Saved queries and dashboards run lately, newest first",
 )
 def recent_runs(actor: ViewerDep, results: ResultsDep) -> dict[str, Any]:
     return {"runs": results.recent_runs()}

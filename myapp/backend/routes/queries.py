@@ -50,11 +50,14 @@ def _fields(body: SavedQueryCreate | SavedQueryUpdate) -> dict[str, Any]:
 
 @router.get("/queries", response_model=SavedQueryList, summary="List saved queries")
 def list_queries(
+    request: Request,
     actor: ViewerDep,
     database: DatabaseDep,
     q: str | None = Query(None, max_length=200, description="Search titles and descriptions."),
 ) -> dict[str, Any]:
-    return {"queries": store.list_queries(database, q)}
+    queries = store.list_queries(database, q)
+    request.app.state.results.overlay_runs("query", queries)
+    return {"queries": queries}
 
 
 @router.post(
@@ -223,6 +226,7 @@ def run_saved_query(
 ) -> Response:
     saved = store.get_query(database, slug, body.version)
     values = store.bind_saved_parameters(saved["parameters"], body.params)
+    request.app.state.results.note_run("query", slug)
     with query_run(request, "saved"):
         result = execute.run_select(
             database,
@@ -281,6 +285,7 @@ def chart_saved_query(
 )
 def export_saved_query(
     slug: str,
+    request: Request,
     actor: ViewerDep,
     database: DatabaseDep,
     workers: WorkersDep,
@@ -293,6 +298,7 @@ def export_saved_query(
 ) -> StreamingResponse:
     saved = store.get_query(database, slug, version)
     values = store.bind_saved_parameters(saved["parameters"], parse_params_json(params))
+    request.app.state.results.note_run("query", slug)
     export_format = FORMATS[format]
     export = execute.export_select(
         database,

@@ -22,6 +22,7 @@ from . import audit
 from . import queries as saved_queries
 from .database import Database
 from .sql import internal
+from .textdiff import side_by_side
 
 DASHBOARDS = internal("dashboards")
 VERSIONS = internal("dashboard_versions")
@@ -85,7 +86,8 @@ def list_dashboards(database: Database, search: str | None = None) -> list[dict[
     with database.cursor() as cur:
         rows = cur.execute(
             "SELECT d.slug, d.version, v.title, v.description, json_array_length(v.tiles), "
-            f"d.created_at, v.created_at, v.created_by FROM {DASHBOARDS} d JOIN {VERSIONS} v "
+            "d.created_at, v.created_at, v.created_by, d.last_run_at, coalesce(d.run_count, 0) "
+            f"FROM {DASHBOARDS} d JOIN {VERSIONS} v "
             "ON v.slug = d.slug AND v.version = d.version "
             "WHERE $q IS NULL OR v.title ILIKE $pattern OR v.description ILIKE $pattern "
             "OR d.slug ILIKE $pattern ORDER BY lower(v.title), d.slug",
@@ -100,6 +102,8 @@ def list_dashboards(database: Database, search: str | None = None) -> list[dict[
         "created_at",
         "updated_at",
         "updated_by",
+        "last_run_at",
+        "run_count",
     )
     return [dict(zip(keys, row, strict=True)) for row in rows]
 
@@ -307,6 +311,86 @@ def update_dashboard(
             target=slug,
             ip=ip,
             detail={"version": version, "title": fields["title"]},
+        )
+    return get_dashboard(database, slug), True
+
+
+# What a version holds (besides its number and who saved it).
+CONTENT = ("title", "description", "parameters", "tiles")
+
+
+def _as_text(value: Any) -> str:
+    """Parameters and tiles as indented JSON, one key a line, so a diff shows what moved."""
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
+
+
+def diff_versions(database: Database, slug: str, before: int, after: int) -> dict[str, Any]:
+    """Two versions side by side: every field, which ones changed, and each text field line by
+    line (parameters and tiles as JSON)."""
+    old, new = get_dashboard(database, slug, before), get_dashboard(database, slug, after)
+    return {
+        "slug": slug,
+        "from": old,
+        "to": new,
+        "changed": [key for key in CONTENT if old[key] != new[key]],
+        "description": side_by_side(old["description"], new["description"]),
+        "parameters": side_by_side(_as_text(old["parameters"]), _as_text(new["parameters"])),
+        "tiles": side_by_side(_as_text(old["tiles"]), _as_text(new["tiles"])),
+    }
+
+
+def restore_version(
+    database: Database,
+    slug: str,
+    version: int,
+    *,
+    base_version: int | None,
+    actor: str | None,
+    audit_actor: str | None,
+    ip: str | None,
+) -> tuple[dict[str, Any], bool]:
+    """Save an old version's content as the newest version (history only grows); audited as
+    `dashboard.restored`. (dashboard, False) when the latest version already holds it. The old
+    version is checked like an edit: a tile whose query was deleted since is a 422."""
+    old = get_dashboard(database, slug, version)
+    fields = {key: old[key] for key in CONTENT}
+    current = get_dashboard(database, slug)
+    if base_version is not None and base_version != current["version"]:
+        raise Conflict(
+            f"The dashboard was changed by someone else since version {base_version}: it is now "
+            f"at version {current['version']}. Reload it before restoring.",
+            code="version_conflict",
+            detail={"latest_version": current["version"]},
+        )
+    if all(current[key] == fields[key] for key in CONTENT):
+        return current, False
+    check_fields(database, fields)
+    now = datetime.now(UTC)
+    with database.transaction() as cur:
+        row = cur.execute(
+            f"SELECT version FROM {DASHBOARDS} WHERE slug = $slug", {"slug": slug}
+        ).fetchone()
+        if row is None:
+            raise _not_found(slug)
+        if row[0] != current["version"]:
+            raise Conflict(
+                "The dashboard was changed by someone else meanwhile; reload it before restoring.",
+                code="version_conflict",
+                detail={"latest_version": row[0]},
+            )
+        new_version = row[0] + 1
+        _insert_version(cur, slug, new_version, fields, actor, now)
+        cur.execute(
+            f"UPDATE {DASHBOARDS} SET version = $version WHERE slug = $slug",
+            {"version": new_version, "slug": slug},
+        )
+        audit.record(
+            cur,
+            actor=audit_actor,
+            action="dashboard.restored",
+            target=slug,
+            ip=ip,
+            detail={"version": new_version, "restored_from": version, "title": fields["title"]},
         )
     return get_dashboard(database, slug), True
 

@@ -6,7 +6,6 @@ edited later. Every edit appends a version; nothing but deleting the query remov
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 import unicodedata
@@ -22,6 +21,7 @@ from ..errors import BadRequest, Conflict, NotFound, Unprocessable
 from . import audit
 from .database import Database
 from .sql import internal
+from .textdiff import side_by_side
 from .usersql.execute import check_sql
 from .usersql.workers import Workers
 
@@ -122,7 +122,8 @@ def list_queries(database: Database, search: str | None = None) -> list[dict[str
         rows = cur.execute(
             f"SELECT q.slug, q.version, v.title, v.description, "
             "json_array_length(v.parameters), v.chart IS NOT NULL, q.created_at, v.created_at, "
-            f"v.created_by FROM {QUERIES} q JOIN {VERSIONS} v "
+            "v.created_by, q.last_run_at, coalesce(q.run_count, 0) "
+            f"FROM {QUERIES} q JOIN {VERSIONS} v "
             "ON v.slug = q.slug AND v.version = q.version "
             "WHERE $q IS NULL OR v.title ILIKE $pattern OR v.description ILIKE $pattern "
             "OR q.slug ILIKE $pattern "
@@ -139,6 +140,8 @@ def list_queries(database: Database, search: str | None = None) -> list[dict[str
         "created_at",
         "updated_at",
         "updated_by",
+        "last_run_at",
+        "run_count",
     )
     return [dict(zip(keys, row, strict=True)) for row in rows]
 
@@ -204,6 +207,27 @@ def _insert_version(
     )
 
 
+def _refuse_title_taken(
+    cur: duckdb.DuckDBPyConnection, title: str, *, other_than: str | None
+) -> None:
+    """409 `title_exists` when a saved query (other than `other_than`) has this title,
+    ignoring case: the page asks whether to open that one or choose another title."""
+    same_title = cur.execute(
+        f"SELECT q.slug, v.title FROM {QUERIES} q JOIN {VERSIONS} v "
+        "ON v.slug = q.slug AND v.version = q.version "
+        "WHERE lower(v.title) = lower($title) AND q.slug IS DISTINCT FROM $other "
+        "ORDER BY q.slug LIMIT 1",
+        {"title": title, "other": other_than},
+    ).fetchone()
+    if same_title is not None:
+        raise Conflict(
+            f"A saved query titled {same_title[1]!r} already exists: open it, or save this "
+            "one under another title.",
+            code="title_exists",
+            detail={"slug": same_title[0], "title": same_title[1]},
+        )
+
+
 def create_query(
     database: Database,
     fields: Mapping[str, Any],
@@ -219,19 +243,7 @@ def create_query(
     now = datetime.now(UTC)
     with database.transaction() as cur:
         if fields.get("if_title_exists") == "error":
-            same_title = cur.execute(
-                f"SELECT q.slug, v.title FROM {QUERIES} q JOIN {VERSIONS} v "
-                "ON v.slug = q.slug AND v.version = q.version "
-                "WHERE lower(v.title) = lower($title) ORDER BY q.slug LIMIT 1",
-                {"title": fields["title"]},
-            ).fetchone()
-            if same_title is not None:
-                raise Conflict(
-                    f"A saved query titled {same_title[1]!r} already exists: open it, or save "
-                    "this one under another title.",
-                    code="title_exists",
-                    detail={"slug": same_title[0], "title": same_title[1]},
-                )
+            _refuse_title_taken(cur, fields["title"], other_than=None)
         wanted = fields.get("slug")
         if wanted:
             if wanted in RESERVED_SLUGS:
@@ -300,6 +312,8 @@ def update_query(
                 code="version_conflict",
                 detail={"latest_version": row[0]},
             )
+        if fields.get("if_title_exists") == "error" and fields["title"] != current["title"]:
+            _refuse_title_taken(cur, fields["title"], other_than=slug)
         _insert_version(cur, slug, version, fields, actor, now)
         cur.execute(
             f"UPDATE {QUERIES} SET version = $version WHERE slug = $slug",
@@ -370,34 +384,6 @@ def restore_version(
     return get_query(database, slug), True
 
 
-def _side_by_side(before: str, after: str) -> list[dict[str, Any]]:
-    """Lines of two texts paired for a side-by-side view: equal, changed, removed or added."""
-    left, right = before.splitlines(), after.splitlines()
-    rows: list[dict[str, Any]] = []
-    matcher = difflib.SequenceMatcher(a=left, b=right, autojunk=False)
-    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
-        if tag == "equal":
-            for k in range(i2 - i1):
-                rows.append(
-                    {"op": "equal", "from_line": i1 + k + 1, "from": left[i1 + k],
-                     "to_line": j1 + k + 1, "to": right[j1 + k]}
-                )  # fmt: skip
-            continue
-        for k in range(max(i2 - i1, j2 - j1)):
-            has_left, has_right = i1 + k < i2, j1 + k < j2
-            op = "replace" if has_left and has_right else ("delete" if has_left else "insert")
-            rows.append(
-                {
-                    "op": op,
-                    "from_line": i1 + k + 1 if has_left else None,
-                    "from": left[i1 + k] if has_left else None,
-                    "to_line": j1 + k + 1 if has_right else None,
-                    "to": right[j1 + k] if has_right else None,
-                }
-            )
-    return rows
-
-
 def diff_versions(database: Database, slug: str, before: int, after: int) -> dict[str, Any]:
     """Two versions side by side: every field, which ones changed, and the SQL line by line."""
     old, new = get_query(database, slug, before), get_query(database, slug, after)
@@ -407,8 +393,8 @@ def diff_versions(database: Database, slug: str, before: int, after: int) -> dic
         "from": old,
         "to": new,
         "changed": [key for key in fields if old[key] != new[key]],
-        "sql": _side_by_side(old["sql"], new["sql"]),
-        "description": _side_by_side(old["description"], new["description"]),
+        "sql": side_by_side(old["sql"], new["sql"]),
+        "description": side_by_side(old["description"], new["description"]),
     }
 
 

@@ -32,6 +32,7 @@ from myapp.settings import Settings
 from ..errors import BadRequest
 from .database import Database
 from .queries import bind_saved_parameters
+from .runlog import Kind, RunLog
 from .sql import internal
 from .usersql import charts, execute, runs
 from .usersql.workers import Workers
@@ -43,8 +44,6 @@ MAX_BYTES = 64 * 1024 * 1024
 # A result bigger than this is not kept at all: it would push out many small ones.
 MAX_ENTRY_BYTES = 8 * 1024 * 1024
 MAX_REMEMBERED_QUERIES = 4096
-# Saved queries and dashboards whose last run is remembered (for the home page).
-MAX_RECENT_RUNS = 200
 
 
 @dataclass
@@ -65,22 +64,23 @@ class ResultCache:
     _bytes: int = 0
     _reads: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _runs: OrderedDict[tuple[str, str], datetime] = field(default_factory=OrderedDict)
+    # Set once the database is open (the lifespan): runs are counted in the catalog.
+    run_log: RunLog | None = None
     hits: int = 0
     misses: int = 0
 
-    def note_run(self, kind: str, slug: str) -> None:
-        with self._lock:
-            self._runs.pop((kind, slug), None)
-            self._runs[(kind, slug)] = datetime.now(UTC)
-            while len(self._runs) > MAX_RECENT_RUNS:
-                self._runs.popitem(last=False)
+    def note_run(self, kind: Kind, slug: str) -> None:
+        if self.run_log is not None:
+            self.run_log.note(kind, slug)
+
+    def overlay_runs(self, kind: Kind, items: list[dict[str, Any]]) -> None:
+        """Add the runs not yet in the catalog to listed items (see RunLog.overlay)."""
+        if self.run_log is not None:
+            self.run_log.overlay(kind, items)
 
     def recent_runs(self) -> list[dict[str, Any]]:
-        """The last run of each saved query and dashboard run since start, newest first."""
-        with self._lock:
-            items = list(self._runs.items())
-        return [{"kind": k, "slug": s, "at": at} for (k, s), at in reversed(items)]
+        """The last run of each saved query and dashboard, newest first."""
+        return self.run_log.recent() if self.run_log is not None else []
 
     def reads(self, slug: str, version: str) -> frozenset[str] | None:
         with self._lock:

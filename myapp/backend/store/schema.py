@@ -90,6 +90,15 @@ QUERIES: list[Migration] = [
             "PRIMARY KEY (slug, version))",
         ),
     ),
+    Migration(
+        # When a saved query last ran and how many times (store/runlog.py); NULL and 0 for
+        # queries saved before runs were recorded.
+        "queries-0002-runs",
+        (
+            f"ALTER TABLE {internal('saved_queries')} ADD COLUMN last_run_at TIMESTAMPTZ",
+            f"ALTER TABLE {internal('saved_queries')} ADD COLUMN run_count BIGINT DEFAULT 0",
+        ),
+    ),
 ]
 AUTH: list[Migration] = [
     Migration(
@@ -126,6 +135,14 @@ DASHBOARDS: list[Migration] = [
             "slug VARCHAR NOT NULL, version INTEGER NOT NULL, title VARCHAR NOT NULL, "
             "description VARCHAR NOT NULL, parameters JSON NOT NULL, tiles JSON NOT NULL, "
             "created_at TIMESTAMPTZ NOT NULL, created_by VARCHAR, PRIMARY KEY (slug, version))",
+        ),
+    ),
+    Migration(
+        # When a dashboard's tiles last ran and how many tile runs there were (store/runlog.py).
+        "dashboards-0002-runs",
+        (
+            f"ALTER TABLE {internal('dashboards')} ADD COLUMN last_run_at TIMESTAMPTZ",
+            f"ALTER TABLE {internal('dashboards')} ADD COLUMN run_count BIGINT DEFAULT 0",
         ),
     ),
 ]

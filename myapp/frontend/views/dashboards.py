@@ -27,7 +27,7 @@ from myapp.models.dashboards import (
 
 from ..api_client import BackendError
 from ..markdown import render_markdown
-from . import api
+from . import api, versions
 from .sql import EXPORT_FORMATS, EXPORT_READ_TIMEOUT_S, json_body, query_timeout_s, relay
 from .streaming import proxy_download
 
@@ -80,6 +80,20 @@ def tile_frames(tiles: list[dict[str, Any]], titles: dict[str, str]) -> list[dic
         if tile["type"] == "text":
             frame["html"] = render_markdown(tile.get("text") or "")
         frames.append(frame)
+    # Each tile is a landmark named by its heading, and two landmarks of one name cannot be
+    # told apart (two tiles of one query, say): such headings say the tile's kind, then a number.
+    for distinguish in (
+        lambda f, n: f"{f['heading']} ({f['type']})",
+        lambda f, n: f"{f['heading']} {n}",
+    ):
+        seen: dict[str, int] = {}
+        for frame in frames:
+            seen[frame["heading"]] = seen.get(frame["heading"], 0) + 1
+        numbers: dict[str, int] = {}
+        for frame in frames:
+            if seen[frame["heading"]] > 1:
+                numbers[frame["heading"]] = numbers.get(frame["heading"], 0) + 1
+                frame["heading"] = distinguish(frame, numbers[frame["heading"]])
     return frames
 
 
@@ -202,6 +216,16 @@ def export_tile(slug: str, tile_id: str):
     return proxy_download(
         _path(slug, "tiles", tile_id, "export"), params=query, read_timeout_s=EXPORT_READ_TIMEOUT_S
     )
+
+
+@bp.get("/<slug>/diff")
+def diff(slug: str):
+    return versions.diff_page("dashboards/diff.html", _path, slug)
+
+
+@bp.post("/<slug>/restore")
+def restore(slug: str):
+    return versions.restore(_path, "dashboards.detail", slug)
 
 
 @bp.post("/<slug>/delete")

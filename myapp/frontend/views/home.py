@@ -16,7 +16,7 @@ bp = Blueprint("home", __name__)
 RECENT = 8
 
 
-def _recent(path: str, key: str, runs: dict[str, str] | None = None) -> list[dict[str, Any]] | None:
+def _recent(path: str, key: str) -> list[dict[str, Any]] | None:
     """The most recently changed (or run) items, or None when the caller may not list them."""
     try:
         items = api().get(path)[key]
@@ -25,8 +25,7 @@ def _recent(path: str, key: str, runs: dict[str, str] | None = None) -> list[dic
     except BackendError:
         return None
     for item in items:
-        if runs and item.get("slug") in runs:
-            item["run_at"] = runs[item["slug"]]
+        item["run_at"] = item.get("last_run_at")
 
     def latest(item: dict[str, Any]) -> str:
         return max(str(item.get("updated_at") or ""), str(item.get("run_at") or ""))
@@ -34,26 +33,12 @@ def _recent(path: str, key: str, runs: dict[str, str] | None = None) -> list[dic
     return sorted(items, key=latest, reverse=True)[:RECENT]
 
 
-def _runs() -> dict[str, dict[str, str]]:
-    try:
-        runs = api().get("/api/recent-runs")["runs"]
-    except BackendUnavailable:
-        raise
-    except BackendError:
-        return {}
-    by_kind: dict[str, dict[str, str]] = {"query": {}, "dashboard": {}}
-    for run in runs:
-        by_kind.setdefault(run["kind"], {}).setdefault(run["slug"], run["at"])
-    return by_kind
-
-
 @bp.get("/")
 def index():
     health = api().health()
     datasets = _recent("/api/datasets", "datasets")
-    runs = _runs()
-    queries = _recent("/api/queries", "queries", runs.get("query"))
-    dashboards = _recent("/api/dashboards", "dashboards", runs.get("dashboard"))
+    queries = _recent("/api/queries", "queries")
+    dashboards = _recent("/api/dashboards", "dashboards")
     empty = datasets == [] and not queries and not dashboards
     return render_template(
         "home/index.html",

@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from ..api_client import BackendError
-from . import api
+from . import api, versions
 from .sql import (
     EXPORT_FORMATS,
     EXPORT_READ_TIMEOUT_S,
@@ -163,47 +163,12 @@ def export(slug: str):
 
 @bp.get("/<slug>/diff")
 def diff(slug: str):
-    """Two versions side by side (by default the latest against the one before)."""
-    params = {
-        key: value
-        for key in ("from", "to")
-        if (value := request.args.get(key, type=int)) is not None and value >= 1
-    }
-    body = api().get(saved_query_path(slug, "diff"), params=params)
-    versions = api().get(saved_query_path(slug, "versions"))["versions"]
-    return render_template(
-        "queries/diff.html",
-        diff=body,
-        old=body["from"],
-        new=body["to"],
-        versions=versions,
-        slug=slug,
-    )
+    return versions.diff_page("queries/diff.html", saved_query_path, slug)
 
 
 @bp.post("/<slug>/restore")
 def restore(slug: str):
-    """Save an old version as the newest (post/redirect/get: a reload restores nothing again)."""
-    version = request.form.get("version", type=int)
-    base = request.form.get("base_version", type=int)
-    if not version:
-        flash("Choose the version to restore.", "error")
-        return redirect(url_for("queries.detail", slug=slug), 303)
-    try:
-        saved = api().post(
-            saved_query_path(slug, "versions", str(version), "restore"),
-            json={"base_version": base} if base else {},
-        )
-    except BackendError as exc:
-        if exc.status >= 500 or exc.status in (401, 403):
-            raise
-        flash(exc.message, "error")
-        return redirect(url_for("queries.detail", slug=slug, _version=version), 303)
-    if saved["version"] == base:
-        flash(f"Version {version} is already what the latest version holds.", "info")
-    else:
-        flash(f"Restored version {version} as version {saved['version']}.", "success")
-    return redirect(url_for("queries.detail", slug=slug), 303)
+    return versions.restore(saved_query_path, "queries.detail", slug)
 
 
 @bp.post("/<slug>/delete")

@@ -19,6 +19,8 @@ from flask import (
     redirect,
     render_template,
     request,
+    session,
+    url_for,
 )
 
 from ..api_client import BackendError, BackendUnavailable
@@ -204,9 +206,22 @@ def create():
             raise
         flash(f"The share link was not made: {exc.message}", "error")
         return redirect(back)
-    url = request.host_url.rstrip("/") + created["path"]
-    response = render_template("sharing/created.html", share=created, url=url, back=back)
-    return response, 201, {"Cache-Control": "no-store"}
+    # Post/redirect/get: reloading the page that shows the address must not make another
+    # link. The secret rides in the signed session until that page has shown it once.
+    session["new_share"] = {"share": created, "back": back}
+    return redirect(url_for("sharing.created"), 303)
+
+
+@bp.get("/shares/created")
+def created():
+    made = session.pop("new_share", None)
+    if not isinstance(made, dict):
+        flash("A share link's address is shown only once; the link is listed here.", "info")
+        return redirect(url_for("account.account"))
+    share = made["share"]
+    url = request.host_url.rstrip("/") + share["path"]
+    page = render_template("sharing/created.html", share=share, url=url, back=made["back"])
+    return page, 200, {"Cache-Control": "no-store"}
 
 
 @bp.post("/shares/<share_id>/revoke")

@@ -230,11 +230,11 @@ def save():
         if body.get(key) is not None
     }
     slug = body.get("slug")
+    # The page always asks when the title is another query's (409 title_exists).
+    fields["if_title_exists"] = "error"
     if slug:
         fields["base_version"] = body.get("base_version")
         return relay("PUT", saved_query_path(str(slug)), json_body=fields)
-    if body.get("if_title_exists") is not None:
-        fields["if_title_exists"] = body["if_title_exists"]
     return relay("POST", "/api/queries", json_body=fields)
 
 

@@ -600,10 +600,9 @@
     if (saved && !asNew) {
       body.slug = saved.slug;
       body.base_version = saved.latest_version;
-    } else {
-      // A second query with a title that exists is asked about, not silently saved as "-2".
-      body.if_title_exists = "error";
     }
+    // A title another query has is asked about, not silently saved as "-2" or twice.
+    body.if_title_exists = "error";
     $("save-submit").setAttribute("aria-busy", "true");
     postJSON(urls.save, body).then(function (answer) {
       $("save-submit").removeAttribute("aria-busy");
