@@ -43,7 +43,18 @@ EXPORT_FORMATS = (
     ("ndjson", "NDJSON"),
 )
 # Parsing options the upload form passes on to the backend as they are.
-UPLOAD_OPTIONS = ("mode", "format", "delimiter", "header", "quote", "encoding", "nullstr", "types")
+UPLOAD_OPTIONS = (
+    "mode",
+    "format",
+    "delimiter",
+    "header",
+    "quote",
+    "encoding",
+    "nullstr",
+    "types",
+    "sheet",
+    "skip",
+)
 # Loading a big file takes a while after its last byte arrived; the page waits for the summary.
 UPLOAD_READ_TIMEOUT_S = 3600.0
 EXPORT_READ_TIMEOUT_S = 600.0
@@ -52,7 +63,8 @@ EXPORT_READ_TIMEOUT_S = 600.0
 _STATE_KEYS = {"sort", "q", "limit", "cursor", "offset", "facet"}
 _FILTER_KEY = re.compile(r"^(?P<column>.+)__(?P<op>[a-z]+)$")
 _KNOWN_SUFFIX = re.compile(
-    r"(\.(csv|tsv|tab|txt|parquet|pq|json|ndjson|jsonl))?(\.(gz|gzip))?$", re.IGNORECASE
+    r"(\.(csv|tsv|tab|txt|parquet|pq|json|ndjson|jsonl|xlsx|xlsm|xls|ods))?(\.(gz|gzip))?$",
+    re.IGNORECASE,
 )
 
 
