@@ -20,9 +20,9 @@ CONNECT_TIMEOUT_S = 5.0
 # Loads and exports run as long as the server's own limits allow.
 LONG_TIMEOUT_S = 3600.0
 UPLOAD_CHUNK_BYTES = 1024 * 1024
-EXPORT_FORMATS = ("csv", "tsv", "parquet", "json", "ndjson")
+EXPORT_FORMATS = ("csv", "tsv", "parquet", "json", "ndjson", "xlsx")
 _SUFFIX_FORMATS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".json": "json",
-                   ".ndjson": "ndjson", ".jsonl": "ndjson"}  # fmt: skip
+                   ".ndjson": "ndjson", ".jsonl": "ndjson", ".xlsx": "xlsx"}  # fmt: skip
 RESULT_KINDS = ("rows", "arrow", "pandas", "polars")
 
 
@@ -253,12 +253,15 @@ class Client:
         params: dict[str, Any] | None = None,
         *,
         format: str | None = None,
+        bom: bool = False,
     ) -> int:
-        """Save the whole result of a SELECT to `path` (format from its suffix, or `format`).
+        """Save the whole result of a SELECT to `path` (format from its suffix, or `format`;
+        xlsx holds at most 1,048,575 rows). `bom=True` starts a csv/tsv with a UTF-8
+        byte-order mark (for Excel on Windows).
 
         The file appears only when complete; returns its size in bytes."""
         fmt = export_format_of(path, format)
-        body = _given(sql=sql, params=params, format=fmt)
+        body = _given(sql=sql, params=params, format=fmt, bom=bom or None)
         return self._download_to(path, "POST", "/api/query/export", json=body)
 
     def saved_query(self, slug: str) -> SavedQuery:
@@ -349,9 +352,12 @@ class SavedQuery:
         *,
         version: int | None = None,
         format: str | None = None,
+        bom: bool = False,
     ) -> int:
         fmt = export_format_of(path, format)
         query = self._export_params(params, version, fmt)
+        if bom:
+            query["bom"] = "true"
         return self.client._download_to(path, "GET", self.path + "/export", params=query)
 
     @staticmethod
