@@ -25,8 +25,9 @@ _KNOWN_SUFFIX = re.compile(
     r"(\.(csv|tsv|tab|txt|parquet|pq|json|ndjson|jsonl|xlsx|xlsm|xls|ods))?(\.(gz|gzip))?$",
     re.IGNORECASE,
 )
-# Columns of the preview's first rows on a terminal; the rest are counted.
+# The preview's first rows on a terminal, and at most this many of their columns.
 PREVIEW_ROWS = 10
+PREVIEW_COLUMNS = 20
 
 
 def name_for(path: Path) -> str:
@@ -117,8 +118,11 @@ def preview_text(upload: dict[str, Any]) -> str:
     if rows:
         total = upload["row_count"]
         shown = f"first {len(rows)} of {total:,}" if total > len(rows) else "all"
+        columns = upload["columns"][:PREVIEW_COLUMNS]
+        if len(upload["columns"]) > len(columns):
+            shown += f", the first {len(columns)} columns"
         lines.append(f"Rows ({shown}):")
-        table = render_table({"columns": upload["columns"], "rows": rows})
+        table = render_table({"columns": columns, "rows": [row[: len(columns)] for row in rows]})
         lines.extend("  " + line for line in table.splitlines())
     for note in [*upload.get("conversions", []), *upload.get("text_columns", [])]:
         lines.append(f"Note: {note['column']}: {note['message']}")

@@ -93,3 +93,19 @@ def test_an_unreadable_file_comes_back_to_the_upload_form(web):
     )
     assert response.status_code == 422
     assert 'data-testid="upload-error"' in response.text and 'id="upload-form"' in response.text
+
+
+def test_a_very_wide_file_shows_its_first_columns(web):
+    header = ",".join(f"c{i}" for i in range(300))
+    values = ",".join(str(i) for i in range(300))
+    response = web.post(
+        "/datasets/_preview",
+        params={"filename": "wide.csv"},
+        content=f"{header}\n{values}\n".encode(),
+        headers={"Content-Type": "application/octet-stream", "X-Myapp-Partial": "1"},
+    )
+    assert response.status_code == 201, response.text
+    assert response.text.count('class="column-type"') == 200
+    assert "Showing the first 200 of 300 columns" in response.text
+    upload_id = re.search(r'data-upload-id="([0-9a-f]+)"', response.text)[1]
+    assert web.post(f"/datasets/_uploads/{upload_id}/discard").status_code == 303

@@ -72,6 +72,8 @@ COLUMN_TYPES = (
 )
 # A column's menu field is `type:<column>`; a column name may hold any character.
 TYPE_FIELD = "type:"
+# A wide file (a sheet may have 16,384 columns) would make a page of millions of cells.
+PREVIEW_COLUMNS = 200
 
 
 def _upload_path(upload_id: str, *rest: str) -> str:
@@ -98,6 +100,7 @@ def _render(upload: dict[str, Any], status: int, *, error: BackendError | None =
         "delimiters": _menu(DELIMITERS, upload.get("delimiter")),
         "encodings": _menu(ENCODINGS, upload.get("encoding")),
         "column_types": COLUMN_TYPES,
+        "shown_columns": min(len(upload.get("columns") or []), PREVIEW_COLUMNS),
         "type_field": TYPE_FIELD,
         "load_name": extra.pop("load_name", None) or _name_from_filename(filename),
         "load_mode": extra.pop("load_mode", "create"),
