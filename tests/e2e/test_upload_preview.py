@@ -6,12 +6,18 @@ from __future__ import annotations
 import io
 import os
 import re
+import shutil
+import subprocess
+import time
+from types import SimpleNamespace
 
 import httpx
 import openpyxl
 import pytest
 
+from tests.deploy.files import NGINX_CONF, nginx_prefix, read_compose
 from tests.e2e.conftest import assert_accessible
+from tests.support.servers import free_port
 
 REPORT = (
     "Kontoauszug für Konto 42 \u2013 Mai 2024\n"
@@ -29,6 +35,54 @@ def name() -> str:
     return "e2e_preview_" + os.urandom(3).hex()
 
 
+@pytest.fixture(scope="module")
+def nginx_server(web_server, backend_server, tmp_path_factory):
+    """The repository's nginx site on a loopback port in front of the frontend and its backend
+    (the third entry point), as tests/deploy/test_nginx_metrics.py runs it."""
+    binary = shutil.which("nginx") or shutil.which("/usr/sbin/nginx")
+    if binary is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("nginx is not installed; .ci/run must install nginx-light")
+        pytest.skip("nginx is not installed (apt-get install nginx-light)")
+    root = tmp_path_factory.mktemp("nginx")
+    port = free_port()
+    site = NGINX_CONF.read_text()
+    site = site.replace("listen 80 default_server;", f"listen 127.0.0.1:{port} default_server;")
+    site = site.replace("http://backend:12000", backend_server.url)
+    site = site.replace("http://frontend:12001", web_server.url)
+    site = site.replace("access_log /dev/stdout myapp;", "access_log off;")
+    (root / "default.conf").write_text(site)
+    (root / "certs").mkdir()
+    conf = nginx_prefix(
+        read_compose()["services"]["nginx"],
+        root / "etc-nginx",
+        {"./nginx/docker-compose.conf": root / "default.conf", "./nginx/certs": root / "certs"},
+        root / "temp",
+    )
+    with (root / "nginx.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [binary, "-p", f"{conf.parent}/", "-c", str(conf), "-g", "daemon off;"],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None, (root / "nginx.log").read_text()
+            assert time.monotonic() < deadline, "nginx did not start"
+            time.sleep(0.1)
+        yield SimpleNamespace(url=url)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 def overflow(page) -> int:
     return page.evaluate(
         "() => Math.max(document.documentElement.scrollWidth, document.body.scrollWidth)"
@@ -40,11 +94,11 @@ def header_names(page) -> list[str]:
     return page.locator("[data-testid=preview-table] thead .column-name").all_inner_texts()
 
 
-@pytest.mark.parametrize("entry", ["all", "frontend"])
-def test_a_windows_report_is_previewed_changed_and_loaded(
-    page, entry, all_server, web_server, tmp_path, name
-):
-    server = all_server if entry == "all" else web_server
+@pytest.mark.parametrize("entry", ["all", "frontend", "nginx"])
+def test_a_windows_report_is_previewed_changed_and_loaded(page, entry, request, tmp_path, name):
+    server = request.getfixturevalue(
+        {"all": "all_server", "frontend": "web_server", "nginx": "nginx_server"}[entry]
+    )
     path = tmp_path / "kontoauszug.csv"
     path.write_bytes(REPORT)
     page.set_viewport_size({"width": 390, "height": 844})
@@ -105,8 +159,8 @@ def test_a_windows_report_is_previewed_changed_and_loaded(
     page.wait_for_url(re.compile(rf"/datasets/{name}$"))
     text = page.get_by_test_id("data-table").inner_text()
     assert "Café „Zum Löwen“" in text and "10115" in text.replace(",", "")
-    dataset = httpx.get(f"{server.url}/api/datasets/{name}").json() if entry == "all" else None
-    if dataset is not None:
+    if entry != "frontend":
+        dataset = httpx.get(f"{server.url}/api/datasets/{name}").json()
         assert dataset["source"]["encoding"] == "cp1252"
         assert {c["name"]: c["type"] for c in dataset["columns"]}["PLZ"] == "BIGINT"
 
