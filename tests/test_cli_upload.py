@@ -50,6 +50,8 @@ def test_upload_with_name_mode_options_and_json(backend_server, tmp_path):
         "format": "tsv",
         "compression": "gzip",
         "bytes": path.stat().st_size,
+        "encoding": "utf-8",
+        "sheet": None,
     }
 
     again = run_cli("upload", str(path), "--name", name, "--url", backend_server.url)
