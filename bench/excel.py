@@ -1,7 +1,9 @@
 """Excel benchmark: reading a ~50 MB workbook with python-calamine and with openpyxl
-(read_only), and writing one with xlsxwriter (constant_memory) and openpyxl (write_only).
+(read_only), writing one with xlsxwriter (constant_memory) and openpyxl (write_only), and
+(--only api-export) a whole dataset exported through the API as xlsx next to CSV (the
+export's writer is myapp's own, store/xlsx.py: xlsxwriter was 15x slower at it).
 
-    python bench/excel.py [--rows 1000000] [--only read|write]
+    python bench/excel.py [--rows 1000000] [--only read|write|api-export]
 
 Each reader runs in a child process of its own so its peak resident memory (ru_maxrss) is its
 own. Reading walks every row the way the upload does (values only, no Python list of the whole
@@ -113,16 +115,56 @@ def run(kind: str, path: Path, rows: int) -> tuple[int, float, float]:
     return int(out[0]), float(out[1]), float(out[2])
 
 
+def api_export(rows: int) -> None:
+    """`GET /api/datasets/{name}/export` as xlsx and as csv, from request to last byte, on a
+    fresh backend whose time limit is lifted (xlsx is written row by row in Python)."""
+    import httpx
+    from common import rss_mb, worker_pid
+    from ingest import Backend, generate_xlsx, upload
+
+    book = WORK / f"ingest-{rows}.xlsx"
+    generate_xlsx(book, rows)
+    backend = Backend("excel-export", {"MYAPP_QUERY_TIMEOUT_MS": "3600000"})
+    try:
+        upload(backend.port, book.with_suffix(".csv"), "events")
+        print(f"{'export of ' + format(rows, ',') + ' rows':<28}{'seconds':>10}{'rows/s':>12}"
+              f"{'MB':>8}{'backend RSS +MB':>17}")  # fmt: skip
+        pid = worker_pid(backend.proc.pid)
+        for fmt in ("csv", "xlsx"):
+            idle = rss_mb(pid)
+            started = time.perf_counter()
+            size = 0
+            peak = idle
+            with httpx.stream(
+                "GET",
+                f"{backend.url}/api/datasets/events/export",
+                params={"format": fmt},
+                timeout=3600,
+            ) as response:
+                assert response.status_code == 200, response.read()
+                for chunk in response.iter_bytes():
+                    size += len(chunk)
+                    peak = max(peak, rss_mb(pid))
+            seconds = time.perf_counter() - started
+            print(f"{fmt:<28}{seconds:>10.2f}{rows / seconds:>12,.0f}{size / 1e6:>8.1f}"
+                  f"{peak - idle:>17.0f}")  # fmt: skip
+    finally:
+        backend.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--only", choices=("read", "write"))
+    parser.add_argument("--only", choices=("read", "write", "api-export"))
     parser.add_argument("--child", nargs=2)
     args = parser.parse_args()
     if args.child:
         child(args.child[0], args.child[1], args.rows)
         return
     WORK.mkdir(exist_ok=True)
+    if args.only == "api-export":
+        api_export(args.rows)
+        return
     book = WORK / f"excel-{args.rows}.xlsx"
     print(f"{'task':<28}{'rows':>10}{'seconds':>10}{'rows/s':>12}{'peak MB':>10}")
     if args.only != "write":

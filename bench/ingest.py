@@ -1,8 +1,9 @@
-"""Ingest benchmark: uploading through the API versus DuckDB's own read_csv, and the backend's
-memory during a 1 GB upload.
+"""Ingest benchmark: uploading through the API versus DuckDB's own read_csv, the backend's
+memory during a 1 GB upload, and an Excel workbook (about 50 MB) through the API next to the
+same rows as CSV.
 
     python bench/ingest.py [--rows 5000000] [--memory-gb 1.0] [--runs 3] [--skip-memory]
-                           [--json PATH]
+                           [--xlsx-rows 1000000] [--skip-xlsx] [--only-xlsx] [--json PATH]
 
 Files are generated with DuckDB in bench/.work/ (git-ignored) and reused on later runs. The
 backend is a real `myapp serve --role backend` subprocess on a free loopback port; uploads are
@@ -167,6 +168,104 @@ def upload(port: int, csv: Path, name: str, sent: threading.Event | None = None)
     return elapsed
 
 
+def generate_xlsx(path: Path, rows: int) -> None:
+    """A workbook of `rows` rows and 8 typed columns (about 50 MB at 1M rows), and beside it
+    the same rows as CSV (`path` with .csv)."""
+    if path.exists() and path.with_suffix(".csv").exists():
+        return
+    import datetime as dt
+
+    import xlsxwriter
+
+    print(f"generating {path.name} ({rows:,} rows) …", flush=True)
+    tmp = path.with_suffix(".tmp.xlsx")
+    book = xlsxwriter.Workbook(str(tmp), {"constant_memory": True})
+    sheet = book.add_worksheet("data")
+    date_format = book.add_format({"num_format": "yyyy-mm-dd"})
+    header = ["id", "customer", "amount", "day", "paid", "note", "region", "code"]
+    sheet.write_row(0, 0, header)
+    base = dt.date(2020, 1, 1)
+    regions = ("north", "south", "east", "west")
+    with path.with_suffix(".tmp.csv").open("w") as csv:
+        csv.write(",".join(header) + "\n")
+        for i in range(rows):
+            amount = (i * 7919 % 100000) / 100
+            day = base + dt.timedelta(days=i % 1500)
+            paid = i % 3 == 0
+            note = f"note {i * 31 % 9973}"
+            region = regions[i % 4]
+            code = f"C{i * 13 % 1000003:07d}"
+            sheet.write_number(i + 1, 0, i)
+            sheet.write_string(i + 1, 1, f"customer_{i % 100000}")
+            sheet.write_number(i + 1, 2, amount)
+            sheet.write_datetime(i + 1, 3, day, date_format)
+            sheet.write_boolean(i + 1, 4, paid)
+            sheet.write_string(i + 1, 5, note)
+            sheet.write_string(i + 1, 6, region)
+            sheet.write_string(i + 1, 7, code)
+            csv.write(
+                f"{i},customer_{i % 100000},{amount},{day},{str(paid).lower()},{note},"
+                f"{region},{code}\n"
+            )
+    book.close()
+    tmp.rename(path)
+    path.with_suffix(".tmp.csv").rename(path.with_suffix(".csv"))
+
+
+def measure_upload(path: Path, name: str) -> dict[str, float]:
+    """One upload to a fresh backend: seconds, and the worker's peak RSS above idle."""
+    backend = Backend(f"xlsx-{name}")
+    try:
+        pid = backend.worker_pid()
+        time.sleep(1.0)
+        idle = rss_mb(pid)
+        peak = idle
+        done = threading.Event()
+
+        def sample() -> None:
+            nonlocal peak
+            while not done.is_set():
+                peak = max(peak, rss_mb(pid))
+                time.sleep(RSS_SAMPLE_S)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        seconds = upload(backend.port, path, name)
+        done.set()
+        sampler.join()
+    finally:
+        backend.stop()
+    return {"seconds": seconds, "idle": idle, "peak": peak - idle}
+
+
+def measure_xlsx(rows: int, runs: int) -> dict:
+    book = WORK / f"ingest-{rows}.xlsx"
+    generate_xlsx(book, rows)
+    csv = book.with_suffix(".csv")
+    out: dict = {"rows": rows}
+    for kind, path in (("xlsx", book), ("csv", csv)):
+        results = [measure_upload(path, f"{kind}_bench") for _ in range(runs)]
+        out[kind] = {
+            "size_mb": path.stat().st_size / 1e6,
+            "seconds": [r["seconds"] for r in results],
+            "peak_mb": [r["peak"] for r in results],
+            "idle_mb": [r["idle"] for r in results],
+        }
+    print()
+    print(
+        f"The same {rows:,} rows as an Excel workbook and as CSV, through the API (best of {runs})"
+    )
+    print(f"{'file':<22}{'MB':>8}{'seconds':>10}{'MB/s':>8}{'rows/s':>12}{'peak RSS +MB':>14}")
+    for kind in ("csv", "xlsx"):
+        f = out[kind]
+        seconds = min(f["seconds"])
+        print(
+            f"{kind:<22}{f['size_mb']:>8.1f}{seconds:>10.2f}{f['size_mb'] / seconds:>8.1f}"
+            f"{rows / seconds:>12,.0f}{max(f['peak_mb']):>14.0f}"
+        )
+    return out
+
+
 def measure_memory(csv: Path, memory_limit: str | None) -> dict[str, float]:
     backend = Backend("memory", {"MYAPP_MEMORY_LIMIT": memory_limit} if memory_limit else None)
     try:
@@ -213,10 +312,18 @@ def main() -> int:
         default=None,
         help="MYAPP_MEMORY_LIMIT for the memory run (repeat to compare; default: the default)",
     )
+    parser.add_argument("--xlsx-rows", type=int, default=1_000_000)
+    parser.add_argument("--skip-xlsx", action="store_true")
+    parser.add_argument("--only-xlsx", action="store_true", help="only the workbook figures")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     args = parser.parse_args()
 
     WORK.mkdir(exist_ok=True)
+    if args.only_xlsx:
+        xlsx = measure_xlsx(args.xlsx_rows, args.runs)
+        if args.json:
+            args.json.write_text(json.dumps({"xlsx": xlsx}, indent=1))
+        return 0
     csv = WORK / f"ingest-{args.rows}.csv"
     generate_csv(csv, args.rows)
     size_mb = csv.stat().st_size / 1e6
@@ -294,6 +401,8 @@ def main() -> int:
             figures["memory"].append(
                 {"limit": limit, "size_gb": big.stat().st_size / 1e9, **memory}
             )
+    if not args.skip_xlsx:
+        figures["xlsx"] = measure_xlsx(args.xlsx_rows, args.runs)
     load_after = os.getloadavg()
     print()
     print(

@@ -226,7 +226,7 @@ def test_export_refuses_bad_filters_and_writes_nothing(url, sales, tmp_path):
     assert bad_op.stderr.startswith("myapp: Unknown filter operator 'near' in 'amount__near'")
     assert "(400 invalid_filter)" in bad_op.stderr
 
-    no_format = run("datasets", "export", sales, "-o", str(tmp_path / "out.xlsx"), *url)
+    no_format = run("datasets", "export", sales, "-o", str(tmp_path / "out.docx"), *url)
     assert no_format.exit_code == 2 and "cannot tell the format" in no_format.stderr
     assert list(tmp_path.iterdir()) == []
 

@@ -142,3 +142,80 @@ def test_a_file_over_the_limit_is_named_as_such(start_server, tmp_path):
         "more than the backend accepts (100,000 bytes" in result.stderr
         or "larger than the limit" in result.stderr
     ), result.stderr
+
+
+PREAMBLE_REPORT = (
+    "Kontoauszug f\u00fcr Konto 42 \u2013 Mai 2024\n"
+    "Erstellt am 01.05.2024\n"
+    "\n"
+    "Datum;Betrag;Empf\u00e4nger;PLZ\n"
+    "2024-05-01;12,50;Caf\u00e9 \u201eZum L\u00f6wen\u201c;01234\n"
+    "2024-05-02;7,00;B\u00e4ckerei \u2013 M\u00fcller;04567\n"
+    "2024-05-03;n/a;\u20ac-Fonds;10115\n"
+    "2024-05-04;1,00;Wien;A-1010\n"
+).encode("cp1252")
+
+
+def test_preview_prints_how_it_would_load_and_loads_nothing(backend_server, tmp_path):
+    path = tmp_path / f"konto_{os.urandom(3).hex()}.csv"
+    path.write_bytes(PREAMBLE_REPORT)
+    result = run_cli("upload", str(path), "--preview", "--url", backend_server.url)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.splitlines()
+    assert out[0] == (
+        f"Preview of {path.name}: csv, encoding cp1252, delimiter semicolon, header, "
+        "3 lines skipped, decimal separator ','."
+    )
+    assert out[1] == "4 rows would load, 0 rejected; 4 columns:"
+    assert out[2:6] == [
+        "  Datum      DATE",
+        "  Betrag     DOUBLE",
+        "  Empf\u00e4nger  VARCHAR",
+        "  PLZ        VARCHAR",
+    ]
+    assert "Caf\u00e9 \u201eZum L\u00f6wen\u201c" in result.stdout
+    assert "01234" in result.stdout and "NULL" in result.stdout
+    assert out[-1].startswith("Nothing was loaded")
+    name = path.stem
+    assert httpx.get(f"{backend_server.url}/api/datasets/{name}").status_code == 404
+    # The look leaves no staged copy behind.
+    assert not list((backend_server.data_dir / ".staging").glob("upload-*"))
+
+    typed = run_cli(
+        "upload", str(path), "--preview", "--types", "PLZ:BIGINT", "--json",
+        "--url", backend_server.url,
+    )  # fmt: skip
+    assert typed.returncode == 0, typed.stderr
+    upload = json.loads(typed.stdout)["upload"]
+    assert upload["columns"][3] == {"name": "PLZ", "type": "BIGINT"}
+    assert [row[3] for row in upload["rows"]] == [1234, 4567, 10115]
+    assert upload["rows_rejected"] == 1 and upload["rejects"][0]["line"] == 8
+    shown = run_cli(
+        "upload", str(path), "--preview", "--types", "PLZ:BIGINT", "--url", backend_server.url
+    )
+    assert "3 rows would load, 1 rejected" in shown.stdout
+    assert "  PLZ        BIGINT  (chosen)" in shown.stdout
+    assert "rejected line 8, column PLZ" in shown.stdout
+
+
+def test_preview_of_a_workbook_names_its_sheets(backend_server, tmp_path):
+    openpyxl = pytest.importorskip("openpyxl")
+    book = openpyxl.Workbook()
+    book.active.title = "Notes"
+    book.active.append(["text"])
+    sales = book.create_sheet("Sales")
+    sales.append(["region", "units"])
+    sales.append(["North", 12])
+    path = tmp_path / "book.xlsx"
+    book.save(path)
+    result = run_cli(
+        "upload", str(path), "--preview", "--sheet", "Sales", "--url", backend_server.url
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == (
+        "Preview of book.xlsx: xlsx, header, sheet Sales of Notes, Sales."
+    )
+    assert "North" in result.stdout
+    bad = run_cli("upload", str(path), "--preview", "--sheet", "Nope", "--url", backend_server.url)
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert "Nope" in bad.stderr

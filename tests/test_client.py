@@ -90,7 +90,7 @@ def test_export_writes_the_file_only_when_whole(client, sales, tmp_path):
     assert not broken.exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     with pytest.raises(ValueError, match="format"):
-        client.export(f"SELECT 1 FROM {sales}", tmp_path / "out.xlsx")
+        client.export(f"SELECT 1 FROM {sales}", tmp_path / "out.docx")
 
 
 def test_saved_query_runs_with_parameters_and_exports(client, sales, tmp_path):

@@ -20,9 +20,9 @@ CONNECT_TIMEOUT_S = 5.0
 # Loads and exports run as long as the server's own limits allow.
 LONG_TIMEOUT_S = 3600.0
 UPLOAD_CHUNK_BYTES = 1024 * 1024
-EXPORT_FORMATS = ("csv", "tsv", "parquet", "json", "ndjson")
+EXPORT_FORMATS = ("csv", "tsv", "parquet", "json", "ndjson", "xlsx")
 _SUFFIX_FORMATS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".json": "json",
-                   ".ndjson": "ndjson", ".jsonl": "ndjson"}  # fmt: skip
+                   ".ndjson": "ndjson", ".jsonl": "ndjson", ".xlsx": "xlsx"}  # fmt: skip
 RESULT_KINDS = ("rows", "arrow", "pandas", "polars")
 
 
@@ -158,16 +158,11 @@ class Client:
         if format is not None:
             params["format"] = format
 
-        def chunks() -> Iterator[bytes]:
-            with file.open("rb") as handle:
-                while chunk := handle.read(UPLOAD_CHUNK_BYTES):
-                    yield chunk
-
         return self.request(
             "PUT",
             _dataset_path(target),
             params={k: _param(v) for k, v in params.items() if v is not None},
-            content=chunks(),
+            content=_file_chunks(file),
             headers={
                 "Content-Type": "application/octet-stream",
                 "Content-Length": str(file.stat().st_size),
@@ -177,6 +172,54 @@ class Client:
 
     def delete_dataset(self, name: str) -> None:
         self.request("DELETE", _dataset_path(name))
+
+    # -- staged uploads: look before loading --------------------------------------------------
+    def stage(
+        self, path: str | os.PathLike[str], *, format: str | None = None, **options: Any
+    ) -> dict[str, Any]:
+        """Send a file to be read as it would load, without loading it (streamed from disk).
+
+        Returns the preview: `id`, the detected `format`, `encoding`, `delimiter`, `header`,
+        `skip`, `sheet` (and `sheets`), `columns`, the first `rows`, `row_count` and `rejects`.
+        Change it with `restage`, load it with `load_staged`, drop it with `discard_staged`;
+        it expires on its own after the server's MYAPP_UPLOAD_TTL_S.
+        """
+        file = Path(path)
+        params = {"filename": file.name, "format": format, **options}
+        return self.request(
+            "POST",
+            "/api/uploads",
+            params={k: _param(v) for k, v in params.items() if v is not None},
+            content=_file_chunks(file),
+            headers={
+                "Content-Type": "application/octet-stream",
+                "Content-Length": str(file.stat().st_size),
+            },
+            timeout=httpx.Timeout(LONG_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
+        ).json()["upload"]
+
+    def restage(self, upload_id: str, **changes: Any) -> dict[str, Any]:
+        """Read a staged upload again with other options (None: detect again) or `types`."""
+        return self.request(
+            "PATCH",
+            _upload_path(upload_id),
+            json=changes,
+            timeout=httpx.Timeout(LONG_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
+        ).json()["upload"]
+
+    def load_staged(
+        self, upload_id: str, name: str | None = None, *, mode: str = "create"
+    ) -> dict[str, Any]:
+        """Make a staged upload a dataset; the same answer as `upload`."""
+        return self.request(
+            "POST",
+            _upload_path(upload_id) + "/load",
+            json=_given(name=name, mode=mode),
+            timeout=httpx.Timeout(LONG_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
+        ).json()
+
+    def discard_staged(self, upload_id: str) -> None:
+        self.request("DELETE", _upload_path(upload_id))
 
     # -- SQL ---------------------------------------------------------------------------------
     def query(
@@ -210,12 +253,15 @@ class Client:
         params: dict[str, Any] | None = None,
         *,
         format: str | None = None,
+        bom: bool = False,
     ) -> int:
-        """Save the whole result of a SELECT to `path` (format from its suffix, or `format`).
+        """Save the whole result of a SELECT to `path` (format from its suffix, or `format`;
+        xlsx holds at most 1,048,575 rows). `bom=True` starts a csv/tsv with a UTF-8
+        byte-order mark (for Excel on Windows).
 
         The file appears only when complete; returns its size in bytes."""
         fmt = export_format_of(path, format)
-        body = _given(sql=sql, params=params, format=fmt)
+        body = _given(sql=sql, params=params, format=fmt, bom=bom or None)
         return self._download_to(path, "POST", "/api/query/export", json=body)
 
     def saved_query(self, slug: str) -> SavedQuery:
@@ -306,9 +352,12 @@ class SavedQuery:
         *,
         version: int | None = None,
         format: str | None = None,
+        bom: bool = False,
     ) -> int:
         fmt = export_format_of(path, format)
         query = self._export_params(params, version, fmt)
+        if bom:
+            query["bom"] = "true"
         return self.client._download_to(path, "GET", self.path + "/export", params=query)
 
     @staticmethod
@@ -324,10 +373,20 @@ def _dataset_path(name: str) -> str:
     return "/api/datasets/" + quote(name, safe="")
 
 
+def _upload_path(upload_id: str) -> str:
+    return "/api/uploads/" + quote(upload_id, safe="")
+
+
+def _file_chunks(file: Path) -> Iterator[bytes]:
+    with file.open("rb") as handle:
+        while chunk := handle.read(UPLOAD_CHUNK_BYTES):
+            yield chunk
+
+
 def _name_from_filename(path: Path) -> str:
     stem = path.name
     for suffix in (".gz", ".zst", ".csv", ".tsv", ".txt", ".parquet", ".json", ".ndjson",
-                   ".jsonl"):  # fmt: skip
+                   ".jsonl", ".xlsx", ".xlsm", ".xls", ".ods"):  # fmt: skip
         if stem.lower().endswith(suffix):
             stem = stem[: -len(suffix)]
     return stem or path.name

@@ -14,6 +14,7 @@ import click
 import httpx
 
 from .client import ApiSession, api_options, describe_error, fail
+from .query import plural, render_table
 
 CHUNK_BYTES = 1024 * 1024
 # The answer comes once the backend has loaded the whole file, which can take minutes.
@@ -21,8 +22,12 @@ LOAD_TIMEOUT_S = 3600.0
 SHOWN_REJECTS = 5
 
 _KNOWN_SUFFIX = re.compile(
-    r"(\.(csv|tsv|tab|txt|parquet|pq|json|ndjson|jsonl))?(\.(gz|gzip))?$", re.IGNORECASE
+    r"(\.(csv|tsv|tab|txt|parquet|pq|json|ndjson|jsonl|xlsx|xlsm|xls|ods))?(\.(gz|gzip))?$",
+    re.IGNORECASE,
 )
+# The preview's first rows on a terminal, and at most this many of their columns.
+PREVIEW_ROWS = 10
+PREVIEW_COLUMNS = 20
 
 
 def name_for(path: Path) -> str:
@@ -76,6 +81,61 @@ def _summary(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _delimiter_words(value: str | None) -> str:
+    return {"\t": "tab", " ": "space", ",": "comma", ";": "semicolon", "|": "pipe"}.get(
+        value or "", repr(value)
+    )
+
+
+def preview_text(upload: dict[str, Any]) -> str:
+    """A staged upload as a person reads it: how it was read, its columns, the first rows."""
+    read = [upload["format"] + (f" ({upload['compression']})" if upload.get("compression") else "")]
+    if upload.get("encoding"):
+        read.append(f"encoding {upload['encoding']}")
+    if upload.get("delimiter") is not None:
+        read.append(f"delimiter {_delimiter_words(upload['delimiter'])}")
+    if upload.get("header") is not None:
+        read.append("header" if upload["header"] else "no header")
+    if upload.get("skip"):
+        read.append(f"{plural(upload['skip'], 'line')} skipped")
+    if upload.get("decimal_separator"):
+        read.append(f"decimal separator {upload['decimal_separator']!r}")
+    if upload.get("sheet"):
+        sheets = upload.get("sheets") or []
+        others = f" of {', '.join(sheets)}" if len(sheets) > 1 else ""
+        read.append(f"sheet {upload['sheet']}{others}")
+    lines = [
+        f"Preview of {upload.get('filename') or 'the file'}: {', '.join(read)}.",
+        f"{plural(upload['row_count'], 'row')} would load, {upload['rows_rejected']:,} rejected; "
+        f"{plural(len(upload['columns']), 'column')}:",
+    ]
+    chosen = upload.get("types") or {}
+    width = max((len(c["name"]) for c in upload["columns"]), default=0)
+    for column in upload["columns"]:
+        mark = "  (chosen)" if column["name"] in chosen else ""
+        lines.append(f"  {column['name'].ljust(width)}  {column['type']}{mark}")
+    rows = upload["rows"][:PREVIEW_ROWS]
+    if rows:
+        total = upload["row_count"]
+        shown = f"first {len(rows)} of {total:,}" if total > len(rows) else "all"
+        columns = upload["columns"][:PREVIEW_COLUMNS]
+        if len(upload["columns"]) > len(columns):
+            shown += f", the first {len(columns)} columns"
+        lines.append(f"Rows ({shown}):")
+        table = render_table({"columns": columns, "rows": [row[: len(columns)] for row in rows]})
+        lines.extend("  " + line for line in table.splitlines())
+    for note in [*upload.get("conversions", []), *upload.get("text_columns", [])]:
+        lines.append(f"Note: {note['column']}: {note['message']}")
+    for reject in upload["rejects"][:SHOWN_REJECTS]:
+        where = f"line {reject['line']}" if reject.get("line") is not None else "a row"
+        column = f", column {reject['column']}" if reject.get("column") else ""
+        lines.append(f"  rejected {where}{column}: {reject['reason']}")
+    if upload["rows_rejected"] > SHOWN_REJECTS:
+        lines.append(f"  … and {upload['rows_rejected'] - SHOWN_REJECTS:,} more rejected rows")
+    lines.append("Nothing was loaded; run the same command without --preview to load it.")
+    return "\n".join(lines)
+
+
 @click.command("upload")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--name", "-n", default=None, help="Dataset name (default: from the file name).")
@@ -90,15 +150,28 @@ def _summary(result: dict[str, Any]) -> str:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["csv", "tsv", "parquet", "json", "ndjson"]),
+    type=click.Choice(["csv", "tsv", "parquet", "json", "ndjson", "xlsx", "xls", "ods"]),
     default=None,
     help="File format (default: detected from the name or the content).",
+)
+@click.option("--sheet", default=None, help="A workbook's sheet, name or number (default: first).")
+@click.option(
+    "--skip",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Lines before the table (default: detect).",
 )
 @click.option("--delimiter", default=None, help="CSV delimiter, one character (\\t for tab).")
 @click.option("--header/--no-header", default=None, help="Whether the first CSV line has names.")
 @click.option("--encoding", default=None, help="Text encoding, e.g. latin-1 (default: detect).")
 @click.option("--nullstr", default=None, help="CSV text that means NULL, e.g. NA.")
 @click.option("--types", default=None, help="Column types, e.g. zip:VARCHAR,day:DATE.")
+@click.option(
+    "--preview",
+    is_flag=True,
+    help="Show how the file would load (how it is read, columns, first rows, rejects); "
+    "load nothing.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the backend's JSON answer.")
 @api_options
 def upload(
@@ -111,13 +184,18 @@ def upload(
     encoding: str | None,
     nullstr: str | None,
     types: str | None,
+    sheet: str | None,
+    skip: int | None,
+    preview: bool,
     as_json: bool,
     api: ApiSession,
 ) -> None:
-    """Upload FILE (CSV, TSV, Parquet, JSON, NDJSON, or any of them .gz) as a dataset.
+    """Upload FILE (CSV, TSV, Excel .xlsx/.xls, OpenDocument .ods, Parquet, JSON, NDJSON; text
+    files also .gz) as a dataset.
 
     The file is streamed to the backend, never read into memory whole; a progress bar shows
-    on a terminal. Prints what was loaded and which rows were rejected.
+    on a terminal. Prints what was loaded and which rows were rejected. With --preview, prints
+    how it would load and loads nothing.
     """
     size = file.stat().st_size
     params: dict[str, str] = {"mode": mode, "filename": file.name}
@@ -127,11 +205,23 @@ def upload(
         ("encoding", encoding),
         ("nullstr", nullstr),
         ("types", types),
+        ("sheet", sheet),
+        ("skip", None if skip is None else str(skip)),
     ):
         if value:
             params[key] = value
     if header is not None:
         params["header"] = "true" if header else "false"
+    if preview:
+        options = {k: v for k, v in params.items() if k not in ("mode", "filename")}
+        staged = api.api.stage(file, **options)
+        # A look, not a load: the staged copy would only hold the account's upload quota.
+        api.api.discard_staged(staged["id"])
+        if as_json:
+            click.echo(json.dumps({"upload": staged}, indent=2, ensure_ascii=False))
+        else:
+            click.echo(preview_text(staged))
+        return
     target = name or name_for(file)
     path = "/api/datasets/" + quote(target, safe="")
     if mode == "create":

@@ -164,6 +164,7 @@ def export_dataset(
     name: str,
     output: str,
     fmt: str | None,
+    bom: bool,
     sort: str | None,
     filters: tuple[str, ...],
     q: str | None,
@@ -179,6 +180,8 @@ def export_dataset(
     myapp datasets export sales -o big.csv --filter amount__gte=100 --sort=-amount
     """
     params: list[tuple[str, str]] = [("format", export_format(output, fmt))]
+    if bom:
+        params.append(("bom", "true"))
     params.extend(_filter_pair(pair) for pair in filters)
     if sort:
         params.append(("sort", sort))

@@ -38,9 +38,10 @@ MAX_CELL_WIDTH = 80
 # SQL lines longer than this are shown as a window around the position of an error.
 MAX_SHOWN_SQL = 100
 
-EXPORT_FORMATS = ("csv", "tsv", "parquet", "json", "ndjson")
+EXPORT_FORMATS = ("csv", "tsv", "parquet", "json", "ndjson", "xlsx")
 FORMAT_BY_SUFFIX = {
     ".csv": "csv",
+    ".xlsx": "xlsx",
     ".tsv": "tsv",
     ".parquet": "parquet",
     ".json": "json",
@@ -430,7 +431,13 @@ def output_options(func: Any) -> Any:
         type=click.Choice(EXPORT_FORMATS),
         default=None,
         help="File format (default: from FILE's extension: .csv .tsv .parquet .json .ndjson "
-        ".jsonl; csv for stdout).",
+        ".jsonl .xlsx; csv for stdout). xlsx holds at most 1,048,575 rows.",
+    )(func)
+    func = click.option(
+        "--bom",
+        is_flag=True,
+        help="csv/tsv: start with a UTF-8 byte-order mark, so Excel on Windows reads the "
+        "text right.",
     )(func)
     return click.option(
         "--output",
@@ -577,6 +584,7 @@ def export(
     sql: str,
     output: str,
     fmt: str | None,
+    bom: bool,
     param_pairs: tuple[str, ...],
     params_json: str | None,
     api: ApiSession,
@@ -590,11 +598,14 @@ def export(
 
     \b
     myapp export 'SELECT * FROM sales' -o sales.parquet
+    myapp export 'SELECT * FROM sales' -o sales.xlsx
     myapp export 'SELECT * FROM events WHERE day = $day::DATE' --param day=2024-06-01 -o day.csv
     """
     chosen = export_format(output, fmt)
     text = _read_sql(sql)
     body: dict[str, Any] = {"sql": text, "format": chosen}
+    if bom:
+        body["bom"] = True
     params = parse_params(param_pairs, params_json)
     if params is not None:
         body["params"] = params

@@ -187,6 +187,7 @@ def export_query(
     slug: str,
     output: str,
     fmt: str | None,
+    bom: bool,
     param_pairs: tuple[str, ...],
     params_json: str | None,
     version: int | None,
@@ -202,6 +203,7 @@ def export_query(
     values = parse_params(param_pairs, params_json)
     params = given(
         format=export_format(output, fmt),
+        bom="true" if bom else None,
         version=version,
         params=None if values is None else json.dumps(values),
     )

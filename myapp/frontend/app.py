@@ -22,11 +22,20 @@ from myapp.settings import Settings
 
 from .api_client import ApiClient, BackendError, BackendUnavailable
 from .security import install_security
-from .views import account, dashboards, datasets, home, queries, sharing, sql
+from .views import account, dashboards, datasets, home, queries, sharing, sql, uploads
 
 log = logging.getLogger("myapp.frontend")
 
-BLUEPRINTS = (home.bp, account.bp, datasets.bp, sql.bp, queries.bp, dashboards.bp, sharing.bp)
+BLUEPRINTS = (
+    home.bp,
+    account.bp,
+    datasets.bp,
+    uploads.bp,
+    sql.bp,
+    queries.bp,
+    dashboards.bp,
+    sharing.bp,
+)
 
 # Main navigation; an entry shows once a blueprint provides its endpoint.
 NAV_ITEMS = (

@@ -15,7 +15,7 @@ MAX_SQL_CHARS = 100_000
 # Charts never receive more points than this; DuckDB aggregates or samples bigger results.
 MAX_CHART_POINTS = 10_000
 
-ExportFormatName = Literal["csv", "tsv", "parquet", "json", "ndjson"]
+ExportFormatName = Literal["csv", "tsv", "parquet", "json", "ndjson", "xlsx"]
 ChartType = Literal["bar", "line", "area", "scatter", "pie"]
 QueryState = Literal["running", "finished", "failed", "cancelled", "timed_out"]
 
@@ -93,6 +93,9 @@ class ExportRequest(BaseModel):
     sql: str = Field(min_length=1, max_length=MAX_SQL_CHARS)
     params: dict[str, Any] | None = None
     format: ExportFormatName = "csv"
+    bom: bool = Field(
+        False, description="csv/tsv: start with a UTF-8 byte-order mark (Excel on Windows)"
+    )
     filename: str | None = Field(
         None, max_length=200, description="File name without extension; a safe one is derived."
     )

@@ -59,3 +59,44 @@ def test_a_late_failure_reaches_the_browser_as_a_cut_short_download(pages):
             response.close()
         # The pages keep working.
         assert client.get(pages + "/sql").status_code == 200
+
+
+def test_the_download_menus_offer_excel_and_csv_for_excel(pages, all_server, backend_server):
+    import io
+    import os
+    import re
+
+    import openpyxl
+
+    name = "menu_" + os.urandom(3).hex()
+    body = "who,n\nZoë,2\nAnn,1\n".encode()
+    api_url = all_server.url if pages == all_server.url else backend_server.url
+    assert httpx.put(f"{api_url}/api/datasets/{name}", content=body).status_code == 201
+    with httpx.Client(base_url=pages, timeout=60) as client:
+        page = client.get(f"/datasets/{name}", params={"sort": "n"}).text
+        links = dict(re.findall(r'href="([^"]+)" data-testid="export-([a-z-]+)"', page))
+        by_choice = {choice: href.replace("&amp;", "&") for href, choice in links.items()}
+        assert {"csv", "xlsx", "csv-bom"} <= set(by_choice)
+        book = client.get(by_choice["xlsx"])
+        assert book.status_code == 200
+        rows = list(openpyxl.load_workbook(io.BytesIO(book.content)).active.values)
+        assert rows == [("who", "n"), ("Ann", 1), ("Zoë", 2)]
+        marked = client.get(by_choice["csv-bom"])
+        assert marked.content == b"\xef\xbb\xbf" + "who,n\nAnn,1\nZoë,2\n".encode()
+        assert 'filename="' + name + '.csv"' in marked.headers["content-disposition"]
+        # The SQL editor's export form takes the same menu values.
+        sql = client.post(
+            "/sql/export",
+            data={"sql": f"SELECT * FROM {name} ORDER BY n", "format": "csv-bom", "params": "{}"},
+            headers={"Origin": pages},
+        )
+        assert sql.content.startswith(b"\xef\xbb\xbfwho,n\nAnn,1\n")
+        excel = client.post(
+            "/sql/export",
+            data={"sql": f"SELECT * FROM {name} ORDER BY n", "format": "xlsx", "params": "{}"},
+            headers={"Origin": pages},
+        )
+        assert list(openpyxl.load_workbook(io.BytesIO(excel.content)).active.values)[1] == (
+            "Ann",
+            1,
+        )

@@ -29,7 +29,8 @@ from ..deps import DatabaseDep, EditorDep, SettingsDep, ViewerDep, WorkersDep
 from ..responses import export_response
 from ..store import dashboards as store
 from ..store import tiles
-from ..store.exports import FORMATS, download_filename
+from ..store.exports import download_filename
+from ..store.exports import export_format as export_format_named
 from ..store.results import ResultCache
 from ..store.usersql import execute, runs
 from .query import fast_json, parse_params_json
@@ -254,6 +255,9 @@ def export_tile(
     workers: WorkersDep,
     settings: SettingsDep,
     format: ExportFormatName = "csv",
+    bom: bool = Query(
+        False, description="csv/tsv: start with a UTF-8 byte-order mark (Excel on Windows)"
+    ),
     params: str | None = Query(None, description="The dashboard's values as a JSON object."),
     version: int | None = Query(None, ge=1),
     id: UUID | None = None,
@@ -262,15 +266,23 @@ def export_tile(
     saved, values = tiles.tile_export_params(
         database, dashboard, tile_id, parse_params_json(params)
     )
+    export_format = export_format_named(format, bom=bom)
     return _export(
-        database, workers, settings, saved, values, format, f"{slug}-{tile_id}", id, actor.username
+        database,
+        workers,
+        settings,
+        saved,
+        values,
+        export_format,
+        f"{slug}-{tile_id}",
+        id,
+        actor.username,
     )
 
 
 def _export(
-    database, workers, settings, saved, values, format: str, stem: str, run_id, owner
+    database, workers, settings, saved, values, export_format, stem: str, run_id, owner
 ) -> StreamingResponse:
-    export_format = FORMATS[format]
     export = execute.export_select(
         database,
         workers,

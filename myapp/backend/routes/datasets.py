@@ -34,8 +34,7 @@ from ..responses import export_response
 from ..store import audit, browse
 from ..store import browse_profile as profile
 from ..store import datasets as catalog
-from ..store.exports import FORMATS as EXPORT_FORMATS
-from ..store.exports import download_filename
+from ..store.exports import download_filename, export_format
 from ..store.ingest import StagingFiles, check_mode_allows, ingest_file, parse_options
 from ..store.ingest_receive import (
     LineMeter,
@@ -383,16 +382,14 @@ def export_dataset(
     database: DatabaseDep,
     workers: WorkersDep,
     actor: ViewerDep,
-    format: Annotated[str, Query(description="csv, tsv, parquet, json or ndjson")] = "csv",
+    format: Annotated[str, Query(description="csv, tsv, parquet, json, ndjson or xlsx")] = "csv",
+    bom: Annotated[
+        bool, Query(description="csv/tsv: start with a UTF-8 byte-order mark (Excel on Windows)")
+    ] = False,
     sort: Annotated[str | None, Query(description="column, or -column for descending")] = None,
     q: Annotated[str | None, Query(description="text searched in the text columns")] = None,
 ) -> Response:
-    fmt = EXPORT_FORMATS.get(format.lower())
-    if fmt is None:
-        raise BadRequest(
-            f"format must be one of {', '.join(EXPORT_FORMATS)}, not {format[:20]!r}.",
-            code="invalid_format",
-        )
+    fmt = export_format(format, bom=bom)
     with database.cursor() as cur:
         record = catalog.get_dataset(cur, name)
         select_sql, params = browse.export_select(

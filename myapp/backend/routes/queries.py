@@ -28,7 +28,8 @@ from ..errors import BadRequest
 from ..metrics import query_run
 from ..responses import export_response
 from ..store import queries as store
-from ..store.exports import FORMATS, download_filename
+from ..store.exports import download_filename
+from ..store.exports import export_format as export_format_named
 from ..store.usersql import charts, execute, runs
 from .query import fast_json, json_bytes, parse_params_json
 
@@ -291,6 +292,9 @@ def export_saved_query(
     workers: WorkersDep,
     settings: SettingsDep,
     format: ExportFormatName = "csv",
+    bom: bool = Query(
+        False, description="csv/tsv: start with a UTF-8 byte-order mark (Excel on Windows)"
+    ),
     params: str | None = Query(None, description="The parameters as a JSON object."),
     version: int | None = Query(None, ge=1),
     filename: str | None = Query(None, max_length=200),
@@ -299,7 +303,7 @@ def export_saved_query(
     saved = store.get_query(database, slug, version)
     values = store.bind_saved_parameters(saved["parameters"], parse_params_json(params))
     request.app.state.results.note_run("query", slug)
-    export_format = FORMATS[format]
+    export_format = export_format_named(format, bom=bom)
     export = execute.export_select(
         database,
         workers,

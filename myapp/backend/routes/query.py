@@ -27,7 +27,8 @@ from ..deps import DatabaseDep, SettingsDep, ViewerDep, WorkersDep
 from ..errors import BadRequest, Conflict
 from ..metrics import query_run
 from ..responses import export_response
-from ..store.exports import FORMATS, download_filename
+from ..store.exports import download_filename
+from ..store.exports import export_format as export_format_named
 from ..store.usersql import charts, execute, runs
 
 router = APIRouter(tags=["query"])
@@ -123,10 +124,11 @@ def _export(
     sql: str,
     params: dict[str, Any] | None,
     fmt: str,
+    bom: bool,
     filename: str | None,
     run_id: UUID | None,
 ) -> StreamingResponse:
-    export_format = FORMATS[fmt]
+    export_format = export_format_named(fmt, bom=bom)
     export = execute.export_select(
         database,
         workers,
@@ -155,6 +157,9 @@ def export_query_get(
     settings: SettingsDep,
     sql: str = Query(min_length=1, max_length=MAX_SQL_CHARS),
     format: ExportFormatName = "csv",
+    bom: bool = Query(
+        False, description="csv/tsv: start with a UTF-8 byte-order mark (Excel on Windows)"
+    ),
     params: str | None = Query(None, description="The parameters as a JSON object."),
     filename: str | None = Query(None, max_length=200),
     id: UUID | None = None,
@@ -168,6 +173,7 @@ def export_query_get(
         sql=sql,
         params=values,
         fmt=format,
+        bom=bom,
         filename=filename,
         run_id=id,
     )
@@ -194,6 +200,7 @@ def export_query_post(
         sql=body.sql,
         params=body.params,
         fmt=body.format,
+        bom=body.bom,
         filename=body.filename,
         run_id=body.id,
     )

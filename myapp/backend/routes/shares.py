@@ -32,6 +32,7 @@ from ..store import dashboards as dashboard_store
 from ..store import queries as query_store
 from ..store import shares as store
 from ..store import tiles
+from ..store.exports import export_format
 from ..store.results import run_saved
 from .dashboards import ResultsDep, _export
 from .query import fast_json, parse_params_json
@@ -189,7 +190,8 @@ def export_shared(
     given = tiles.with_fixed(saved["parameters"], parse_params_json(params), share.params)
     values = query_store.bind_saved_parameters(saved["parameters"], given)
     record_use(database, share.id)
-    return _export(database, workers, settings, saved, values, format, share.target, id, None)
+    fmt = export_format(format)
+    return _export(database, workers, settings, saved, values, fmt, share.target, id, None)
 
 
 @router.post(
@@ -248,8 +250,9 @@ def export_shared_tile(
         database, dashboard, tile_id, parse_params_json(params), fixed=share.params
     )
     record_use(database, share.id)
+    fmt = export_format(format)
     return _export(
-        database, workers, settings, saved, values, format, f"{share.target}-{tile_id}", id, None
+        database, workers, settings, saved, values, fmt, f"{share.target}-{tile_id}", id, None
     )
 
 

@@ -49,7 +49,7 @@ MAX_IN_VALUES = 200
 MAX_FILTERS = 50
 
 # Query parameters of /rows, /facets and /export that are not filters.
-RESERVED = frozenset({"limit", "cursor", "offset", "sort", "q", "column", "format", "size"})
+RESERVED = frozenset({"limit", "cursor", "offset", "sort", "q", "column", "format", "bom", "size"})
 
 OPERATORS = tuple(op.key for op in filter_ops.OPERATORS)
 _COMPARE = {"eq": "=", "ne": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}

@@ -17,12 +17,14 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import quote
 
 from myapp.settings import Settings
+
+from ..errors import BadRequest
 
 # A dataset replaced while an export starts is read again; more than a few replacements in
 # that moment means something is rewriting it in a loop.
@@ -52,7 +54,16 @@ class ExportFormat:
     extension: str
     media_type: str
     copy_options: str
+    # What the export worker does: DuckDB's COPY, or the xlsx writer (store/xlsx.py).
+    worker_op: str = "copy"
+    # Bytes sent before the file itself (a byte-order mark).
+    prefix: bytes = b""
 
+
+# UTF-8's byte-order mark: Excel on Windows reads a CSV without it in the legacy code page
+# (é becomes Ã©) and with it as UTF-8.
+UTF8_BOM = b"\xef\xbb\xbf"
+BOM_FORMATS = ("csv", "tsv")
 
 FORMATS: dict[str, ExportFormat] = {
     f.name: f
@@ -72,8 +83,35 @@ FORMATS: dict[str, ExportFormat] = {
         ),
         ExportFormat("json", "json", "application/json", "FORMAT json, ARRAY true"),
         ExportFormat("ndjson", "ndjson", "application/x-ndjson", "FORMAT json"),
+        ExportFormat(
+            "xlsx",
+            "xlsx",
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            "",
+            worker_op="xlsx",
+        ),
     )
 }
+
+
+def export_format(name: str, *, bom: bool = False) -> ExportFormat:
+    """The format called `name`, with a byte-order mark first if asked (CSV and TSV only);
+    400 for anything else."""
+    fmt = FORMATS.get(name.lower())
+    if fmt is None:
+        raise BadRequest(
+            f"format must be one of {', '.join(FORMATS)}, not {name[:20]!r}.",
+            code="invalid_format",
+        )
+    if bom:
+        if fmt.name not in BOM_FORMATS:
+            raise BadRequest(
+                f"bom=true is for csv and tsv exports (Excel on Windows), not {fmt.name}.",
+                code="invalid_option",
+                detail={"option": "bom"},
+            )
+        fmt = replace(fmt, prefix=UTF8_BOM)
+    return fmt
 
 
 class ClientStalled(Exception):
@@ -306,6 +344,8 @@ class ExportFile:
         fails after the download began."""
         offset = 0
         try:
+            if self.format.prefix:
+                yield self.format.prefix
             while True:
                 # Whole chunks while DuckDB writes: each one is a hand-off to the event loop.
                 written, done, error = self._spool.wait(offset + CHUNK_BYTES)
@@ -362,7 +402,7 @@ def stream_export(
         raise error
     return ExportFile(
         format=fmt,
-        size=written if done else None,
+        size=written + len(fmt.prefix) if done else None,
         _spool=spool,
         _fd=spool.read_fd,
         _on_close=on_close,

@@ -43,7 +43,7 @@ from .ingest import (
     result_body,
     swap_in,
 )
-from .ingest.options import update_options
+from .ingest.options import WORKBOOK_FORMATS, update_options
 
 log = logging.getLogger("myapp.backend.uploads")
 
@@ -73,7 +73,12 @@ class StagedUpload:
         staged = self.staged
         assert staged is not None
         report = staged.report()
-        read = report["read"]
+        read = dict(report["read"])
+        if read.get("format") in WORKBOOK_FORMATS:
+            # A sheet is read through a text file of our own making: its encoding and
+            # delimiter say nothing about the workbook.
+            for key in ("encoding", "delimiter", "quote", "escape", "decimal_separator"):
+                read[key] = None
         return {
             "id": self.id,
             "expires_at": datetime.fromtimestamp(self.expires_at, UTC),

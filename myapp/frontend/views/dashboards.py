@@ -28,7 +28,14 @@ from myapp.models.dashboards import (
 from ..api_client import BackendError
 from ..markdown import render_markdown
 from . import api, versions
-from .sql import EXPORT_FORMATS, EXPORT_READ_TIMEOUT_S, json_body, query_timeout_s, relay
+from .sql import (
+    EXPORT_FORMATS,
+    EXPORT_READ_TIMEOUT_S,
+    export_choice,
+    json_body,
+    query_timeout_s,
+    relay,
+)
 from .streaming import proxy_download
 
 bp = Blueprint("dashboards", __name__, url_prefix="/dashboards")
@@ -207,7 +214,7 @@ def export_tile(slug: str, tile_id: str):
     dashboard = api().get(_path(slug))
     given = address_values(dashboard["parameters"])
     query: dict[str, Any] = {
-        "format": request.args.get("_format", "csv"),
+        **export_choice(request.args.get("_format", "csv")),
         "params": json.dumps(given),
     }
     version = request.args.get(VERSION_KEY, type=int)

@@ -21,6 +21,7 @@ from myapp.models import filters as filter_ops
 from .. import cells
 from ..api_client import BackendError, BackendUnavailable
 from . import api
+from .sql import EXPORT_FORMATS, export_choice
 from .streaming import proxy_download, request_body_chunks
 from .table_state import rows_in_good_state
 
@@ -35,15 +36,19 @@ PAGE_SIZES = (25, 50, 100, 250, 500)
 DEFAULT_PAGE_SIZE = 50
 DEFAULT_FACETS = 3
 FACET_SIZE = 8
-EXPORT_FORMATS = (
-    ("csv", "CSV"),
-    ("tsv", "TSV"),
-    ("parquet", "Parquet"),
-    ("json", "JSON"),
-    ("ndjson", "NDJSON"),
-)
 # Parsing options the upload form passes on to the backend as they are.
-UPLOAD_OPTIONS = ("mode", "format", "delimiter", "header", "quote", "encoding", "nullstr", "types")
+UPLOAD_OPTIONS = (
+    "mode",
+    "format",
+    "delimiter",
+    "header",
+    "quote",
+    "encoding",
+    "nullstr",
+    "types",
+    "sheet",
+    "skip",
+)
 # Loading a big file takes a while after its last byte arrived; the page waits for the summary.
 UPLOAD_READ_TIMEOUT_S = 3600.0
 EXPORT_READ_TIMEOUT_S = 600.0
@@ -52,7 +57,8 @@ EXPORT_READ_TIMEOUT_S = 600.0
 _STATE_KEYS = {"sort", "q", "limit", "cursor", "offset", "facet"}
 _FILTER_KEY = re.compile(r"^(?P<column>.+)__(?P<op>[a-z]+)$")
 _KNOWN_SUFFIX = re.compile(
-    r"(\.(csv|tsv|tab|txt|parquet|pq|json|ndjson|jsonl))?(\.(gz|gzip))?$", re.IGNORECASE
+    r"(\.(csv|tsv|tab|txt|parquet|pq|json|ndjson|jsonl|xlsx|xlsm|xls|ods))?(\.(gz|gzip))?$",
+    re.IGNORECASE,
 )
 
 
@@ -309,7 +315,7 @@ def table(name: str):
         links["export"] = {
             fmt: url_for("datasets.export", name=canonical)
             + "?"
-            + urlencode([("format", fmt), *kept])
+            + urlencode([*export_choice(fmt).items(), *kept])
             for fmt, _ in EXPORT_FORMATS
         }
     return render_template(
@@ -419,7 +425,7 @@ def _links(name, args, page, limit, filters, facet_columns) -> dict[str, Any]:
         fmt: url_for("datasets.export", name=name)
         + "?"
         + urlencode(
-            [("format", fmt)]
+            list(export_choice(fmt).items())
             + [
                 (k, v)
                 for k, v in args.items(multi=True)

@@ -18,6 +18,7 @@ from . import api, versions
 from .sql import (
     EXPORT_FORMATS,
     EXPORT_READ_TIMEOUT_S,
+    export_choice,
     json_body,
     query_timeout_s,
     relay,
@@ -150,7 +151,7 @@ def export(slug: str):
         if k not in META_KEYS and k in {p["name"] for p in saved["parameters"]}
     }
     query: dict[str, Any] = {
-        "format": request.args.get(FORMAT_KEY, "csv"),
+        **export_choice(request.args.get(FORMAT_KEY, "csv")),
         "params": json.dumps(given),
     }
     version = request.args.get(VERSION_KEY, type=int)

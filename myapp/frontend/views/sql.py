@@ -27,11 +27,22 @@ bp = Blueprint("sql", __name__, url_prefix="/sql")
 
 EXPORT_FORMATS = (
     ("csv", "CSV"),
+    ("xlsx", "Excel (.xlsx)"),
+    ("csv-bom", "CSV for Excel on Windows"),
     ("tsv", "TSV"),
     ("parquet", "Parquet"),
     ("json", "JSON"),
     ("ndjson", "NDJSON"),
 )
+# Menu entries that are a format with an option: CSV that Excel on Windows opens as UTF-8.
+EXPORT_CHOICES = {"csv-bom": {"format": "csv", "bom": "true"}}
+
+
+def export_choice(value: str) -> dict[str, str]:
+    """A download menu's value as the API's export parameters (`format`, maybe `bom`)."""
+    return dict(EXPORT_CHOICES.get(value, {"format": value}))
+
+
 PARAMETER_TYPES = ("text", "integer", "number", "date", "boolean")
 EXAMPLE_SQL = "SELECT range AS n, range * range AS square\nFROM range(10)"
 # Beyond the query's own time limit, what the page allows for the trip to the backend and back.
@@ -209,10 +220,12 @@ def export():
         params = json.loads(form.get("params") or "{}")
     except ValueError:
         params = {}
+    choice = export_choice(form.get("format", "csv"))
     payload = {
         "sql": form.get("sql", ""),
         "params": params if isinstance(params, dict) else {},
-        "format": form.get("format", "csv"),
+        "format": choice["format"],
+        "bom": choice.get("bom") == "true",
         "filename": form.get("filename") or None,
     }
     return proxy_download(

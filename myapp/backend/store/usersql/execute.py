@@ -8,6 +8,7 @@ the worker: the backend only forwards bytes, bounded by MYAPP_MAX_RESULT_BYTES.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -140,6 +141,9 @@ def call(
                 raise run.stopped_error() from None
             if exc.kind == "ResultTooLarge":
                 raise result_too_large(settings) from None
+            if exc.kind == "XlsxRefused":
+                code, message = json.loads(str(exc))
+                raise AppError(message, code=code, status_code=422) from None
             if exc.kind == "CatalogException" and not fresh and "does not exist" in str(exc):
                 # A dataset changed in a way that did not move the write generation, or was
                 # replaced while the worker attached it: read the catalog again, once.
@@ -332,7 +336,7 @@ def export_sql(
             ) as run:
                 run_box.append(run)
                 request = {
-                    "op": "copy",
+                    "op": fmt.worker_op,
                     "sql": select_sql,
                     "params": dict(params),
                     "target": target,

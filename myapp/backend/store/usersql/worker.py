@@ -8,7 +8,8 @@ margin) and then answers requests one at a time:
 
 - `query`: run a SELECT in a read-only transaction and send the result as JSON bytes, encoded
   here (store/values.py) and measured while encoding, stopping at the byte cap;
-- `copy`: COPY a SELECT into a path (an export's named pipe).
+- `copy`: COPY a SELECT into a path (an export's named pipe);
+- `xlsx`: the same as an Excel workbook, which DuckDB cannot write (store/xlsx.py).
 
 The datasets are the backend's files, attached READ_ONLY, with a view per dataset name, synced
 from the catalog the backend sends when it changed. While a statement runs a thread reports its
@@ -38,7 +39,9 @@ from typing import Any
 import duckdb
 import orjson
 
+from .. import xlsx
 from ..values import describe_columns, encode_rows
+from ..xlsx import XlsxRefused
 
 # Rows fetched per batch while encoding: big enough to keep DuckDB's fetch cheap, small enough
 # that a result of huge cells stops near the byte cap instead of far past it.
@@ -166,12 +169,20 @@ class Worker:
                     self.catalog_gen = request.get("generation")
                 self.running = True
                 try:
-                    reply = self.copy(request) if request["op"] == "copy" else self.query(request)
+                    op = request["op"]
+                    if op == "copy":
+                        reply = self.copy(request)
+                    elif op == "xlsx":
+                        reply = self.xlsx(request)
+                    else:
+                        reply = self.query(request)
                 finally:
                     self.running = False
                 self.send(b"R", reply)
             except ResultTooLarge:
                 self.send(b"E", error_message("ResultTooLarge", ""))
+            except XlsxRefused as exc:
+                self.send(b"E", error_message("XlsxRefused", json.dumps([exc.code, exc.message])))
             except MemoryError:
                 self.send(b"E", error_message("OutOfMemoryException", "out of memory"))
             except duckdb.Error as exc:
@@ -249,6 +260,21 @@ class Worker:
         target = literal(request["target"])
         statement = f"COPY (\n{request['sql']}\n) TO {target} ({request['options']})"
         self.cur.execute(statement, request.get("params") or {})
+        return b"{}"
+
+    def xlsx(self, request: dict[str, Any]) -> bytes:
+        cur = self.cur
+        params = request.get("params") or {}
+        # One snapshot for the count and the rows.
+        cur.execute("BEGIN TRANSACTION READ ONLY")
+        row = cur.execute(xlsx.count_sql(request["sql"]), params).fetchone()
+        if row is not None and row[0] > xlsx.MAX_ROWS:
+            raise xlsx.too_many_rows()
+        cur.execute(request["sql"], params)
+        target = request["target"]
+        # xlsxwriter's temporary files go beside the pipe, in this worker's own folder, which
+        # the backend removes with the worker.
+        xlsx.write_xlsx(cur, target, os.path.dirname(target))
         return b"{}"
 
 

@@ -17,7 +17,7 @@
   var result = document.getElementById("upload-result");
   var list = document.getElementById("dataset-list");
   var maxBytes = parseInt(form.getAttribute("data-max-bytes"), 10) || 0;
-  var OPTIONS = ["name", "mode", "format", "delimiter", "header", "encoding", "nullstr", "types"];
+  var OPTIONS = ["name", "mode", "format", "delimiter", "header", "encoding", "nullstr", "types", "sheet", "skip"];
 
   function size(bytes) {
     var units = ["bytes", "KB", "MB", "GB", "TB"];
@@ -75,7 +75,8 @@
 
   form.addEventListener("submit", function (event) {
     var file = input.files && input.files[0];
-    if (!file) {
+    if (!file || (event.submitter && event.submitter.hasAttribute("data-preview-url"))) {
+      // The preview button belongs to datasets-preview.js.
       return;
     }
     event.preventDefault();
