@@ -38,7 +38,7 @@ from typing import Any
 import duckdb
 import orjson
 
-from ..values import describe_columns, encode_rows
+from ..values import describe_columns, dumps_rows
 
 # Rows fetched per batch while encoding: big enough to keep DuckDB's fetch cheap, small enough
 # that a result of huge cells stops near the byte cap instead of far past it.
@@ -219,7 +219,7 @@ class Worker:
             rows = cur.fetchmany(min(batch, fetch - count))
             if not rows:
                 break
-            encoded = orjson.dumps(encode_rows(rows, types))[1:-1]
+            encoded = dumps_rows(rows, types)[1:-1]
             size += len(encoded) + 1
             if max_bytes and size > max_bytes:
                 raise ResultTooLarge
