@@ -14,6 +14,11 @@ is printed too (a big export begins downloading while DuckDB still writes it). W
 --frontend, the same through the frontend role's /sql/export, which streams the backend's
 download on to the browser.
 
+The fixed cost of an export is measured apart: a one-row export through the API (httpx on a
+kept-alive connection, median of FIXED_RUNS) minus DuckDB's COPY of the same row to a file.
+--export-threads sets MYAPP_EXPORT_WORKER_THREADS (DuckDB threads of an export worker, 1 by
+default so exports leave the other core to pages and queries; DuckDB alone uses every core).
+
 Targets: the API reaches at least 0.7x DuckDB's rows/s in every format; the backend worker's
 resident memory (VmRSS from /proc/<pid>/status, sampled every 20 ms) stays flat while it
 streams, under 300 MB above idle. Numbers depend on the machine and its load: the load average
@@ -27,6 +32,7 @@ import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import threading
@@ -48,6 +54,8 @@ FORMATS = {
     "ndjson": "FORMAT json",
 }
 RSS_SAMPLE_S = 0.02
+FIXED_RUNS = 15
+FIXED_SQL = "SELECT * FROM events WHERE id = 42"
 THROUGHPUT_TARGET = 0.7
 MEMORY_TARGET_MB = 300
 
@@ -205,6 +213,7 @@ def main() -> None:
         "--memory-limit", help="the backend's MYAPP_MEMORY_LIMIT (default: the server default)"
     )
     parser.add_argument("--json", type=Path, help="also write the results to this file")
+    parser.add_argument("--export-threads", type=int, help="MYAPP_EXPORT_WORKER_THREADS")
     parser.add_argument(
         "--formats", default=",".join(FORMATS), help="comma-separated (default: all five)"
     )
@@ -225,6 +234,8 @@ def main() -> None:
     local = duckdb.connect(str(local_db), read_only=True)
 
     backend_env = {"MYAPP_MEMORY_LIMIT": args.memory_limit} if args.memory_limit else {}
+    if args.export_threads:
+        backend_env["MYAPP_EXPORT_WORKER_THREADS"] = str(args.export_threads)
     backend, api = start("backend", data_dir, WORK / "backend.log", backend_env)
     frontend = None
     try:
@@ -240,6 +251,19 @@ def main() -> None:
             frontend, web = start(
                 "frontend", WORK / "web", WORK / "frontend.log", {"MYAPP_BACKEND_URL": api}
             )
+        fixed: dict[str, float] = {}
+        for fmt in formats:
+            tiny_api, tiny_local = [], []
+            for run in range(FIXED_RUNS + 1):
+                started = time.perf_counter()
+                local.execute(f"COPY ({FIXED_SQL}) TO '{out_dir}/tiny.{fmt}' ({FORMATS[fmt]})")
+                alone = time.perf_counter() - started
+                tiny = {"sql": FIXED_SQL, "format": fmt}
+                seconds = _download_httpx(client, "GET", api + "/api/query/export", params=tiny)[0]
+                if run:  # the first is a warm-up
+                    tiny_local.append(alone)
+                    tiny_api.append(seconds)
+            fixed[fmt] = statistics.median(tiny_api) - statistics.median(tiny_local)
         for fmt in formats:
             api_times, local_times, first_bytes, peak, size = [], [], [], 0.0, 0
             for _ in range(args.runs):
@@ -292,7 +316,7 @@ def main() -> None:
     )
     header = (
         f"{'format':<8} {'size MB':>8} {'DuckDB COPY':>12} {'API':>12} {'API/DuckDB':>10}"
-        f" {'target':>7} {'first byte':>10} {'peak RSS +MB':>12}"
+        f" {'target':>7} {'first byte':>10} {'peak RSS +MB':>12} {'fixed ms':>9}"
     )
     if args.frontend:
         header += f" {'via frontend':>13}"
@@ -307,7 +331,7 @@ def main() -> None:
             f"{fmt:<8} {size / 1e6:>8.1f} {rows / t_alone / 1e6:>9.2f} M/s"
             f" {rows / t_api / 1e6:>8.2f} M/s"
             f" {ratio:>9.2f}x {'ok' if ratio >= THROUGHPUT_TARGET else 'MISS':>7}"
-            f" {first:>8.2f} s {memory:>12.1f}"
+            f" {first:>8.2f} s {memory:>12.1f} {fixed[fmt] * 1000:>9.1f}"
         )
         if t_web is not None:
             line += f" {rows / t_web / 1e6:>9.2f} M/s"
@@ -331,6 +355,7 @@ def main() -> None:
             "rows": rows,
             "runs": args.runs,
             "memory_limit": args.memory_limit,
+            "export_threads": args.export_threads or 1,
             "idle_rss_mb": idle,
             "formats": {
                 fmt: {
@@ -341,6 +366,7 @@ def main() -> None:
                     "ratio": t_alone / t_api,
                     "peak_rss_above_idle_mb": memory,
                     "first_byte_s": first,
+                    "fixed_ms": fixed[fmt] * 1000,
                 }
                 for fmt, t_alone, t_api, t_web, size, memory, first in results
             },

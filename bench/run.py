@@ -2,14 +2,14 @@
 
     python bench/run.py [--runs 3] [--quick] [--only ingest,query,...] [--output PATH]
 
-Each benchmark script (ingest, query, export, auth, load) runs --runs times in turn, as a
-subprocess writing its figures with --json; its printed table goes to bench/.work/run/<name>-<n>
-.log. The report gives the machine and the versions, then per benchmark the median of the runs
-(with the range) and its ratio to DuckDB doing the same work in-process and, for queries, to
-Datasette on the same data in SQLite. A benchmark that fails is reported as failed with the end
-of its log, and the others still run. --quick runs every benchmark on small data for a short
-while, to check the runner: its figures say little. Unattended and bounded: every run has a
-time limit (RUN_TIMEOUT_S).
+Each benchmark script (ingest, query, small_queries, export, auth, load) runs --runs times in
+turn, as a subprocess writing its figures with --json; its printed table goes to
+bench/.work/run/<name>-<n>.log. The report gives the machine and the versions, then per
+benchmark the median of the runs (with the range) and its ratio to DuckDB doing the same work
+in-process and, for queries, to Datasette on the same data in SQLite. A benchmark that fails is
+reported as failed with the end of its log, and the others still run. --quick runs every
+benchmark on small data for a short while, to check the runner: its figures say little.
+Unattended and bounded: every run has a time limit (RUN_TIMEOUT_S).
 """
 
 from __future__ import annotations
@@ -56,6 +56,12 @@ class Bench:
 BENCHES = (
     Bench("ingest", "Ingest", (), ("--rows", "200000", "--memory-gb", "0.1", "--runs", "1")),
     Bench("query", "Queries", (), ("--rows", "200000", "--repeat", "5")),
+    Bench(
+        "small_queries",
+        "Small queries",
+        (),
+        ("--rows", "200000", "--repeat", "20", "--rounds", "1"),
+    ),
     Bench("export", "Exports", (), ("--rows", "200000", "--runs", "1")),
     Bench("auth", "Access checks", (), ("--requests", "100", "--logins", "3")),
     Bench("load", "Load", (), ("--clients", "10", "--duration", "20", "--rows", "100000")),
@@ -300,6 +306,47 @@ def query_section(figures: list[dict]) -> list[str]:
     ]
 
 
+SMALL_DUCK = "DuckDB in-process"
+SMALL_API = "myapp (http.client)"
+SMALL_LITE = "Datasette (http.client)"
+
+
+def small_queries_section(figures: list[dict]) -> list[str]:
+    first = figures[0]
+    names = list(next(iter(first["cases"].values())))
+    rows = []
+    for case in first["cases"]:
+        per = [f["cases"][case] for f in figures]
+
+        def ms(name: str, per: list[dict] = per) -> list[float | None]:
+            return [p[name]["median_ms"] if name in p else None for p in per]
+
+        duck, api, lite = ms(SMALL_DUCK), ms(SMALL_API), ms(SMALL_LITE)
+        rows.append(
+            [
+                case,
+                *(spread(ms(name), ".2f") for name in names),
+                spread([a - d for a, d in zip(api, duck, strict=True) if a and d], "+.2f"),
+                spread([ratio(d, a) for d, a in zip(duck, api, strict=True)], ".2f", "x"),
+                spread([ratio(x, a) for x, a in zip(lite, api, strict=True)], ".2f", "x"),
+            ]
+        )
+    return [
+        f"`POST /api/query` on a {first['rows']:,}-row dataset, DuckDB in-process reading the "
+        "dataset's own file, and Datasette serving the same rows in SQLite (id its INTEGER "
+        "PRIMARY KEY), every case in turn run by run; medians in ms. Two HTTP clients on a "
+        "kept-alive connection: httpx and http.client (the least a Python client adds). "
+        "\"added\" is myapp (http.client) minus DuckDB; speeds are the other's time ÷ myapp's "
+        "(http.client). Targets: added at most 1.5 ms for the point lookup, 1,000 and 10,000 "
+        "rows within 1.2x of DuckDB.",
+        "",
+        *table(
+            ["case", *(f"{n} ms" for n in names), "added ms", "speed vs DuckDB", "vs Datasette"],
+            rows,
+        ),
+    ]
+
+
 def export_section(figures: list[dict]) -> list[str]:
     first = figures[0]
     rows = []
@@ -314,6 +361,7 @@ def export_section(figures: list[dict]) -> list[str]:
                 spread([p["ratio"] for p in per], ".2f", "x"),
                 spread([p["first_byte_s"] for p in per], ".2f"),
                 spread([p["peak_rss_above_idle_mb"] for p in per], ".0f"),
+                spread([p.get("fixed_ms") for p in per], ".1f"),
             ]
         )
     return [
@@ -332,6 +380,7 @@ def export_section(figures: list[dict]) -> list[str]:
                 "vs DuckDB",
                 "first byte s",
                 "RSS +MB",
+                "fixed ms",
             ],
             rows,
         ),
@@ -442,6 +491,7 @@ def errors_seen(figures: list[dict]) -> list[str]:
 SECTIONS = {
     "ingest": ingest_section,
     "query": query_section,
+    "small_queries": small_queries_section,
     "export": export_section,
     "auth": auth_section,
     "load": load_section,
@@ -527,6 +577,19 @@ def summary_rows(outcomes: list[Outcome]) -> list[list[str]]:
             name = re.sub(r"\(\d+M rows\)", "(all rows)", label)
             rows.append(
                 [f"query: {name}", spread(vs_duck, ".2f", "x"), spread(vs_lite, ".1f", "x")]
+            )
+    if "small_queries" in by_name:
+        figures = by_name["small_queries"]
+        for case in figures[0]["cases"]:
+            per = [f["cases"][case] for f in figures]
+            api = [p[SMALL_API]["median_ms"] for p in per]
+            vs_duck = [ratio(p[SMALL_DUCK]["median_ms"], a) for p, a in zip(per, api, strict=True)]
+            vs_lite = [
+                ratio(p[SMALL_LITE]["median_ms"], a) if SMALL_LITE in p else None
+                for p, a in zip(per, api, strict=True)
+            ]
+            rows.append(
+                [f"small query: {case}", spread(vs_duck, ".2f", "x"), spread(vs_lite, ".2f", "x")]
             )
     if "export" in by_name:
         figures = by_name["export"]

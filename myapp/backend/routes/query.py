@@ -51,7 +51,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     responses=_ERRORS,
     summary="Run one read-only SELECT",
 )
-def run_query(
+async def run_query(
     body: QueryRequest,
     request: Request,
     actor: ViewerDep,
@@ -59,8 +59,9 @@ def run_query(
     workers: WorkersDep,
     settings: SettingsDep,
 ) -> Response:
+    # Async: the common case waits for its worker on the event loop (execute.run_select_async).
     with query_run(request, "adhoc"):
-        result = execute.run_select(
+        result = await execute.run_select_async(
             database,
             workers,
             settings,

@@ -735,14 +735,24 @@ def read_facets(
     facets: dict[str, list[dict[str, Any]]] = {}
     timed_out: list[str] = []
     signature = _filters_key(filters)
-    for name in columns:
-        column = resolve_column(record, name)
-        key = ("facet", record.file_id, signature, column["name"], size)
-        cached = cache.get(key) if cache is not None else None
-        if cached is not None:
-            facets[column["name"]] = cached
+    names = [resolve_column(record, name)["name"] for name in columns]
+
+    def key_of(name: str) -> tuple:
+        return ("facet", record.file_id, signature, name, size)
+
+    todo = list(dict.fromkeys(n for n in names if cache is None or cache.get(key_of(n)) is None))
+    together = _facets_together(cur, record, filters, todo, size) if len(todo) > 1 else None
+    for name in names:
+        key = key_of(name)
+        found = together.get(name) if together is not None else None
+        if found is None and cache is not None:
+            found = cache.get(key)
+        if found is not None:
+            facets[name] = found
+            if cache is not None:
+                cache.put(key, found)
             continue
-        ident = quote_ident(column["name"])
+        ident = quote_ident(name)
         sql = (
             f"SELECT {ident} AS value, count(*) AS n FROM {record.table}"
             f"{filters.where()} GROUP BY ALL ORDER BY n DESC, value NULLS LAST LIMIT {size}"
@@ -753,14 +763,57 @@ def read_facets(
                 value_type = str(result.description[0][1])
                 rows = result.fetchall()
         except duckdb.InterruptException:
-            timed_out.append(column["name"])
-            facets[column["name"]] = []
+            timed_out.append(name)
+            facets[name] = []
             continue
         encoded = encode_rows(rows, [value_type, "BIGINT"])
-        facets[column["name"]] = [{"value": v, "count": n} for v, n in encoded]
+        facets[name] = [{"value": v, "count": n} for v, n in encoded]
         if cache is not None:
-            cache.put(key, facets[column["name"]])
+            cache.put(key, facets[name])
     return {"facets": facets, "timed_out": timed_out}
+
+
+def _facets_together(
+    cur: duckdb.DuckDBPyConnection,
+    record: DatasetRecord,
+    filters: Filters,
+    names: Sequence[str],
+    size: int,
+) -> dict[str, list[dict[str, Any]]] | None:
+    """The facets of several columns from one scan (GROUPING SETS), each column's top `size`
+    ordered as the query of one column orders them (count descending, then the value, NULL
+    last). Filters and search then run once instead of once per column: under a new filter
+    the three facets of a table page took ~2.5x as long one after another.
+
+    None when the scan does not finish within the columns' budgets together, or fails: the
+    columns are then counted one by one, each with its own budget, as before."""
+    idents = [quote_ident(name) for name in names]
+    listed = ", ".join(idents)
+    sets = ", ".join(f"({ident})" for ident in idents)
+    order = ", ".join(f"{ident} NULLS LAST" for ident in idents)
+    sql = (
+        f"SELECT grouping_set, {listed}, n FROM (SELECT grouping_id({listed}) AS grouping_set, "
+        f"{listed}, count(*) AS n, row_number() OVER (PARTITION BY grouping_id({listed}) "
+        f"ORDER BY count(*) DESC, {order}) AS place FROM {record.table}{filters.where()} "
+        f"GROUP BY GROUPING SETS ({sets})) WHERE place <= {size} ORDER BY grouping_set, place"
+    )
+    try:
+        with time_budget(cur, FACET_BUDGET_S * len(names)):
+            result = cur.execute(sql, filters.params)
+            types = [str(column[1]) for column in result.description]
+            rows = result.fetchall()
+    except duckdb.Error:
+        return None
+    width = len(names)
+    # grouping_id has a bit per column, most significant first, set where the column is not
+    # grouped in that set: only column k grouped is all bits but bit (width - 1 - k).
+    position = {(1 << width) - 1 - (1 << (width - 1 - k)): k for k in range(width)}
+    out: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    for row in rows:
+        k = position[row[0]]
+        (value, n), *_ = encode_rows([(row[1 + k], row[-1])], [types[1 + k], "BIGINT"])
+        out[names[k]].append({"value": value, "count": n})
+    return out
 
 
 # -- exports --------------------------------------------------------------------------------

@@ -14,7 +14,11 @@ import math
 import uuid
 from collections.abc import Callable, Sequence
 from decimal import Decimal
+from functools import partial
+from operator import is_not, itemgetter
 from typing import Any
+
+import orjson
 
 MAX_SAFE_INTEGER = 2**53 - 1
 
@@ -107,3 +111,55 @@ def encode_rows(rows: Sequence[Sequence[Any]], types: Sequence[str]) -> list[lis
 def describe_columns(description: Sequence[Sequence[Any]] | None) -> list[dict[str, str]]:
     """`cursor.description` as [{"name", "type"}] with DuckDB's type names."""
     return [{"name": col[0], "type": str(col[1])} for col in (description or [])]
+
+
+# Column types whose Python values orjson writes as the rules above want once two things are
+# known for a whole batch rather than checked value by value: every integer is within
+# ±(2^53 - 1) (orjson's strict integer mode refuses any other, and the batch then takes the
+# value-by-value path), and every float is finite (their sum is finite only then).
+_INTEGERS = frozenset(
+    {
+        "TINYINT",
+        "SMALLINT",
+        "INTEGER",
+        "BIGINT",
+        "HUGEINT",
+        "UTINYINT",
+        "USMALLINT",
+        "UINTEGER",
+        "UBIGINT",
+        "UHUGEINT",
+    }
+)
+_FLOATS = frozenset({"FLOAT", "DOUBLE"})
+_not_none = partial(is_not, None)
+
+
+def dumps_rows(rows: Sequence[Sequence[Any]], types: Sequence[str]) -> bytes:
+    """`orjson.dumps(encode_rows(rows, types))`, the same bytes, without a Python call per value
+    of integer and float columns: for a result of numbers that call was most of the cost of a
+    query (a 10,000-row result of four columns: 30,000 calls)."""
+    names = [str(t) for t in types]
+    for i, name in enumerate(names):
+        if name in _FLOATS:
+            total = sum(filter(_not_none, map(itemgetter(i), rows)), 0.0)
+            if not math.isfinite(total):
+                return orjson.dumps(encode_rows(rows, types))
+    active = [
+        i
+        for i, name in enumerate(names)
+        if name not in _PASS_THROUGH and name not in _INTEGERS and name not in _FLOATS
+    ]
+    batch: Sequence[Sequence[Any]] = rows
+    if active:
+        out = []
+        for row in rows:
+            values = list(row)
+            for i in active:
+                values[i] = to_json_value(values[i])
+            out.append(values)
+        batch = out
+    try:
+        return orjson.dumps(batch, option=orjson.OPT_STRICT_INTEGER)
+    except orjson.JSONEncodeError:
+        return orjson.dumps(encode_rows(rows, types))

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import orjson
+from starlette.concurrency import run_in_threadpool
 
 from myapp.settings import Settings
 
@@ -25,7 +26,7 @@ from ..database import Database
 from ..exports import ExportFile, ExportFormat, Watch, stream_export
 from ..sql import internal
 from .errors import DuckError, sql_error, too_large
-from .gate import Vetted, bind_parameters, prepare
+from .gate import Vetted, bind_parameters, prepare, prepare_cached
 from .runs import REGISTRY, Run, effective_timeout_ms
 from .workers import Pool, Worker, WorkerDied, WorkerNotNeeded, Workers
 
@@ -111,6 +112,23 @@ def running(
         REGISTRY.finish(run, state)
 
 
+def _error(exc: DuckError, settings: Settings, run: Run, *, text: str, body: str) -> AppError:
+    if run.stop_reason:
+        return run.stopped_error()
+    if exc.kind == "ResultTooLarge":
+        return result_too_large(settings)
+    if exc.kind == "XlsxRefused":
+        code, message = json.loads(str(exc))
+        return AppError(message, code=code, status_code=422)
+    return sql_error(exc, text, body=body)
+
+
+def _catalog_missed(exc: DuckError) -> bool:
+    """A dataset changed in a way that did not move the write generation, or was replaced while
+    the worker attached it: worth reading the catalog again, once."""
+    return exc.kind == "CatalogException" and "does not exist" in str(exc)
+
+
 def call(
     database: Database,
     settings: Settings,
@@ -137,18 +155,9 @@ def call(
         except DuckError as exc:
             if "catalog" in message:
                 worker.catalog_generation = generation
-            if run.stop_reason:
-                raise run.stopped_error() from None
-            if exc.kind == "ResultTooLarge":
-                raise result_too_large(settings) from None
-            if exc.kind == "XlsxRefused":
-                code, message = json.loads(str(exc))
-                raise AppError(message, code=code, status_code=422) from None
-            if exc.kind == "CatalogException" and not fresh and "does not exist" in str(exc):
-                # A dataset changed in a way that did not move the write generation, or was
-                # replaced while the worker attached it: read the catalog again, once.
+            if not run.stop_reason and not fresh and _catalog_missed(exc):
                 continue
-            raise sql_error(exc, text, body=body) from None
+            raise _error(exc, settings, run, text=text, body=body) from None
     raise AssertionError("unreachable")
 
 
@@ -190,13 +199,112 @@ def run_select(
         }
         result = call(database, settings, worker, run, request, text=text, body=vetted.body)
         elapsed = round((time.perf_counter() - started) * 1000, 1)
+    return _result_body(run_id, result, elapsed)
+
+
+# The longest SQL `run_select_async` checks on the event loop (`split_statement` is Python and
+# reads every character); longer statements take the thread.
+LOOP_SQL_CHARS = 4000
+
+
+async def run_select_async(
+    database: Database,
+    workers: Workers,
+    settings: Settings,
+    *,
+    sql: str,
+    params: Mapping[str, Any] | None,
+    limit: int | None,
+    timeout_ms: int | None,
+    run_id: str,
+    owner: str | None,
+) -> bytes:
+    """`run_select` for an async route: the same answers and errors, on the event loop when no
+    step needs DuckDB in this process (the gate passed the same text before, the worker has the
+    current catalog) and a worker is idle; otherwise `run_select` on a thread. A point lookup
+    then costs no thread hops, the thread pool stays free for what must block, and the request
+    waits for its worker's answer without holding a thread."""
+    cap = settings.max_rows if limit is None else min(limit, settings.max_rows)
+    prepared = prepare_cached(sql, tail=f" LIMIT {cap + 1}") if len(sql) <= LOOP_SQL_CHARS else None
+    worker = workers.interactive.try_acquire() if prepared is not None else None
+    if prepared is None or worker is None:
+        return await run_in_threadpool(
+            run_select,
+            database,
+            workers,
+            settings,
+            sql=sql,
+            params=params,
+            limit=limit,
+            timeout_ms=timeout_ms,
+            run_id=run_id,
+            owner=owner,
+        )
+    pool = workers.interactive
+    vetted, text = prepared
+    try:
+        values = bind_parameters(vetted, params)
+        limit_ms = effective_timeout_ms(settings, timeout_ms)
+        run = REGISTRY.start(run_id, kind="query", owner=owner, limit_ms=limit_ms)
+    except BaseException:
+        pool.release(worker)
+        raise
+    request = {
+        "op": "query",
+        "sql": text,
+        "params": values,
+        "fetch": cap,
+        "max_bytes": settings.max_result_bytes,
+    }
+    state = "failed"
+    started = time.perf_counter()
+    try:
+        try:
+            run.use(worker.kill)
+            result: bytes | bytearray
+            try:
+                if worker.catalog_generation != database.write_generation:
+                    raise _Stale
+                result = await worker.acall(request, run.report)
+            except (DuckError, _Stale) as exc:
+                if isinstance(exc, DuckError) and (run.stop_reason or not _catalog_missed(exc)):
+                    raise _error(exc, settings, run, text=text, body=vetted.body) from None
+                # The worker needs the catalog, which is read from DuckDB: on a thread.
+                worker.catalog_generation = None
+                result = await run_in_threadpool(
+                    call, database, settings, worker, run, request, text=text, body=vetted.body
+                )
+            run.raise_if_stopped()
+            state = "finished"
+        finally:
+            run.use(None)
+            pool.release(worker)
+    except WorkerDied:
+        if run.stop_reason:
+            state = "timed_out" if run.stop_reason == "timeout" else "cancelled"
+            raise run.stopped_error() from None
+        raise too_large({"message": "the query ran out of memory"}) from None
+    except AppError as exc:
+        if exc.code in ("query_timeout", "query_cancelled"):
+            state = "timed_out" if exc.code == "query_timeout" else "cancelled"
+        raise
+    finally:
+        REGISTRY.finish(run, state)
+    return _result_body(run_id, result, round((time.perf_counter() - started) * 1000, 1))
+
+
+class _Stale(Exception):
+    """The worker's catalog is older than the database's last write."""
+
+
+def _result_body(run_id: str, result: bytes | bytearray, elapsed: float) -> bytes:
     # The worker's bytes go out as they are: {"id", …the worker's fields…, "elapsed_ms"}.
     return b"".join(
         [
             b'{"id":',
             orjson.dumps(run_id),
             b",",
-            result[1:-1],
+            memoryview(result)[1:-1],
             b',"elapsed_ms":',
             str(float(elapsed)).encode(),
             b"}",

@@ -40,7 +40,7 @@ import duckdb
 import orjson
 
 from .. import xlsx
-from ..values import describe_columns, encode_rows
+from ..values import describe_columns, dumps_rows
 from ..xlsx import XlsxRefused
 
 # Rows fetched per batch while encoding: big enough to keep DuckDB's fetch cheap, small enough
@@ -230,7 +230,7 @@ class Worker:
             rows = cur.fetchmany(min(batch, fetch - count))
             if not rows:
                 break
-            encoded = orjson.dumps(encode_rows(rows, types))[1:-1]
+            encoded = dumps_rows(rows, types)[1:-1]
             size += len(encoded) + 1
             if max_bytes and size > max_bytes:
                 raise ResultTooLarge

@@ -17,6 +17,7 @@ queue behind each other instead of starving pages and queries.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import logging
@@ -25,6 +26,7 @@ import queue
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -137,6 +139,9 @@ class Worker:
         theirs.close()
         ours.setblocking(True)
         self.conn = Connection(ours.detach())
+        # The same socket for `acall` on the event loop (a duplicate descriptor: closing one
+        # leaves the other open).
+        self.sock = socket.socket(fileno=os.dup(self.conn.fileno()))
         self.catalog_generation: int | None = None
         self.dead = False
         try:
@@ -165,25 +170,63 @@ class Worker:
         """Send one request and wait for its answer; raise DuckError for DuckDB's errors and
         WorkerDied if the process ends (killed at the time limit, on cancel, or crashed)."""
         try:
-            # The standard encoder: it escapes a lone surrogate in a parameter (which orjson
-            # refuses), and DuckDB then answers for it as for any other bad value.
-            self.conn.send_bytes(json.dumps(request, default=_tagged).encode())
+            self.conn.send_bytes(_encode(request))
             while True:
-                message = self.conn.recv_bytes()
-                kind, payload = message[:1], message[1:]
-                if kind == b"P":
-                    if on_progress is not None:
-                        on_progress(float(payload))
-                    continue
-                if kind == b"R":
-                    return payload
-                if kind == b"E":
-                    error = json.loads(payload)
-                    raise DuckError(str(error.get("kind")), str(error.get("message")))
-                raise WorkerDied(f"unexpected message from worker: {kind!r}")
+                answer = _answer(self.conn.recv_bytes(), on_progress)
+                if answer is not None:
+                    return answer
         except (EOFError, OSError):
             self.dead = True
             raise WorkerDied("the worker ended") from None
+
+    async def acall(
+        self,
+        request: dict[str, Any],
+        on_progress: Callable[[float], None] | None = None,
+    ) -> bytes | bytearray:
+        """`call` on the event loop: no thread waits for the worker, so a point lookup does not
+        pay a hop to the thread pool and back, and a busy server does not run out of threads.
+        The messages are those of multiprocessing.connection, which `call` and the worker use."""
+        loop = asyncio.get_running_loop()
+        data = _encode(request)
+        finished = False
+        try:
+            self.sock.setblocking(False)
+            try:
+                await loop.sock_sendall(self.sock, struct.pack("!i", len(data)) + data)
+                while True:
+                    (size,) = struct.unpack("!i", await self._read(loop, 4))
+                    if size == -1:
+                        (size,) = struct.unpack("!Q", await self._read(loop, 8))
+                    answer = _answer(await self._read(loop, size), on_progress)
+                    if answer is not None:
+                        finished = True
+                        return answer
+            finally:
+                with suppress(OSError):
+                    self.sock.setblocking(True)
+        except (EOFError, OSError):
+            self.dead = True
+            raise WorkerDied("the worker ended") from None
+        except DuckError:
+            finished = True
+            raise
+        finally:
+            if not finished and not self.dead:
+                # Left in the middle of a message (the request was cancelled): what follows
+                # on the socket can no longer be told apart, so the worker is not used again.
+                self.kill()
+
+    async def _read(self, loop: asyncio.AbstractEventLoop, size: int) -> bytearray:
+        buffer = bytearray(size)
+        view = memoryview(buffer)
+        got = 0
+        while got < size:
+            count = await loop.sock_recv_into(self.sock, view[got:])
+            if count == 0:
+                raise EOFError
+            got += count
+        return buffer
 
     def kill(self) -> None:
         """SIGKILL: the one way to stop a DuckDB call that will not be interrupted."""
@@ -198,8 +241,32 @@ class Worker:
         except subprocess.TimeoutExpired:
             log.error("worker %s did not end after SIGKILL", self.id)
         self.conn.close()
+        self.sock.close()
         shutil.rmtree(self.spill_dir, ignore_errors=True)
         shutil.rmtree(self.export_dir, ignore_errors=True)
+
+
+def _encode(request: dict[str, Any]) -> bytes:
+    # The standard encoder: it escapes a lone surrogate in a parameter (which orjson refuses),
+    # and DuckDB then answers for it as for any other bad value.
+    return json.dumps(request, default=_tagged).encode()
+
+
+def _answer(
+    message: bytes | bytearray, on_progress: Callable[[float], None] | None
+) -> bytes | bytearray | None:
+    """The result in a worker's message; None for a progress report (more follows)."""
+    kind, payload = message[:1], message[1:]
+    if kind == b"P":
+        if on_progress is not None:
+            on_progress(float(payload))
+        return None
+    if kind == b"R":
+        return payload
+    if kind == b"E":
+        error = json.loads(payload)
+        raise DuckError(str(error.get("kind")), str(error.get("message")))
+    raise WorkerDied(f"unexpected message from worker: {bytes(kind)!r}")
 
 
 class Pool:
@@ -294,6 +361,14 @@ class Pool:
             status_code=503,
             headers={"Retry-After": "5"},
         )
+
+    def try_acquire(self) -> Worker | None:
+        """An idle worker if there is one right now, else None: never waits."""
+        self._top_up()
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            return None
 
     def release(self, worker: Worker) -> None:
         if worker.dead or worker.process.poll() is not None:
