@@ -17,7 +17,6 @@ from werkzeug.wrappers import Response
 
 from myapp.models.query import MAX_SQL_CHARS
 
-from .. import cells
 from ..api_client import BackendError, BackendUnavailable
 from ..security import current_visitor
 from . import api
@@ -236,9 +235,3 @@ def save():
     if body.get("if_title_exists") is not None:
         fields["if_title_exists"] = body["if_title_exists"]
     return relay("POST", "/api/queries", json_body=fields)
-
-
-@bp.app_template_filter("query_cell")
-def query_cell(value: Any, dtype: str | None = None) -> str:
-    """A JSON value of a result as the text of a table cell (Jinja escapes it)."""
-    return cells.format_value(value, dtype)

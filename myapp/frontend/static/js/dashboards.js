@@ -45,8 +45,11 @@
     var tbody = table.createTBody();
     result.rows.forEach(function (row) {
       var tr = tbody.insertRow();
-      row.forEach(function (value) {
+      row.forEach(function (value, i) {
         var td = tr.insertCell();
+        var type = result.columns[i] ? result.columns[i].type : null;
+        // The one cell rule of every table (cells.js): long values cut, marked, kept whole.
+        if (window.MyappCells) { window.MyappCells.fill(td, value, type); return; }
         td.textContent = cell(value);
         if (value === null) { td.className = "null"; }
       });
