@@ -49,6 +49,7 @@ from .passwords import hash_password, verify_password
 from .store import accounts as account_store
 from .store import tokens as token_store
 from .store.audit import record
+from .store.usersql.callers import CALLER
 
 log = logging.getLogger("myapp.backend.security")
 
@@ -555,6 +556,7 @@ class AccessGate:
             return
         needed = self._requirement(scope["method"], scope["path"])
         request = Request(scope)
+        key: str | None = None
         try:
             if scope["method"] not in SAFE_METHODS and "authorization" not in request.headers:
                 origin = cross_site_refusal(request.headers)
@@ -572,13 +574,31 @@ class AccessGate:
                     # Looking a token up reads DuckDB: not on the event loop.
                     actor = await run_in_threadpool(current_actor, request)
                 check_access(actor, needed)
+                key = caller_key(actor, request)
         except AppError as exc:
             response = error_response(
                 exc.status_code, exc.code, exc.message, exc.detail, exc.headers
             )
             await response(scope, receive, send)
             return
-        await self.app(scope, receive, send)
+        if needed is None:
+            await self.app(scope, receive, send)
+            return
+        caller = CALLER.set(key)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            CALLER.reset(caller)
+
+
+def caller_key(actor: Actor | None, request: Request) -> str | None:
+    """Whose allowance of query runs a request spends (store/usersql/callers.py): the account,
+    else the address; None for the operator (admin token, open mode), who is not limited."""
+    if actor is None or actor.via in ("admin_token", "open"):
+        return None
+    if actor.username:
+        return f"account:{actor.username}"
+    return f"{actor.via}:{client_address(request)}"
 
 
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"

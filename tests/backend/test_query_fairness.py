@@ -1,0 +1,107 @@
+"""One caller cannot hold every query worker: a viewer sending slow queries in parallel leaves
+a worker for everyone else, its own further runs wait for its own, and past
+MYAPP_MAX_QUERIES_PER_USER running or waiting it is answered 429 with Retry-After. Callers
+without an account (public read, share links) count by address."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.backend.test_query_support import ENDLESS_SQL, Background, error_of
+from tests.support.accounts import Accounts, secured_env
+from tests.support.servers import ServerProcess
+
+TIME_LIMIT_MS = 4000
+MAX_PER_USER = 3
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    process = ServerProcess(
+        "backend",
+        tmp_path_factory.mktemp("fairness"),
+        env=secured_env(
+            MYAPP_QUERY_WORKERS="2",
+            MYAPP_QUERY_TIMEOUT_MS=str(TIME_LIMIT_MS),
+            MYAPP_MAX_QUERIES_PER_USER=str(MAX_PER_USER),
+            MYAPP_PUBLIC_READ="true",
+        ),
+    ).start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="module")
+def tokens(server: ServerProcess) -> dict[str, str]:
+    accounts = Accounts(server)
+    try:
+        return {
+            "hog": accounts.user_token("viewer"),
+            "other": accounts.user_token("viewer"),
+        }
+    finally:
+        accounts.close()
+
+
+def query(server: ServerProcess, sql: str, token: str | None = None, **extra) -> Background:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    headers.update(extra.pop("headers", {}))
+    return Background(
+        "POST", server.url + "/api/query", json={"sql": sql, **extra}, headers=headers
+    )
+
+
+def test_one_viewer_with_slow_queries_leaves_a_worker_for_others(server, tokens):
+    hogs = [query(server, ENDLESS_SQL, tokens["hog"]) for _ in range(2)]
+    time.sleep(0.8)
+    started = time.monotonic()
+    answer = query(server, "SELECT 42 AS n", tokens["other"]).join()
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["rows"] == [[42]]
+    assert time.monotonic() - started < 1.5
+    for hog in hogs:
+        assert hog.join().status_code in (400, 429)
+
+
+def test_runs_past_the_allowance_are_429_with_retry_after(server, tokens):
+    held = [query(server, ENDLESS_SQL, tokens["hog"], timeout_ms=2500) for _ in range(3)]
+    time.sleep(0.8)
+    started = time.monotonic()
+    refused = query(server, "SELECT 1", tokens["hog"]).join()
+    assert time.monotonic() - started < 1.0
+    error = error_of(refused, 429)
+    assert error["code"] == "too_many_queries"
+    assert error["detail"] == {"max_queries_per_user": MAX_PER_USER}
+    assert int(refused.headers["retry-after"]) > 0
+    # Another account is not affected.
+    assert query(server, "SELECT 2 AS n", tokens["other"]).join().status_code == 200
+    for run in held:
+        run.join()
+
+
+def test_a_callers_further_runs_wait_for_its_own_and_then_run(server, tokens):
+    first = query(server, ENDLESS_SQL, tokens["hog"], timeout_ms=1000)
+    time.sleep(0.3)
+    started = time.monotonic()
+    second = query(server, "SELECT 7 AS n", tokens["hog"]).join()
+    assert second.status_code == 200, second.text
+    assert second.json()["rows"] == [[7]]
+    # It waited for the first, which its time limit ended.
+    assert time.monotonic() - started >= 0.5
+    assert error_of(first.join(), 400)["code"] == "query_timeout"
+
+
+def test_anonymous_callers_count_by_address(server):
+    one = {"X-Forwarded-For": "192.0.2.10"}
+    two = {"X-Forwarded-For": "192.0.2.20"}
+    hogs = [query(server, ENDLESS_SQL, headers=one, timeout_ms=2500) for _ in range(3)]
+    time.sleep(0.8)
+    error = error_of(query(server, "SELECT 1", headers=one).join(), 429)
+    assert error["code"] == "too_many_queries"
+    answer = query(server, "SELECT 3 AS n", headers=two).join()
+    assert answer.status_code == 200, answer.text
+    for hog in hogs:
+        hog.join()
