@@ -6,8 +6,10 @@ without an account (public read, share links) count by address."""
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from tests.backend.test_query_support import ENDLESS_SQL, Background, error_of
@@ -105,3 +107,22 @@ def test_anonymous_callers_count_by_address(server):
     assert answer.status_code == 200, answer.text
     for hog in hogs:
         hog.join()
+
+
+def test_callers_without_an_account_cannot_read_or_cancel_each_others_runs(server, tokens):
+    one = {"X-Forwarded-For": "192.0.2.30"}
+    two = {"X-Forwarded-For": "192.0.2.40"}
+    run_id = str(uuid.uuid4())
+    pending = query(server, ENDLESS_SQL, headers=one, id=run_id, timeout_ms=2500)
+    status_url = f"{server.url}/api/query/{run_id}"
+    deadline = time.monotonic() + 5
+    while httpx.get(status_url, headers=one).status_code != 200 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert httpx.get(status_url, headers=one).json()["state"] == "running"
+    # Another anonymous visitor, and another account, see no such run and cannot stop it.
+    for headers in (two, {"Authorization": f"Bearer {tokens['other']}"}):
+        assert error_of(httpx.get(status_url, headers=headers), 404)["code"] == "query_not_found"
+        assert error_of(httpx.delete(status_url, headers=headers), 404)["code"] == (
+            "query_not_found"
+        )
+    assert error_of(pending.join(), 400)["code"] == "query_timeout"
