@@ -118,8 +118,9 @@ class Settings(BaseSettings):
         8,
         ge=1,
         le=1000,
-        description="Queries, charts and dashboard tiles one account (or, without one, one "
-        "address) may have running or waiting at once; more are answered 429. One caller "
+        description="Queries, charts, dashboard tiles and pages of rows, facets and profiles one "
+        "account (or, without one, one address) may have running or waiting at once; more are "
+        "answered 429. One caller "
         "never holds every query worker: its runs past all workers but one wait for its own.",
     )
     export_spool_bytes: int = Field(

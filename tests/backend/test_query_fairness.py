@@ -13,11 +13,12 @@ import httpx
 import pytest
 
 from tests.backend.test_query_support import ENDLESS_SQL, Background, error_of
-from tests.support.accounts import Accounts, secured_env
+from tests.support.accounts import ADMIN_HEADERS, Accounts, secured_env
 from tests.support.servers import ServerProcess
 
 TIME_LIMIT_MS = 4000
 MAX_PER_USER = 3
+DATASET = "fair_cities"
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +33,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
             MYAPP_PUBLIC_READ="true",
         ),
     ).start()
+    answer = httpx.put(
+        f"{process.url}/api/datasets/{DATASET}",
+        content=b"id,city\n1,Oslo\n2,Lima\n",
+        headers=ADMIN_HEADERS,
+        timeout=30,
+    )
+    assert answer.status_code == 201, answer.text
     yield process
     process.stop()
 
@@ -78,8 +86,16 @@ def test_runs_past_the_allowance_are_429_with_retry_after(server, tokens):
     assert error["code"] == "too_many_queries"
     assert error["detail"] == {"max_queries_per_user": MAX_PER_USER}
     assert int(refused.headers["retry-after"]) > 0
+    # A page of rows, facets and a profile (SQL on the backend's own threads) count too, so
+    # parallel requests of one caller cannot take every thread the backend serves with.
+    hog = {"Authorization": f"Bearer {tokens['hog']}"}
+    for path in ("rows", "facets?column=city", "profile"):
+        answer = httpx.get(f"{server.url}/api/datasets/{DATASET}/{path}", headers=hog)
+        assert error_of(answer, 429)["code"] == "too_many_queries", path
     # Another account is not affected.
     assert query(server, "SELECT 2 AS n", tokens["other"]).join().status_code == 200
+    other = {"Authorization": f"Bearer {tokens['other']}"}
+    assert httpx.get(f"{server.url}/api/datasets/{DATASET}/rows", headers=other).status_code == 200
     for run in held:
         run.join()
 

@@ -58,9 +58,7 @@ def _one_char(name: str, value: str) -> str:
 def _decodes(info: codecs.CodecInfo) -> bool:
     """Whether the codec turns bytes into text at all ("undefined" refuses everything)."""
     try:
-        decoded = codecs.getincrementaldecoder(info.name)(errors="strict").decode(
-            b"", final=True
-        )
+        decoded = codecs.getincrementaldecoder(info.name)(errors="strict").decode(b"", final=True)
     except (UnicodeError, LookupError, TypeError, ValueError):
         return False
     return isinstance(decoded, str)

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 
 from myapp.settings import Settings
@@ -117,6 +118,18 @@ class Callers:
 
 
 CALLERS = Callers()
+
+
+@contextmanager
+def admitted(settings: Settings) -> Iterator[None]:
+    """Count the work of this request (a page of rows, facets, a profile: SQL of the backend's
+    own that holds one of its threads until its time limit) against the caller's allowance,
+    so one caller's parallel requests cannot take every thread the backend serves with."""
+    release = CALLERS.admit(settings, CALLER.get())
+    try:
+        yield
+    finally:
+        release()
 
 
 def worker_share(pool_size: int) -> int:
