@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import logging
 import math
 import re
@@ -598,7 +599,21 @@ def caller_key(actor: Actor | None, request: Request) -> str | None:
         return None
     if actor.username:
         return f"account:{actor.username}"
-    return f"{actor.via}:{client_address(request)}"
+    return f"{actor.via}:{address_block(client_address(request))}"
+
+
+def address_block(address: str) -> str:
+    """An IPv4 address, or the /64 network of an IPv6 one: one IPv6 client usually holds a
+    whole /64, and counting each of its addresses apart would hand it endless allowances."""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
+    return str(parsed)
 
 
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"

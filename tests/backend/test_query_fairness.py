@@ -142,3 +142,18 @@ def test_callers_without_an_account_cannot_read_or_cancel_each_others_runs(serve
             "query_not_found"
         )
     assert error_of(pending.join(), 400)["code"] == "query_timeout"
+
+
+def test_ipv6_callers_count_by_their_64_network(server):
+    """One IPv6 client usually holds a whole /64: its other addresses share its allowance."""
+    hogs = [
+        query(server, ENDLESS_SQL, headers={"X-Forwarded-For": f"2001:db8::{n}"}, timeout_ms=2500)
+        for n in (1, 2, 3)
+    ]
+    time.sleep(0.8)
+    refused = query(server, "SELECT 1", headers={"X-Forwarded-For": "2001:db8::ffff"}).join()
+    assert error_of(refused, 429)["code"] == "too_many_queries"
+    other = query(server, "SELECT 4 AS n", headers={"X-Forwarded-For": "2001:db8:0:1::1"}).join()
+    assert other.status_code == 200, other.text
+    for hog in hogs:
+        hog.join()
