@@ -114,6 +114,15 @@ class Settings(BaseSettings):
         description="Exports one account may have running or downloading at once (each may "
         "hold up to MYAPP_EXPORT_SPOOL_BYTES of disk); more are answered 429.",
     )
+    max_queries_per_user: int = Field(
+        8,
+        ge=1,
+        le=1000,
+        description="Queries, charts, dashboard tiles and pages of rows, facets and profiles one "
+        "account (or, without one, one address) may have running or waiting at once; more are "
+        "answered 429. One caller "
+        "never holds every query worker: its runs past all workers but one wait for its own.",
+    )
     export_spool_bytes: int = Field(
         32 * 1024 * 1024,
         ge=16 * 1024 * 1024,

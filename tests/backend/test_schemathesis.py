@@ -6,9 +6,11 @@ Every answer must be: not a 5xx, a status code the document lists, the documente
 a body that conforms to the documented schema, and for every error the one error body.
 
 The server is this module's own (operations delete datasets, accounts and tokens), secured by an
-admin token that every request carries, so the calls get past the access gate. The path
-parameters are sometimes the names of things that exist (a dataset, a saved query, an account, a
-token), so the operations are also exercised beyond 404; whatever a successful change removed is
+admin token that every request carries, so the calls get past the access gate; the routes made
+for share links (/api/shared/...) are called with a link's secret instead. The path parameters
+are sometimes the names of things that exist (a dataset, a saved query, a dashboard under the
+same slug with a tile and a choice parameter, a staged upload, an account, a token, a share
+link), so the operations are also exercised beyond 404; whatever a successful change removed is
 put back before the next example.
 """
 
@@ -70,7 +72,12 @@ KNOWN: dict[str, Any] = {
     "version": 1,
     "username": SEED_USER,
     "token_id": None,
+    "tile_id": "t1",
+    "upload_id": None,
+    "share_id": None,
 }
+# The secrets of a share link to the seed query and to the seed dashboard.
+SHARE_SECRETS: dict[str, str] = {}
 
 
 def one_error_body(ctx: Any, response: Any, case: Any) -> None:
@@ -125,6 +132,9 @@ def flatmap_body(context: Any, body: Any) -> Any:
     elif operation == "POST /api/datasets":
         name = body.get("name") if isinstance(body, dict) else None
         variants.append({"file": SEED_CSV, "name": name if isinstance(name, str) else "fz_form"})
+    elif operation == "POST /api/uploads":
+        # A multipart form (a dict) or the raw file as the body.
+        variants.append({"file": SEED_CSV} if isinstance(body, dict) else SEED_CSV)
     elif isinstance(body, dict) and "sql" in body:
         for sql in VALID_SQL:
             variant = {**body, "sql": sql, "params": None}
@@ -141,7 +151,10 @@ def flatmap_body(context: Any, body: Any) -> Any:
 @SCHEMA.hook
 def flatmap_query(context: Any, query: Any) -> Any:
     """Upload options are free text in the document; half the time they are the defaults."""
-    if context.operation.path != "/api/datasets/{name}" or context.operation.method != "put":
+    if (context.operation.path, context.operation.method) not in (
+        ("/api/datasets/{name}", "put"),
+        ("/api/uploads", "post"),
+    ):
         return st.just(query)
     return st.sampled_from([query, {"filename": "fz.csv"}, {"mode": "replace"}])
 
@@ -172,6 +185,47 @@ def seed(client: httpx.Client) -> None:
             "/api/users", json={"username": SEED_USER, "password": PASSWORD, "role": "editor"}
         )
         assert response.status_code == 201, response.text
+    if client.get(f"/api/dashboards/{SEED_QUERY}").status_code == 404:
+        # The same slug as the seed query, and a parameter named like the seed dataset, so the
+        # known path parameters reach the dashboard's tiles and choices too.
+        response = client.post(
+            "/api/dashboards",
+            json={
+                "slug": SEED_QUERY,
+                "title": "Fuzz board",
+                "parameters": [
+                    {"name": SEED_DATASET, "type": "choice", "choices_query": SEED_QUERY}
+                ],
+                "tiles": [
+                    {"id": "t1", "type": "table", "query": SEED_QUERY},
+                    {"id": "t2", "type": "chart", "query": SEED_QUERY},
+                ],
+            },
+        )
+        assert response.status_code == 201, response.text
+    uploads_id = KNOWN.get("upload_id")
+    if uploads_id is None or client.get(f"/api/uploads/{uploads_id}").status_code != 200:
+        response = client.post("/api/uploads", files={"file": ("seed.csv", SEED_CSV, "text/csv")})
+        assert response.status_code == 201, response.text
+        KNOWN["upload_id"] = response.json()["upload"]["id"]
+    for kind in ("query", "dashboard"):
+        # A link stops with its target, also when the slug is made again: ask the link itself.
+        if (
+            kind not in SHARE_SECRETS
+            or httpx.get(
+                f"{client.base_url}/api/shared",
+                headers={"Authorization": f"Bearer {SHARE_SECRETS[kind]}"},
+                timeout=30.0,
+            ).status_code
+            != 200
+        ):
+            response = client.post(
+                "/api/shares", json={"kind": kind, "target": SEED_QUERY, "name": "fuzz " + kind}
+            )
+            assert response.status_code == 201, response.text
+            SHARE_SECRETS[kind] = response.json()["token"]
+            SHARE_SECRETS[kind + "_id"] = response.json()["id"]
+    KNOWN["share_id"] = SHARE_SECRETS["query_id"]
     tokens = client.get("/api/tokens", params={"username": SEED_USER}).json()["tokens"]
     if not tokens:
         response = client.post(
@@ -236,8 +290,13 @@ def test_every_error_response_is_documented_with_the_error_body() -> None:
 def test_operation(
     case: Any, fuzz_server: ServerProcess, admin: httpx.Client, http: requests.Session
 ) -> None:
-    response = case.call(base_url=fuzz_server.url, session=http, headers=ADMIN_HEADERS)
-    case.validate_response(response, checks=CHECKS, headers=ADMIN_HEADERS)
-    if case.method in ("DELETE", "PATCH", "PUT") and response.status_code < 300:
+    headers = ADMIN_HEADERS
+    if case.path.startswith("/api/shared"):
+        # The routes of share links answer only a link's secret (everything else is a 403).
+        kind = "dashboard" if "/tiles/" in case.path or "/parameters/" in case.path else "query"
+        headers = {"Authorization": f"Bearer {SHARE_SECRETS[kind]}"}
+    response = case.call(base_url=fuzz_server.url, session=http, headers=headers)
+    case.validate_response(response, checks=CHECKS, headers=headers)
+    if case.method != "GET" and response.status_code < 300:
         # A change succeeded: put back what it may have removed, renamed or revoked.
         seed(admin)

@@ -437,3 +437,43 @@ def test_the_editor_works_without_javascript(browser, server):
         assert len(versions) == 5
     finally:
         context.close()
+
+
+def test_a_dashboard_of_many_slow_tiles_loads_every_one(page, start_server, tmp_path):
+    """The server answers a viewer's runs past MYAPP_MAX_QUERIES_PER_USER with 429: the page
+    asks for a few tiles at once and asks again after Retry-After, so all twelve slow tiles
+    load under an allowance of two, none refused."""
+    small = start_server(
+        "all", env=secured_env(MYAPP_MAX_QUERIES_PER_USER="2"), workdir=tmp_path / "small"
+    )
+    api(
+        small,
+        "POST",
+        "/queries",
+        json={
+            "slug": "e2e-slow-count",
+            "title": "E2E slow count",
+            "sql": "SELECT count(*) AS n FROM range(20000000) t WHERE t.range % 7 = 3",
+        },
+    )
+    api(
+        small,
+        "POST",
+        "/dashboards",
+        json={
+            "slug": "e2e-many-tiles",
+            "title": "E2E many tiles",
+            "tiles": [
+                {"id": f"n{i}", "type": "table", "query": "e2e-slow-count", "width": 3}
+                for i in range(12)
+            ],
+        },
+    )
+    accounts = Accounts(small)
+    viewer = accounts.user("viewer")
+    accounts.close()
+    sign_in(page, small, viewer)
+    page.goto(small.url + "/dashboards/e2e-many-tiles")
+    expect(page.locator(".tile[data-state]")).to_have_count(12, timeout=60_000)
+    expect(page.locator('.tile[data-state="error"]')).to_have_count(0)
+    expect(page.locator("#dash-status")).to_have_text("All tiles loaded.")

@@ -4,6 +4,7 @@ credential-less state changes from other sites.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import threading
 from typing import Any
@@ -14,7 +15,9 @@ from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import AppError, Forbidden, error_response
-from .dependencies import check_access, current_actor, declared_operations, get_auth
+from ..store.usersql.callers import CALLER
+from .actor import Actor
+from .dependencies import check_access, client_address, current_actor, declared_operations, get_auth
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
@@ -69,6 +72,7 @@ class AccessGate:
             return
         needed = self._requirement(scope["method"], scope["path"])
         request = Request(scope)
+        key: str | None = None
         try:
             if scope["method"] not in SAFE_METHODS and "authorization" not in request.headers:
                 origin = cross_site_refusal(request.headers)
@@ -86,10 +90,42 @@ class AccessGate:
                     # Looking a token up reads DuckDB: not on the event loop.
                     actor = await run_in_threadpool(current_actor, request)
                 check_access(actor, needed)
+                key = caller_key(actor, request)
         except AppError as exc:
             response = error_response(
                 exc.status_code, exc.code, exc.message, exc.detail, exc.headers
             )
             await response(scope, receive, send)
             return
-        await self.app(scope, receive, send)
+        if needed is None:
+            await self.app(scope, receive, send)
+            return
+        caller = CALLER.set(key)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            CALLER.reset(caller)
+
+
+def caller_key(actor: Actor | None, request: Request) -> str | None:
+    """Whose allowance of query runs a request spends (store/usersql/callers.py): the account,
+    else the address; None for the operator (admin token, open mode), who is not limited."""
+    if actor is None or actor.via in ("admin_token", "open"):
+        return None
+    if actor.username:
+        return f"account:{actor.username}"
+    return f"{actor.via}:{address_block(client_address(request))}"
+
+
+def address_block(address: str) -> str:
+    """An IPv4 address, or the /64 network of an IPv6 one: one IPv6 client usually holds a
+    whole /64, and counting each of its addresses apart would hand it endless allowances."""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
+    return str(parsed)

@@ -42,6 +42,7 @@ from ..store.ingest_receive import (
     receive_multipart,
     receive_raw,
 )
+from ..store.usersql import callers
 from ..store.usersql import execute as usersql
 
 log = logging.getLogger("myapp.backend.datasets")
@@ -316,7 +317,7 @@ def read_rows(
 ) -> dict[str, Any]:
     """Filters: `column__op=value` with op in eq ne gt gte lt lte contains startswith in
     isnull notnull, combined with AND; `in` takes comma-separated values."""
-    with database.cursor() as cur:
+    with callers.admitted(settings), database.cursor() as cur:
         record = catalog.get_dataset(cur, name)
         return browse.read_rows(
             cur,
@@ -340,6 +341,7 @@ def read_rows(
 def read_facets(
     name: str,
     request: Request,
+    settings: SettingsDep,
     database: DatabaseDep,
     actor: ViewerDep,
     column: Annotated[list[str], Query(description="column to count (repeatable)")] = [],  # noqa: B006
@@ -348,7 +350,7 @@ def read_facets(
     ] = browse.DEFAULT_FACET_SIZE,
     q: Annotated[str | None, Query(description="text searched in the text columns")] = None,
 ) -> dict[str, Any]:
-    with database.cursor() as cur:
+    with callers.admitted(settings), database.cursor() as cur:
         record = catalog.get_dataset(cur, name)
         return browse.read_facets(
             cur,
@@ -366,8 +368,11 @@ def read_facets(
     response_model=ProfileResult,
     summary="Per-column statistics, histograms and top values",
 )
-def read_profile(name: str, database: DatabaseDep, actor: ViewerDep) -> dict[str, Any]:
-    return profile.get_profile(database, name)
+def read_profile(
+    name: str, settings: SettingsDep, database: DatabaseDep, actor: ViewerDep
+) -> dict[str, Any]:
+    with callers.admitted(settings):
+        return profile.get_profile(database, name)
 
 
 @router.get(

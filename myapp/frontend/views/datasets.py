@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
+from markupsafe import Markup
 from werkzeug.wrappers import Response
 
 from myapp.models import filters as filter_ops
@@ -78,6 +79,20 @@ def _name_from_filename(filename: str) -> str:
 def format_cell(value: Any, dtype: str | None = None) -> str:
     """A JSON value as text for a table cell (Jinja escapes it); one rule for every page."""
     return cells.format_value(value, dtype)
+
+
+@bp.app_template_filter("cell_html")
+def cell_html(value: Any, dtype: str | None = None, full_href: str | None = None) -> Markup:
+    """A cell's content as HTML, cut and marked when too long (cells.render)."""
+    return cells.render(value, dtype, full_href=full_href)
+
+
+@bp.app_template_filter("cell_short")
+def cell_short(value: Any, dtype: str | None = None) -> str:
+    """A value as text for a label (a facet's value): cut and marked when too long."""
+    text = cells.format_value(value, dtype)
+    parts = cells.cut(text)
+    return text if parts is None else f"{parts[0]}… {cells.marker(parts[1])}"
 
 
 @bp.app_template_filter("cell_kind")
@@ -435,8 +450,36 @@ def _links(name, args, page, limit, filters, facet_columns) -> dict[str, Any]:
         for fmt, _ in EXPORT_FORMATS
     }
     links["profile"] = url_for("datasets.profile", name=name)
+    # The row at a position of this very state (sort, filters, search): its own page shows
+    # the values a cell had to cut.
+    row_state = [(k, v) for k, v in base if k not in ("limit", "facet")]
+    links["row"] = lambda index: _url(
+        name, [*row_state, ("offset", str(start + index))], endpoint="datasets.row"
+    )
     links["state_without"] = lambda *keys: [(k, v) for k, v in base if k not in keys]
     return links
+
+
+@bp.get("/<name>/row")
+def row(name: str):
+    """One row of the table page's state, every value whole (what a cut cell links to)."""
+    args = request.args
+    try:
+        offset = max(0, int(args.get("offset", "0")))
+    except ValueError:
+        offset = 0
+    items = [(k, v) for k, v in args.items(multi=True) if k not in ("offset", "cursor", "limit")]
+    dataset = api().get(_path(name))
+    page = api().get(_path(name, "rows"), params=[*items, ("offset", str(offset)), ("limit", "1")])
+    back = [*items, *([("offset", str(offset - offset % DEFAULT_PAGE_SIZE))] if offset else [])]
+    return render_template(
+        "datasets/row.html",
+        dataset=dataset,
+        columns=page["columns"],
+        values=page["rows"][0] if page["rows"] else None,
+        position=offset + 1,
+        back=_url(dataset["name"], back),
+    ), (200 if page["rows"] else 404)
 
 
 def _facet_text(value: Any) -> str:

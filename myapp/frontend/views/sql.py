@@ -17,7 +17,6 @@ from werkzeug.wrappers import Response
 
 from myapp.models.query import MAX_SQL_CHARS
 
-from .. import cells
 from ..api_client import BackendError, BackendUnavailable
 from ..security import current_visitor
 from . import api
@@ -249,9 +248,3 @@ def save():
         fields["base_version"] = body.get("base_version")
         return relay("PUT", saved_query_path(str(slug)), json_body=fields)
     return relay("POST", "/api/queries", json_body=fields)
-
-
-@bp.app_template_filter("query_cell")
-def query_cell(value: Any, dtype: str | None = None) -> str:
-    """A JSON value of a result as the text of a table cell (Jinja escapes it)."""
-    return cells.format_value(value, dtype)

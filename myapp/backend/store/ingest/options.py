@@ -55,6 +55,15 @@ def _one_char(name: str, value: str) -> str:
     return value
 
 
+def _decodes(info: codecs.CodecInfo) -> bool:
+    """Whether the codec turns bytes into text at all ("undefined" refuses everything)."""
+    try:
+        decoded = codecs.getincrementaldecoder(info.name)(errors="strict").decode(b"", final=True)
+    except (UnicodeError, LookupError, TypeError, ValueError):
+        return False
+    return isinstance(decoded, str)
+
+
 def check_encoding(encoding: str) -> str:
     """A text codec Python knows, by its canonical name; 400 for anything else."""
     try:
@@ -67,7 +76,7 @@ def check_encoding(encoding: str) -> str:
         ) from None
     # zlib, base64, rot13, hex… are codecs too, but they turn bytes into bytes (or text into
     # text): a file is never "encoded" in them.
-    if not getattr(info, "_is_text_encoding", True):
+    if not getattr(info, "_is_text_encoding", True) or not _decodes(info):
         raise _invalid(
             f"{encoding[:40]!r} is not a text encoding; use for example utf-8, cp1252 "
             "(Windows), latin-1 or utf-16.",

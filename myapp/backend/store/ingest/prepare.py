@@ -341,8 +341,9 @@ def _transcode(
             code="invalid_encoding",
             detail={"encoding": encoding, "byte": offset + exc.start + 1},
         ) from None
-    except UnicodeEncodeError:
-        # Lone surrogates from a broken UTF-16/32 file.
+    except UnicodeError:
+        # Lone surrogates from a broken UTF-16/32 file, UTF-16 without its byte order mark,
+        # and codecs that refuse in their own words (punycode, "undefined").
         raise IngestError(
             f"The file is not valid {encoding} text. Set the encoding option (encoding=…) to "
             "the file's real encoding, or leave it out to have it detected.",

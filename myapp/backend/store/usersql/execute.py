@@ -25,6 +25,7 @@ from ...errors import AppError
 from ..database import Database
 from ..exports import ExportFile, ExportFormat, Watch, stream_export
 from ..sql import internal
+from .callers import CALLER, CALLERS, own_share_busy, worker_share
 from .errors import DuckError, sql_error, too_large
 from .gate import Vetted, bind_parameters, prepare, prepare_cached
 from .runs import REGISTRY, Run, effective_timeout_ms
@@ -77,12 +78,34 @@ def running(
     worker said; a worker that died otherwise ran out of memory (the address-space cap).
     """
     limit_ms = effective_timeout_ms(settings, timeout_ms)
-    run = REGISTRY.start(run_id, kind=kind, owner=owner, limit_ms=limit_ms)
+    caller = CALLER.get()
+    admitted = CALLERS.admit(settings, caller)
+    held: Callable[[], None] | None = None
+    try:
+        run = REGISTRY.start(run_id, kind=kind, owner=owner, limit_ms=limit_ms)
+    except BaseException:
+        admitted()
+        raise
     state = "failed"
     try:
-        # Waiting for a worker counts against the time limit, and never lasts longer.
+        # Waiting for a worker (and for the caller's own share of them) counts against the
+        # time limit, and never lasts longer.
+        started = time.monotonic()
+        held = CALLERS.hold(
+            settings,
+            caller,
+            worker_share(pool.config.size),
+            limit_ms / 1000,
+            lambda: run.stop_reason is not None,
+        )
+        if held is None:
+            if run.stop_reason == "timeout":
+                # It never started: the caller's own other runs held its share all along.
+                raise own_share_busy(settings)
+            raise run.stopped_error()
         try:
-            worker = pool.acquire(limit_ms / 1000, lambda: run.stop_reason is not None)
+            left_s = max(0.0, limit_ms / 1000 - (time.monotonic() - started))
+            worker = pool.acquire(left_s, lambda: run.stop_reason is not None)
         except WorkerNotNeeded:
             if run.stop_reason == "timeout":
                 # It never started: the server is busy, not the query slow.
@@ -109,6 +132,9 @@ def running(
             state = "timed_out" if exc.code == "query_timeout" else "cancelled"
         raise
     finally:
+        if held is not None:
+            held()
+        admitted()
         REGISTRY.finish(run, state)
 
 
@@ -352,7 +378,9 @@ class ExportSlots:
         self._count: dict[str, int] = {}
 
     def take(self, settings: Settings, owner: str | None) -> Callable[[], None]:
-        key = owner or "anonymous"
+        # Callers without an account count by address (callers.py), not all together: one
+        # anonymous visitor must not use up every other visitor's exports.
+        key = CALLER.get() or owner or "anonymous"
         with self._lock:
             if self._count.get(key, 0) >= settings.max_exports_per_user:
                 raise AppError(

@@ -19,6 +19,7 @@ from typing import Any
 from myapp.settings import Settings
 
 from ...errors import AppError, Conflict, NotFound
+from .callers import CALLER
 
 log = logging.getLogger("myapp.backend.query")
 
@@ -49,6 +50,8 @@ class Run:
     state: str = "running"
     stop_reason: str | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Who started it (callers.py): an account, or an address for callers without one.
+    caller: str | None = None
 
     @property
     def active(self) -> bool:
@@ -156,6 +159,7 @@ class Registry:
             owner=owner,
             deadline=time.monotonic() + limit_ms / 1000,
             limit_ms=limit_ms,
+            caller=CALLER.get(),
         )
         with self._lock:
             if run_id in self._active:
@@ -225,7 +229,13 @@ def new_run_id(given: Any = None) -> str:
 # -- status and cancel ---------------------------------------------------------------------------
 def get_run(run_id: str, *, actor_name: str | None, is_admin: bool) -> Run:
     run = REGISTRY.get(run_id)
-    if run is None or not (is_admin or run.owner == actor_name):
+    # Callers without an account all have the name None: they are told apart by address, so
+    # one anonymous visitor cannot read or cancel another's run (or a share link's, or the
+    # admin token's).
+    mine = (run is not None and run.owner is not None and run.owner == actor_name) or (
+        run is not None and run.caller is not None and run.caller == CALLER.get()
+    )
+    if run is None or not (is_admin or mine):
         raise NotFound(
             f"There is no query with id {run_id}: it never ran here, or finished a while ago.",
             code="query_not_found",

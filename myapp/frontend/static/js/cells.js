@@ -1,6 +1,8 @@
 /* How a value from the API reads in a table cell, for tables drawn in the browser. The same rule
    as myapp/frontend/cells.py (server-rendered tables); read the reasons there. Exposes
-   window.MyappCells = {format(value, type), kind(value, type), fill(td, value, type)}. */
+   window.MyappCells = {format(value, type), kind(value, type), fill(td, value, type),
+   cut(text), marker(total)}. Text past CUT_CHARS characters or CUT_LINES lines is cut and
+   marked; fill() puts the whole value in a closed <details> beside it. */
 (function () {
   "use strict";
 
@@ -13,6 +15,8 @@
   var NUMERIC_TEXT = /^([+-]?)(\d+)(\.\d+)?$/;
   var MIDNIGHT = /^(\d{4,}-\d\d-\d\d)T00:00:00(\.0+)?(Z|[+-]00:?00)?$/;
   var TIMESTAMP = /^(\d{4,}-\d\d-\d\d)T(\d\d:\d\d)/;
+  var CUT_CHARS = 500;
+  var CUT_LINES = 10;
 
   function typeClass(type) {
     var t = String(type || "").toUpperCase();
@@ -81,11 +85,75 @@
     return "text";
   }
 
+  function isPair(text, i) {
+    var c = text.charCodeAt(i);
+    if (c < 0xD800 || c > 0xDBFF || i + 1 >= text.length) { return false; }
+    var d = text.charCodeAt(i + 1);
+    return d >= 0xDC00 && d <= 0xDFFF;
+  }
+
+  /* Characters as Python counts them (code points), not UTF-16 units. */
+  function countChars(text) {
+    var n = 0;
+    for (var i = 0; i < text.length; i += isPair(text, i) ? 2 : 1) { n += 1; }
+    return n;
+  }
+
+  /* {shown, total} when the text is too long for a cell, else null: cells.py cut(). */
+  function cut(text) {
+    var i = 0, n = 0, breaks = 0, end = -1;
+    while (i < text.length && n < CUT_CHARS) {
+      if (text.charCodeAt(i) === 10) {
+        breaks += 1;
+        if (breaks === CUT_LINES) { end = i; break; }
+      }
+      i += isPair(text, i) ? 2 : 1;
+      n += 1;
+    }
+    if (end >= 0 && end < text.length - 1) { i = end; }
+    else if (end >= 0) { return null; }
+    if (i >= text.length) { return null; }
+    return { shown: text.slice(0, i), total: countChars(text) };
+  }
+
+  function marker(total) {
+    return "(cut, " + group(String(total)) + " characters)";
+  }
+
+  function span(className, text) {
+    var node = document.createElement("span");
+    node.className = className;
+    node.textContent = text;
+    return node;
+  }
+
   function fill(td, value, type) {
-    td.textContent = format(value, type);
+    var text = format(value, type);
+    var parts = cut(text);
     td.className = "cell-" + kind(value, type);
+    if (!parts) {
+      td.textContent = text;
+      return td;
+    }
+    var details = document.createElement("details");
+    details.className = "cell-cut";
+    details.setAttribute("data-testid", "cell-cut");
+    var summary = document.createElement("summary");
+    summary.appendChild(span("cell-shown", parts.shown + "…"));
+    summary.appendChild(document.createTextNode(" "));
+    summary.appendChild(span("cell-marker", marker(parts.total)));
+    var full = document.createElement("div");
+    full.className = "cell-full";
+    full.tabIndex = 0;
+    full.textContent = text;
+    details.appendChild(summary);
+    details.appendChild(full);
+    td.textContent = "";
+    td.appendChild(details);
     return td;
   }
 
-  window.MyappCells = { format: format, kind: kind, fill: fill, typeClass: typeClass };
+  window.MyappCells = {
+    format: format, kind: kind, fill: fill, typeClass: typeClass, cut: cut, marker: marker
+  };
 })();

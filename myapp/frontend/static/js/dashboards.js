@@ -45,8 +45,11 @@
     var tbody = table.createTBody();
     result.rows.forEach(function (row) {
       var tr = tbody.insertRow();
-      row.forEach(function (value) {
+      row.forEach(function (value, i) {
         var td = tr.insertCell();
+        var type = result.columns[i] ? result.columns[i].type : null;
+        // The one cell rule of every table (cells.js): long values cut, marked, kept whole.
+        if (window.MyappCells) { window.MyappCells.fill(td, value, type); return; }
         td.textContent = cell(value);
         if (value === null) { td.className = "null"; }
       });
@@ -104,25 +107,62 @@
     if (pending === 0 && status) { status.textContent = "All tiles loaded."; }
   }
 
-  function load(tile, refresh) {
-    var id = tile.getAttribute("data-tile-id");
-    var type = tile.getAttribute("data-tile-type");
+  // At most this many tiles ask at once: the server counts each viewer's running queries
+  // (MYAPP_MAX_QUERIES_PER_USER) and answers 429 past them; the rest wait their turn here, and
+  // a tile answered 429 anyway (a smaller allowance, other pages open) asks again a little
+  // later, as Retry-After says, a few times.
+  var MAX_PARALLEL = 4;
+  var MAX_RETRIES = 20;
+  var queue = [];
+  var inFlight = 0;
+
+  function schedule(tile, refresh) {
     var body = tile.querySelector(".tile-body");
     body.replaceChildren(el("p", "Loading…", "tile-status"));
     body.firstChild.setAttribute("aria-busy", "true");
     tile.removeAttribute("data-state");
     pending += 1;
-    fetch(tileUrl(tile), {
+    queue.push([tile, refresh, 0]);
+    pump();
+  }
+
+  function pump() {
+    while (inFlight < MAX_PARALLEL && queue.length) {
+      var job = queue.shift();
+      inFlight += 1;
+      load(job[0], job[1], job[2]).then(function () { inFlight -= 1; pump(); });
+    }
+  }
+
+  function retryLater(tile, refresh, attempt, seconds) {
+    window.setTimeout(function () {
+      queue.push([tile, refresh, attempt + 1]);
+      pump();
+    }, Math.min(Math.max(seconds, 0.5), 5) * 1000 * (0.75 + Math.random() / 2));
+  }
+
+  function load(tile, refresh, attempt) {
+    var id = tile.getAttribute("data-tile-id");
+    var type = tile.getAttribute("data-tile-type");
+    var body = tile.querySelector(".tile-body");
+    return fetch(tileUrl(tile), {
       method: "POST",
       credentials: "same-origin",
       headers: { "Content-Type": "application/json", "Accept": "application/json" },
       body: JSON.stringify({ params: config.params, version: config.version || null, refresh: !!refresh })
     })
       .then(function (response) {
+        if (response.status === 429 && attempt < MAX_RETRIES) {
+          return { retry: Number(response.headers.get("Retry-After")) || 1 };
+        }
         return response.json().then(function (answer) { return { ok: response.ok, answer: answer }; },
           function () { return { ok: false, answer: { error: { message: "The server answered " + response.status + "." } } }; });
       })
       .then(function (reply) {
+        if (reply.retry) {
+          retryLater(tile, refresh, attempt, reply.retry);
+          return "retry";
+        }
         body.replaceChildren();
         if (!reply.ok) {
           var message = (reply.answer.error && reply.answer.error.message) || "The tile could not be loaded.";
@@ -143,18 +183,18 @@
         body.replaceChildren(el("p", "The tile could not be loaded; try Refresh.", "tile-error"));
         tile.setAttribute("data-state", "error");
       })
-      .then(settle);
+      .then(function (outcome) { if (outcome !== "retry") { settle(); } });
   }
 
   var tiles = Array.prototype.slice.call(document.querySelectorAll(".tile[data-tile-id]"))
     .filter(function (tile) { return tile.getAttribute("data-tile-type") !== "text"; });
   if (status && tiles.length) { status.textContent = "Loading " + tiles.length + " tiles…"; }
-  tiles.forEach(function (tile) { load(tile, false); });
+  tiles.forEach(function (tile) { schedule(tile, false); });
   if (refreshButton) {
     if (!tiles.length) { refreshButton.hidden = true; }
     refreshButton.addEventListener("click", function () {
       if (status) { status.textContent = "Running every tile again…"; }
-      tiles.forEach(function (tile) { load(tile, true); });
+      tiles.forEach(function (tile) { schedule(tile, true); });
     });
   }
 })();
