@@ -78,6 +78,15 @@ def test_a_workspace_moves_between_duckdb_lts_and_2x_both_ways(tmp_path):
             assert saved.status_code == 201, saved.text
             slug = saved.json()["slug"]
             assert api.post(f"/api/queries/{slug}/run", json={}).json()["row_count"] == ROWS
+            # DuckDB 1.4's parser reads the files IMPORT DATABASE names: never outside the
+            # sandbox, so nothing of them reaches the answer.
+            dump = tmp_path / "dump"
+            dump.mkdir()
+            (dump / "schema.sql").write_text("CREATE TABLE t (x INT);\n")
+            (dump / "load.sql").write_text("confidential-token text;\n")
+            imported = api.post("/api/query", json={"sql": f"IMPORT DATABASE '{dump}'"})
+            assert imported.status_code == 400, imported.text
+            assert "confidential" not in imported.text and "CREATE TABLE" not in imported.text
     finally:
         assert server.stop() == 0
 
