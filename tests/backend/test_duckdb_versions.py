@@ -13,10 +13,12 @@ import subprocess
 
 import duckdb
 import httpx
+import pytest
 
 from myapp.backend.store import storage
 from myapp.backend.store.database import Database
 from myapp.backend.store.file_format import storage_version_of
+from myapp.backend.store.ingest.jsondepth import nesting_exceeds
 from myapp.settings import Settings
 from tests.support.duckdb_env import DUCKDB_LTS, lts_python_or_skip
 from tests.support.servers import ServerProcess, clean_env, free_port
@@ -160,3 +162,25 @@ def test_the_main_database_and_dataset_files_are_written_in_the_lts_format(tmp_p
     running = f"v{duckdb.__version__}"
     assert storage_version_of(settings.database_path) == (LTS_FORMAT, running)
     assert storage_version_of(dataset) == (LTS_FORMAT, running)
+
+
+@pytest.mark.parametrize(
+    ("body", "too_deep"),
+    [
+        (b'{"a": 1}\n{"b": [1, 2, {"c": 3}]}\n', False),
+        (b'{"x": ' + b"[" * 127 + b"]" * 127 + b"}\n", False),
+        (b'{"x": ' + b"[" * 128 + b"]" * 128 + b"}\n", True),
+        (b'{"a": 1}\n{"x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n", True),
+        (b'{"x": "' + b"[" * 1000 + b'\\"[["}\n', False),  # brackets inside a string
+        (b"[" + b"[]," * 1000 + b"1]\n", False),  # many siblings, shallow
+        (b"[[]," * 200 + b"1" + b"]" * 200 + b"\n", True),  # deep behind siblings
+        (b"\n".join([b"["] * 200 + [b"]"] * 200) + b"\n", True),  # deep across lines
+        (b'{"a": [[[1]]]}', False),
+        (b"", False),
+    ],
+)
+def test_json_nesting_is_bounded_as_duckdb_2x_bounds_it(tmp_path, body, too_deep):
+    """DuckDB 1.4 crashes on very deep JSON; on 1.4 loads check the depth first."""
+    path = tmp_path / "f.json"
+    path.write_bytes(body)
+    assert nesting_exceeds(path) is too_deep
