@@ -10,7 +10,7 @@ import click
 from pydantic import SecretStr
 
 from myapp import __version__
-from myapp.settings import SettingsError, load_settings
+from myapp.settings import Settings, SettingsError, load_settings
 
 ROLES = ("backend", "frontend", "all")
 
@@ -102,6 +102,8 @@ def serve(
             from myapp.backend.auth.startup import check_startup
 
             check_startup(settings)
+            if settings.lake_mode:
+                _check_lake(settings)
         if settings.secret_key is None or not settings.secret_key.get_secret_value().strip():
             # One key shared by every worker forked below, so a session cookie signed by one
             # worker is accepted by the others (an empty MYAPP_SECRET_KEY= counts as unset).
@@ -131,6 +133,24 @@ def serve(
         fail(str(exc), code=1)
         return
     sys.exit(code)
+
+
+def _check_lake(settings: Settings) -> None:
+    """The lake settings name a catalog this backend can use, before anything binds."""
+    from myapp.backend.lake.catalog import CatalogUnavailable, check_catalog, describe
+
+    try:
+        check_catalog(settings)
+    except CatalogUnavailable as exc:
+        raise SettingsError(str(exc)) from None
+    # Serving from the lake is not built yet: starting the embedded mode instead would let
+    # several backends each keep a workspace of their own while their operator believes
+    # they share one.
+    raise SettingsError(
+        f"MYAPP_CATALOG_URL: the catalog at {describe(settings)} answers, but this version "
+        "of myapp cannot serve a lake yet (docs/deployment/lake.md); unset MYAPP_CATALOG_URL "
+        "and MYAPP_LAKE_DATA_PATH to run the embedded mode"
+    )
 
 
 def _register_client_commands() -> None:

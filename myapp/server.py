@@ -83,6 +83,21 @@ def wait_for_database_lock(path: Path, timeout_s: float) -> None:
         raise ServeError(f"cannot open the database file {path}: {exc.strerror}") from None
 
 
+def check_files_readable(settings: Settings) -> None:
+    """Refuse to start, in one line, on database files this DuckDB cannot read (a workspace
+    written by DuckDB 2.x's newest format, served with DuckDB 1.4): the worker would otherwise
+    fail to open them and be restarted forever."""
+    from myapp.backend.store.file_format import UnreadableFile, check_readable
+
+    paths = [settings.database_path]
+    if settings.datasets_dir.is_dir():
+        paths += sorted(settings.datasets_dir.glob("*.duckdb"))
+    try:
+        check_readable(paths)
+    except UnreadableFile as exc:
+        raise ServeError(str(exc)) from None
+
+
 def self_url(host: str, port: int) -> str:
     """Where the pages of the `all` role reach their own /api."""
     if host in ("0.0.0.0", "::", ""):  # noqa: S104 - a wildcard bind is reachable on loopback
@@ -97,6 +112,7 @@ def serve_backend(settings: Settings, host: str, port: int) -> None:
     from myapp.http_limits import bounded_worker
 
     wait_for_database_lock(settings.database_path, settings.lock_timeout_s)
+    check_files_readable(settings)
     GunicornApp(
         lambda: create_api(settings),
         {
@@ -156,6 +172,7 @@ def serve_all(settings: Settings, host: str, port: int) -> int:
     from myapp.http_limits import bounded_protocol
 
     wait_for_database_lock(settings.database_path, settings.lock_timeout_s)
+    check_files_readable(settings)
     config = uvicorn.Config(
         create_all(settings),
         host=host,

@@ -10,6 +10,7 @@ import ipaddress
 import os
 from pathlib import Path
 from typing import Literal
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -168,6 +169,16 @@ class Settings(BaseSettings):
         description="Origins (space or comma separated, e.g. https://intranet.example.com) "
         "whose pages may frame share links; no other page may frame myapp.",
     )
+    catalog_url: SecretStr | None = Field(
+        None,
+        description="Lake mode: PostgreSQL URL of the shared catalog, "
+        "postgresql://user:password@host:5432/dbname (with MYAPP_LAKE_DATA_PATH).",
+    )
+    lake_data_path: str | None = Field(
+        None,
+        description="Lake mode: where the lake's Parquet files live, a directory every backend "
+        "mounts (absolute path), or s3://bucket/prefix/ where DuckDB's httpfs is available.",
+    )
 
     @field_validator(
         "memory_limit", "bulk_memory_limit", "temp_dir_limit", "query_worker_memory_limit"
@@ -211,6 +222,51 @@ class Settings(BaseSettings):
             if any(ch in rest for ch in "'; \"\t"):
                 raise ValueError(f"{origin!r} is not an origin")
         return " ".join(origins)
+
+    @field_validator("catalog_url", mode="before")
+    @classmethod
+    def _catalog_url(cls, value: object) -> object:
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if text is None or (isinstance(text, str) and not text.strip()):
+            return None
+        if not isinstance(text, str):
+            raise ValueError("expected a postgresql:// URL")
+        text = text.strip()
+        try:
+            parts = urlsplit(text)
+            parts.port  # noqa: B018 - raises on a port that is not a number in range
+        except ValueError:
+            raise ValueError(
+                "expected a URL like postgresql://user:password@host:5432/dbname"
+            ) from None
+        if parts.scheme not in ("postgresql", "postgres"):
+            raise ValueError(
+                "expected a PostgreSQL URL, postgresql://user:password@host:5432/dbname "
+                f"(the scheme was {parts.scheme or 'missing'!r})"
+            )
+        if not parts.hostname:
+            raise ValueError("the PostgreSQL URL names no host (postgresql://user@HOST/dbname)")
+        if not unquote(parts.path.lstrip("/")):
+            raise ValueError("the PostgreSQL URL names no database (postgresql://user@host/DBNAME)")
+        return text
+
+    @field_validator("lake_data_path")
+    @classmethod
+    def _lake_data_path(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        text = value.strip()
+        if text.startswith("s3://"):
+            if not text[len("s3://") :].strip("/"):
+                raise ValueError("an s3:// data path needs a bucket, e.g. s3://bucket/lake/")
+        elif "://" in text:
+            raise ValueError("expected an absolute directory or an s3://bucket/prefix/ URL")
+        elif not Path(text).is_absolute():
+            raise ValueError(
+                "expected an absolute directory (every backend must name the same place)"
+            )
+        # DuckLake takes the data path as a prefix: one trailing slash, whatever was written.
+        return text.rstrip("/") + "/"
 
     @field_validator("backend_url")
     @classmethod
@@ -269,11 +325,47 @@ class Settings(BaseSettings):
     def loopback_only(self) -> bool:
         return is_loopback(self.host)
 
+    @property
+    def lake_mode(self) -> bool:
+        """Datasets in a DuckLake and shared state in PostgreSQL (see docs/deployment/lake.md)."""
+        return self.catalog_url is not None and self.lake_data_path is not None
+
+    @property
+    def catalog_libpq(self) -> str:
+        """The catalog URL as libpq's key=value string, the form DuckDB's postgres extension
+        takes after `ducklake:postgres:` (a URL's `@` and `:` would end that prefix's parsing)."""
+        assert self.catalog_url is not None
+        parts = urlsplit(self.catalog_url.get_secret_value())
+        pairs = {
+            "dbname": unquote(parts.path.lstrip("/")),
+            "host": parts.hostname,
+            "port": str(parts.port) if parts.port else None,
+            "user": unquote(parts.username) if parts.username else None,
+            "password": unquote(parts.password) if parts.password else None,
+        }
+        for option in filter(None, parts.query.split("&")):
+            key, _, value = option.partition("=")
+            pairs[unquote(key)] = unquote(value)
+        return " ".join(f"{key}={_libpq_value(v)}" for key, v in pairs.items() if v is not None)
+
     def check(self, role: Role) -> None:
         """Checks that need the role and the file system; raise SettingsError with one line."""
+        if (self.catalog_url is None) != (self.lake_data_path is None):
+            given, missing = (
+                ("MYAPP_CATALOG_URL", "MYAPP_LAKE_DATA_PATH")
+                if self.catalog_url is not None
+                else ("MYAPP_LAKE_DATA_PATH", "MYAPP_CATALOG_URL")
+            )
+            raise SettingsError(
+                f"{given} is set but {missing} is not: the lake mode needs both (the catalog "
+                "in PostgreSQL and the data path every backend shares); set neither for the "
+                "embedded mode"
+            )
         if role in ("backend", "all"):
             _check_writable_dir(self.data_dir, "MYAPP_DATA_DIR")
             _check_writable_dir(self.database_path.parent, "MYAPP_DATABASE")
+            if self.lake_data_path is not None and not self.lake_data_path.startswith("s3://"):
+                _check_writable_dir(Path(self.lake_data_path), "MYAPP_LAKE_DATA_PATH")
         if role in ("frontend", "all") and not self.loopback_only:
             secret = self.secret_key.get_secret_value() if self.secret_key else ""
             if secret.strip().lower() in PLACEHOLDER_SECRETS or len(secret) < 16:
@@ -293,6 +385,13 @@ def size_bytes(text: str) -> int:
     """A validated size such as 4GB in bytes, with DuckDB's units (KB = 1000, KiB = 1024)."""
     number = text.rstrip("KMGTiBb")
     return int(float(number) * _UNITS[text[len(number) :].upper()])
+
+
+def _libpq_value(value: str) -> str:
+    """A value of a libpq key=value string: quoted when empty or holding spaces or quotes."""
+    if value and not any(ch in value for ch in " '\\\t\n"):
+        return value
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def is_loopback(host: str) -> bool:
@@ -331,5 +430,8 @@ def describe_validation_error(exc: ValidationError) -> str:
     error = exc.errors()[0]
     field = ".".join(str(part) for part in error["loc"]) or "settings"
     value = error.get("input")
-    shown = "" if isinstance(value, dict) or value is None else f" (got {value!r})"
+    # A secret (a password, or a URL carrying one) is never echoed back.
+    model_field = Settings.model_fields.get(str(error["loc"][0]) if error["loc"] else "")
+    secret = model_field is not None and "SecretStr" in str(model_field.annotation)
+    shown = "" if secret or isinstance(value, dict) or value is None else f" (got {value!r})"
     return f"MYAPP_{field.upper()}: {error['msg']}{shown}"

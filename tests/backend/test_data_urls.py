@@ -5,13 +5,11 @@ went over the wire."""
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import io
 import json
 import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -21,6 +19,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.accounts import ADMIN_HEADERS, ADMIN_TOKEN, Accounts, bearer, secured_env
+from tests.support.duckdb_env import lts_python_or_skip
 
 ROWS = 40_000
 
@@ -167,39 +166,8 @@ def test_polars_reads_one_column_and_transfers_part_of_the_file(start_server):
 
 
 # -- DuckDB's httpfs: only DuckDB 1.4.4 has a pip-installable httpfs here -------------------------
-DUCKDB_HTTPFS = ("duckdb==1.4.4", "duckdb-ext-httpfs==1.4.4.*")
-
-
-def _httpfs_python() -> Path:
-    """A cached virtual environment with DuckDB 1.4.4 and its httpfs extension (the main
-    environment runs DuckDB 2.x, for which no such package exists); a skip if it cannot be
-    made (no network, no package)."""
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "myapp-tests"
-    venv = cache / "duckdb-1.4.4-httpfs"
-    python = venv / "bin" / "python"
-    cache.mkdir(parents=True, exist_ok=True)
-    with (cache / "duckdb-1.4.4-httpfs.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if (venv / "ready").exists():
-            return python
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
-        installed = subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", *DUCKDB_HTTPFS],
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        if installed.returncode != 0:
-            pytest.skip(
-                "DuckDB 1.4.4 with duckdb-ext-httpfs could not be installed: "
-                + (installed.stderr.strip().splitlines() or ["(no output)"])[-1]
-            )
-        (venv / "ready").write_text("\n".join(DUCKDB_HTTPFS) + "\n")
-    return python
-
-
 def test_duckdb_httpfs_reads_with_a_bearer_secret_and_transfers_part_of_the_file(server, api):
-    python = _httpfs_python()
+    python = lts_python_or_skip()
     url = f"{server.url}/api/datasets/wide/data.parquet"
     size = int(api.head(url).headers["content-length"])
     script = textwrap.dedent(

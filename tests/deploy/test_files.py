@@ -228,6 +228,7 @@ DOCS = [
     ROOT / "docs" / "deployment" / "docker-compose.md",
     ROOT / "docs" / "deployment" / "coolify.md",
     ROOT / "docs" / "deployment" / "vm.md",
+    ROOT / "docs" / "deployment" / "lake.md",
     ROOT / "docs" / "architecture" / "deployment-view.md",
 ]
 

@@ -41,8 +41,11 @@ class ServerProcess:
         port: int | None = None,
         env: dict[str, str] | None = None,
         args: list[str] | None = None,
+        python: Path | str | None = None,
     ) -> None:
         self.role = role
+        # Another interpreter runs the server on another DuckDB (tests/support/duckdb_env.py).
+        self.python = str(python or sys.executable)
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
@@ -67,7 +70,7 @@ class ServerProcess:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [
-                sys.executable,
+                self.python,
                 "-m",
                 "myapp",
                 "serve",

@@ -22,6 +22,7 @@ import duckdb
 from myapp.settings import Settings
 
 from .datasets import open_datasets
+from .file_format import check_readable
 from .lockfile import (
     LOCK_RETRY_INTERVAL_S,
     DatabaseLockedError,
@@ -68,6 +69,9 @@ class Database:
             settings.spill_dir,
         ):
             directory.mkdir(parents=True, exist_ok=True)
+        # The serving process checked the files before forking (server.py); other callers
+        # (the CLI's offline commands) get the same one line instead of DuckDB's paragraph.
+        check_readable([self.path])
         self._conn = self._connect_with_retry()
         # Only now, holding the file lock (an old backend may still be finishing during a
         # rolling handover), clear the leftovers of a crash: staging uploads and unfinished

@@ -37,6 +37,7 @@ import duckdb
 from myapp.settings import Settings
 
 from ..errors import AppError
+from .file_format import STORAGE_VERSION
 from .sql import quote_ident
 
 log = logging.getLogger("myapp.backend.storage")
@@ -162,6 +163,8 @@ def instance_config(
         # SQL must not reach Python objects of this process by name (replacement scans);
         # the query gate refuses unknown names too, this closes the door underneath it.
         "python_enable_replacements": False,
+        # Files this instance creates open on every supported DuckDB (file_format.py).
+        "storage_compatibility_version": STORAGE_VERSION,
     }
     if settings.threads:
         config["threads"] = settings.threads

@@ -42,9 +42,11 @@ from ..datasets import (
     release_file,
     update_record,
 )
+from ..file_format import duckdb_version
 from ..sql import qualified, quote_ident
 from ..values import encode_rows
 from . import csvread
+from .jsondepth import MAX_DEPTH, nesting_exceeds
 from .options import IngestOptions
 from .prepare import IngestError, PreparedFile, StagingFiles, prepare_file
 from .refine import Refinement, refine
@@ -53,6 +55,13 @@ log = logging.getLogger("myapp.backend.ingest")
 
 # read_json's limit for one object; real exports hold documents of several MB per record.
 MAX_JSON_OBJECT_BYTES = 64 * 1024 * 1024
+# DuckDB 1.4's read_json allocates two object-size buffers per thread before reading (64 MiB
+# objects on 2 threads: 256 MiB, the whole default bulk memory limit, and the load fails out
+# of memory); 2.x allocates as it reads. On 1.4 a JSON load therefore reads on one thread.
+JSON_ONE_THREAD = duckdb_version() < (2, 0)
+# DuckDB 1.4 does not bound JSON nesting and crashes the process on very deep files
+# (jsondepth.py); they are checked first there (about 13 MB/s, measured on a busy 2-core host).
+JSON_DEPTH_CHECK = duckdb_version() < (2, 0)
 
 # How many rejected rows are returned as a sample (the count is always exact).
 REJECT_SAMPLE = 20
@@ -296,8 +305,15 @@ def _load(
                 {"path": str(prepared.path.resolve())},
             )
         else:
+            if JSON_ONE_THREAD:
+                cur.execute("SET threads = 1")
             source, params = _json_sql(prepared.path, prepared.format)
             try:
+                if JSON_DEPTH_CHECK and nesting_exceeds(prepared.path):
+                    # What DuckDB 2.x says, so both versions answer alike from here on.
+                    raise duckdb.InvalidInputException(
+                        f"JSON exceeds maximum recursion depth of {MAX_DEPTH}"
+                    )
                 cur.execute(f"CREATE TABLE {target} AS SELECT * FROM {source}", params)
             except duckdb.InvalidInputException as exc:
                 text = str(exc).lower()

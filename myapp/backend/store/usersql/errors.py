@@ -58,6 +58,9 @@ def locate(message: str, text: str) -> dict[str, int] | None:
     """The position DuckDB's `LINE n:` and caret point at, as offsets into `text`."""
     match = _LINE.search(message)
     if not match:
+        if "at end of input" in message:
+            # DuckDB 1.4 says where no more text came, without a `LINE n:` excerpt: the end.
+            return span(text, len(text.rstrip()), 1)
         return None
     line_no = int(match[1])
     shown = match[2]

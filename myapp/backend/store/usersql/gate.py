@@ -310,7 +310,7 @@ def _vet_uncached(cur: duckdb.DuckDBPyConnection, sql: str) -> Vetted:
     tree = json.loads(row[0]) if row else {"error": True}
     statements = None if tree.get("error") else tree.get("statements")
     if not statements or len(statements) != 1:
-        _explain_refusal(sql, tree)
+        _explain_refusal(cur, sql, tree)
     gate = _Gate(sql, cur)
     gate.walk(statements[0].get("node"), frozenset())  # type: ignore[index]
     return Vetted(
@@ -321,10 +321,13 @@ def _vet_uncached(cur: duckdb.DuckDBPyConnection, sql: str) -> Vetted:
     )
 
 
-def _explain_refusal(sql: str, tree: dict[str, Any]) -> None:
+def _explain_refusal(cur: duckdb.DuckDBPyConnection, sql: str, tree: dict[str, Any]) -> None:
     """Raise the error that says why `sql` is not exactly one SELECT."""
     try:
-        statements = duckdb.extract_statements(sql)
+        # On the sandboxed cursor, never the module's default connection: DuckDB 1.4's parser
+        # expands `IMPORT DATABASE 'dir'` by reading dir/schema.sql and dir/load.sql, and its
+        # syntax errors quote what it read.
+        statements = cur.extract_statements(sql)
         kinds = [statement.type.name for statement in statements]
     except duckdb.Error as exc:
         raise sql_error(exc, sql) from None

@@ -1,0 +1,158 @@
+"""A private PostgreSQL cluster for tests, from Debian's packages (`apt-get install postgresql`).
+
+Each cluster lives in a temporary directory of its own on a free 127.0.0.1 port with a
+password, as a catalog server would, and is stopped and removed in a finally. PostgreSQL
+refuses to run as root, so when the tests run as root (CI) `initdb` and the server run as the
+`postgres` user the package creates, in a directory that user owns. Without the package the
+tests that need it skip, saying how to install it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import secrets
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.support.servers import free_port
+
+PG_ROOT = Path("/usr/lib/postgresql")
+START_TIMEOUT_S = 60
+USER = "myapp"
+DATABASE = "lake"
+
+
+class Unavailable(RuntimeError):
+    """No PostgreSQL server here (or no way to run it); tests skip on it."""
+
+
+@dataclass(frozen=True)
+class Cluster:
+    host: str
+    port: int
+    user: str
+    password: str
+    database: str
+    directory: Path
+
+    @property
+    def url(self) -> str:
+        """The MYAPP_CATALOG_URL form."""
+        return f"postgresql://{self.user}:{self.password}@{self.host}:{self.port}/{self.database}"
+
+    @property
+    def libpq(self) -> str:
+        """The key=value form DuckDB's postgres extension takes after `ducklake:postgres:`."""
+        return (
+            f"dbname={self.database} host={self.host} port={self.port} "
+            f"user={self.user} password={self.password}"
+        )
+
+
+def server_bin() -> Path:
+    """The bin directory of the newest PostgreSQL server installed by Debian's packages."""
+    found = sorted(
+        (p for p in PG_ROOT.glob("*/bin") if (p / "initdb").exists() and (p / "pg_ctl").exists()),
+        key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
+    )
+    if not found:
+        raise Unavailable(
+            "PostgreSQL's server is not installed (apt-get install -y postgresql); "
+            "the lake tests need it"
+        )
+    return found[-1]
+
+
+def _runner() -> tuple[dict, int | None]:
+    """Popen arguments that run a command as `postgres` when we are root (initdb refuses root)."""
+    if os.geteuid() != 0:
+        return {}, None
+    try:
+        account = pwd.getpwnam("postgres")
+    except KeyError:
+        raise Unavailable(
+            "running as root and there is no `postgres` user to run PostgreSQL as "
+            "(Debian's postgresql package creates it)"
+        ) from None
+    return {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}, account.pw_uid
+
+
+@contextlib.contextmanager
+def running_cluster() -> Iterator[Cluster]:
+    """Start a fresh cluster; stop it and delete its directory afterwards, whatever happens."""
+    bin_dir = server_bin()
+    as_user, uid = _runner()
+    # Not under pytest's tmp_path: that is private to root, and the server runs as postgres.
+    directory = Path(tempfile.mkdtemp(prefix="myapp-pg-"))
+    data = directory / "data"
+    password = secrets.token_hex(12)
+    port = free_port()
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
+    started = False
+    try:
+        (directory / "pwfile").write_text(password + "\n")
+        if uid is not None:
+            os.chown(directory, uid, -1)
+            os.chown(directory / "pwfile", uid, -1)
+
+        def run(*args: str) -> None:
+            done = subprocess.run(
+                list(args), capture_output=True, text=True, env=env, timeout=120, **as_user
+            )
+            if done.returncode != 0:
+                raise RuntimeError(f"{args[0]} failed: {done.stderr.strip() or done.stdout}")
+
+        run(
+            str(bin_dir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            USER,
+            f"--pwfile={directory / 'pwfile'}",
+            "--auth=scram-sha-256",
+            "--encoding=UTF8",
+            "--no-sync",
+        )
+        options = (
+            f"-c listen_addresses=127.0.0.1 -p {port} -k {directory} "
+            "-c fsync=off -c full_page_writes=off -c max_connections=50"
+        )
+        started = True
+        run(
+            str(bin_dir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(directory / "server.log"),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            str(START_TIMEOUT_S),
+            "start",
+        )
+        run(
+            str(bin_dir / "psql"),
+            f"postgresql://{USER}:{password}@127.0.0.1:{port}/postgres",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-qc",
+            f"CREATE DATABASE {DATABASE}",
+        )
+        yield Cluster("127.0.0.1", port, USER, password, DATABASE, directory)
+    finally:
+        if started:
+            subprocess.run(
+                [str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
+                capture_output=True,
+                env=env,
+                timeout=60,
+                **as_user,
+            )
+        shutil.rmtree(directory, ignore_errors=True)
