@@ -895,11 +895,14 @@ CASES += [
         headers=JSON,
         within_s=BOMB_WITHIN_S,
     ),
+    # Saving binds the SQL without reading data; whether DuckDB folds the constant call while
+    # binding (and so meets the limits) is its optimizer's choice, so a quick 201 is right too:
+    # what matters is an answer within the limit and a backend that keeps serving.
     Case(
         "bomb-through-saving",
         "POST",
         "/api/queries",
-        BOMB_STATUS,
+        (201, *BOMB_STATUS),
         BOMB_CODES,
         body=json_body({"title": "hx bomb", "sql": BOMBS["regexp-over-a-huge-string"]}),
         headers=JSON,

@@ -116,6 +116,28 @@ class Callers:
 
         return release
 
+    def try_hold(self, caller: str | None, share: int) -> Callable[[], None] | None:
+        """`hold` without waiting: the release, or None when `caller` holds its share now."""
+        if caller is None:
+            return lambda: None
+        with self._lock:
+            if self._holding.get(caller, 0) >= share:
+                return None
+            self._holding[caller] = self._holding.get(caller, 0) + 1
+        done = threading.Event()
+
+        def release() -> None:
+            if done.is_set():
+                return
+            done.set()
+            with self._lock:
+                self._holding[caller] -= 1
+                if self._holding[caller] <= 0:
+                    del self._holding[caller]
+                self._lock.notify_all()
+
+        return release
+
 
 CALLERS = Callers()
 

@@ -253,6 +253,21 @@ async def run_select_async(
     cap = settings.max_rows if limit is None else min(limit, settings.max_rows)
     prepared = prepare_cached(sql, tail=f" LIMIT {cap + 1}") if len(sql) <= LOOP_SQL_CHARS else None
     worker = workers.interactive.try_acquire() if prepared is not None else None
+    admitted: Callable[[], None] | None = None
+    held: Callable[[], None] | None = None
+    if worker is not None:
+        # The caller's allowance (callers.py) holds here too: a run that would have to wait
+        # for its own share goes the thread path, which waits.
+        try:
+            admitted = CALLERS.admit(settings, CALLER.get())
+        except BaseException:
+            workers.interactive.release(worker)
+            raise
+        held = CALLERS.try_hold(CALLER.get(), worker_share(workers.interactive.config.size))
+        if held is None:
+            admitted()
+            workers.interactive.release(worker)
+            worker = None
     if prepared is None or worker is None:
         return await run_in_threadpool(
             run_select,
@@ -266,6 +281,30 @@ async def run_select_async(
             run_id=run_id,
             owner=owner,
         )
+    assert admitted is not None and held is not None
+    try:
+        return await _run_on_loop(
+            database, workers, settings, prepared, worker, cap=cap, params=params,
+            timeout_ms=timeout_ms, run_id=run_id, owner=owner,
+        )  # fmt: skip
+    finally:
+        held()
+        admitted()
+
+
+async def _run_on_loop(
+    database: Database,
+    workers: Workers,
+    settings: Settings,
+    prepared: tuple[Vetted, str],
+    worker: Worker,
+    *,
+    cap: int,
+    params: Mapping[str, Any] | None,
+    timeout_ms: int | None,
+    run_id: str,
+    owner: str | None,
+) -> bytes:
     pool = workers.interactive
     vetted, text = prepared
     try:
