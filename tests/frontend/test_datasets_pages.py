@@ -91,9 +91,17 @@ def test_multipart_form_without_javascript(web, api, name):
         files={"file": ("people.csv", b"n\n1\n2\n", "text/csv")},
         data={"name": name, "mode": "create", "format": "", "delimiter": ""},
     )
-    assert response.status_code == 201, response.text
-    assert "Upload finished" in response.text
-    assert f'href="/datasets/{name}"' in response.text
+    # Post/redirect/get: the report is a page of its own, shown once; a reload sends nothing.
+    assert response.status_code == 303, response.text
+    report = web.get(response.headers["Location"])
+    assert report.status_code == 200
+    assert "Upload finished" in report.text
+    assert f'href="/datasets/{name}"' in report.text
+    assert re.search(r'data-testid="rows-loaded">2<', report.text)
+    assert "1 columns from people.csv" in report.text
+    reload = web.get(response.headers["Location"])
+    assert reload.status_code == 302 and reload.headers["Location"].endswith("/datasets")
+    assert api.get(f"/api/datasets/{name}").json()["row_count"] == 2
     again = web.post(
         "/datasets", files={"file": ("people.csv", b"n\n1\n", "text/csv")}, data={"name": name}
     )
@@ -199,3 +207,17 @@ def test_uploads_need_an_account_when_the_workspace_has_them(start_server):
         page = client.get("/datasets")
         assert page.status_code == 302 and "/login" in page.headers["location"]
     assert httpx.get(f"{backend.url}/api/datasets/nope").status_code == 401
+
+
+def test_the_report_of_an_upload_with_many_rejects_fits_its_cookie(web, api, name):
+    long = "x" * 300
+    body = b"a,b\n" + b"".join(f"{i},{long}\n{i},{long},extra\n".encode() for i in range(200))
+    response = web.post(
+        "/datasets", files={"file": ("many.csv", body, "text/csv")}, data={"name": name}
+    )
+    assert response.status_code == 303, response.text
+    cookie = response.headers["set-cookie"]
+    assert len(cookie) < 4096, len(cookie)
+    report = web.get(response.headers["Location"])
+    assert re.search(r'data-testid="rows-loaded">200<', report.text)
+    assert re.search(r'data-testid="rows-rejected">200<', report.text)

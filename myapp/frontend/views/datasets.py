@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from markupsafe import Markup
 from werkzeug.wrappers import Response
 
@@ -242,7 +242,45 @@ def upload_form():
             max_upload_bytes=(listing.get("limits") or {}).get("max_upload_bytes"),
             upload_error=exc,
         ), exc.status if 400 <= exc.status < 500 or exc.status in (503, 507) else 400
-    return render_template("datasets/uploaded.html", result=result), 201
+    # Post/redirect/get: reloading the page that reports the upload must not send it again.
+    # The report rides in the session cookie, so it is cut to what fits one.
+    session["upload_result"] = _upload_report(result)
+    return redirect(url_for("datasets.upload_done"), 303)
+
+
+# The session cookie carries the report of an upload once; browsers refuse cookies over 4 KB,
+# and the session needs room for its own fields beside it.
+_REPORT_MAX_CHARS = 1500
+
+
+def _upload_report(result: dict[str, Any]) -> dict[str, Any]:
+    dataset = result.get("dataset") or {}
+    report = {
+        "action": result.get("action"),
+        "rows_loaded": result.get("rows_loaded"),
+        "rows_rejected": result.get("rows_rejected"),
+        "dataset": {
+            "name": dataset.get("name"),
+            "row_count": dataset.get("row_count"),
+            "column_count": len(dataset.get("columns") or []),
+            "source": dataset.get("source") or {},
+        },
+        "conversions": result.get("conversions") or [],
+        "text_columns": result.get("text_columns") or [],
+        "rejects": result.get("rejects") or [],
+    }
+    for key in ("rejects", "text_columns", "conversions"):
+        while report[key] and len(json.dumps(report)) > _REPORT_MAX_CHARS:
+            report[key] = report[key][:-1]
+    return report
+
+
+@bp.get("/_uploaded")
+def upload_done():
+    report = session.pop("upload_result", None)
+    if not report:
+        return redirect(url_for("datasets.index"))
+    return render_template("datasets/uploaded.html", result=report)
 
 
 # -- the table page -----------------------------------------------------------------------
