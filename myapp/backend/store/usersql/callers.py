@@ -102,6 +102,11 @@ class Callers:
                     raise own_share_busy(settings)
                 self._lock.wait(min(left, POLL_S))
             self._holding[caller] = self._holding.get(caller, 0) + 1
+        return self._release_hold(caller)
+
+    def _release_hold(self, caller: str) -> Callable[[], None]:
+        """The release of one held worker of `caller` (counted under the lock by the caller);
+        calling it twice releases once."""
         done = threading.Event()
 
         def release() -> None:
@@ -124,19 +129,7 @@ class Callers:
             if self._holding.get(caller, 0) >= share:
                 return None
             self._holding[caller] = self._holding.get(caller, 0) + 1
-        done = threading.Event()
-
-        def release() -> None:
-            if done.is_set():
-                return
-            done.set()
-            with self._lock:
-                self._holding[caller] -= 1
-                if self._holding[caller] <= 0:
-                    del self._holding[caller]
-                self._lock.notify_all()
-
-        return release
+        return self._release_hold(caller)
 
 
 CALLERS = Callers()
