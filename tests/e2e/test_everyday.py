@@ -6,6 +6,7 @@ reaches the editor, and axe-core finds nothing."""
 from __future__ import annotations
 
 import re
+import time
 
 import httpx
 import pytest
@@ -634,8 +635,15 @@ def test_missing_value_markers_load_as_empty_and_filters_compare_numbers(page, s
     assert_accessible(page)
 
     page.get_by_test_id("uploaded-link").click()
-    page.select_option("#add-column", "quantity")
-    offered = page.locator("#add-op option").evaluate_all("os => os.map(o => o.value)")
+    # The builder's module may still be loading: choose the column again until it has
+    # answered (it sets the operators on each change).
+    deadline = time.monotonic() + 10
+    while True:
+        page.select_option("#add-column", "quantity")
+        offered = page.locator("#add-op option").evaluate_all("os => os.map(o => o.value)")
+        if "contains" not in offered or time.monotonic() > deadline:
+            break
+        page.wait_for_timeout(200)
     assert "gt" in offered and "contains" not in offered
     page.select_option("#add-op", "gt")
     page.fill("#add-value", "45")
