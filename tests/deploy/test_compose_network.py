@@ -302,6 +302,13 @@ def test_compose_stack_through_nginx(stack: Stack):
         stack.start_service("backend")
         wait_until(lambda: get("/api/health").status_code == 200, 15, "nginx to find it")
         wait_until(lambda: get("/").status_code == 200, 15, "the pages to recover")
+        # nginx keeps a resolved name up to `valid=5s`: until its cache turns over, a request
+        # may still go to the old address and time out, so wait for the dataset's answer too.
+        wait_until(
+            lambda: get("/api/datasets/deploy_big", headers=admin).status_code == 200,
+            30,
+            "the dataset through the moved backend",
+        )
         kept = get("/api/datasets/deploy_big", headers=admin)
         assert kept.status_code == 200 and kept.json()["row_count"] == rows  # the volume
 
