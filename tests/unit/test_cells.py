@@ -12,57 +12,23 @@ from myapp.frontend import cells
 @pytest.mark.parametrize(
     ("value", "dtype", "shown"),
     [
-        (1234567, "BIGINT", "1,234,567"),
         (123456789012345678, "BIGINT", "123,456,789,012,345,678"),
-        (-1234, "INTEGER", "-1,234"),
-        # Arithmetic noise past 15 significant digits is not shown.
-        (5314546.740000004, "DOUBLE", "5,314,546.74"),
         (0.1 + 0.2, "DOUBLE", "0.3"),
-        (-0.000001, "DOUBLE", "-0.000001"),
-        (1.5e-7, "DOUBLE", "1.5e-7"),
-        (1e15, "DOUBLE", "1e+15"),
         (-0.0, "DOUBLE", "0"),
-        (float("nan"), "DOUBLE", "NaN"),
         (float("-inf"), None, "-Infinity"),
-        # DECIMAL and HUGEINT arrive as text and keep every digit.
-        ("12345678.90", "DECIMAL(10,2)", "12,345,678.90"),
+        # HUGEINT arrives as text and keeps every digit.
         (
             "-170141183460469231731687303715884105728",
             "HUGEINT",
             "-170,141,183,460,469,231,731,687,303,715,884,105,728",
         ),
-        ("2024-01-02T00:00:00", "TIMESTAMP", "2024-01-02"),
-        ("2024-01-02T03:04:05.5", "TIMESTAMP", "2024-01-02 03:04:05.5"),
         ("2024-01-02T00:00:00+00:00", "TIMESTAMP WITH TIME ZONE", "2024-01-02"),
         ("2024-01-02T03:04:05", None, "2024-01-02 03:04:05"),
-        ("2024-01-02", "DATE", "2024-01-02"),
-        ({"a": 1, "b": [1, "ø"]}, "JSON", '{"a":1,"b":[1,"ø"]}'),
-        ([1, None], "INTEGER[]", "[1,null]"),
-        (True, "BOOLEAN", "true"),
-        (None, "INTEGER", "NULL"),
         ("12345", "VARCHAR", "12345"),  # text that looks like a number stays text
     ],
 )
 def test_a_value_reads_as_a_person_expects(value, dtype, shown):
     assert cells.format_value(value, dtype) == shown
-
-
-@pytest.mark.parametrize(
-    ("dtype", "value", "kind"),
-    [
-        ("BIGINT", 1, "num"),
-        ("DECIMAL(10,2)", "1.00", "num"),
-        ("DOUBLE", float("nan"), "num"),
-        ("DATE", "2024-01-02", "date"),
-        ("TIMESTAMP", "2024-01-02T03:04:05", "date"),
-        ("BOOLEAN", False, "bool"),
-        ("VARCHAR", "x", "text"),
-        ("INTEGER", None, "null"),
-        (None, 2.5, "num"),
-    ],
-)
-def test_the_cells_class_follows_the_column_type(dtype, value, kind):
-    assert cells.kind(dtype, value) == kind
 
 
 def test_short_text_is_not_cut():
