@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import secrets
 import sys
+from typing import NoReturn
 
 import click
 from pydantic import SecretStr
 
 from myapp import __version__
+from myapp.client import ApiError
+from myapp.commands.errors import CliError, from_api_error
 from myapp.settings import Settings, SettingsError, load_settings
 
 ROLES = ("backend", "frontend", "all")
@@ -18,18 +21,14 @@ ROLES = ("backend", "frontend", "all")
 EXIT_CONFIG = 2
 
 
-def fail(message: str, code: int = EXIT_CONFIG) -> None:
-    click.echo(f"myapp: {message}", err=True)
-    sys.exit(code)
+def fail(message: str, code: int = EXIT_CONFIG) -> NoReturn:
+    raise CliError(message, code)
 
 
 class MyappGroup(click.Group):
     """Turns the API client's errors into one line and exit 1, for every client command."""
 
     def invoke(self, ctx: click.Context) -> object:
-        from myapp.client import ApiError
-        from myapp.commands.client import from_api_error
-
         try:
             return super().invoke(ctx)
         except ApiError as exc:

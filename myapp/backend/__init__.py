@@ -1,1 +1,1 @@
-"""The backend role: FastAPI over DuckDB. The only package that imports duckdb."""
+"""The backend role: FastAPI over DuckDB. Only its store/ and lake/ import duckdb."""

@@ -8,12 +8,13 @@ from collections.abc import Iterator
 from http import HTTPStatus
 from typing import Any
 
-import duckdb
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .store.engine import IO_ERRORS, DatabaseError, StoppedError
 
 log = logging.getLogger("myapp.backend")
 
@@ -97,9 +98,6 @@ DATABASE_STOPPED_MESSAGE = (
 
 _DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 _DISK_FULL_TEXTS = ("no space left on device", "disk quota exceeded")
-# DuckDB puts the operating system's reason into the text of these errors (a write, a commit,
-# a checkpoint). Other DuckDB errors may quote the user's SQL, so their text proves nothing.
-_DUCKDB_IO_ERRORS = (duckdb.IOException, duckdb.TransactionException, duckdb.FatalException)
 
 
 def _chain(exc: BaseException | None) -> Iterator[BaseException]:
@@ -120,7 +118,7 @@ def is_disk_full(exc: BaseException | None) -> bool:
     for error in _chain(exc):
         if isinstance(error, OSError) and error.errno in _DISK_FULL_ERRNOS:
             return True
-        if isinstance(error, _DUCKDB_IO_ERRORS):
+        if isinstance(error, IO_ERRORS):
             text = str(error).lower()
             if any(t in text for t in _DISK_FULL_TEXTS):
                 return True
@@ -129,8 +127,7 @@ def is_disk_full(exc: BaseException | None) -> bool:
 
 def is_database_stopped(exc: BaseException | None) -> bool:
     return any(
-        isinstance(error, duckdb.FatalException) and "invalidated" in str(error)
-        for error in _chain(exc)
+        isinstance(error, StoppedError) and "invalidated" in str(error) for error in _chain(exc)
     )
 
 
@@ -228,7 +225,7 @@ def install_error_handlers(app: FastAPI) -> None:
     # Handled here rather than by the catch-all below, which answers and then re-raises (so
     # every full disk would also print a traceback).
     @app.exception_handler(OSError)
-    @app.exception_handler(duckdb.Error)
+    @app.exception_handler(DatabaseError)
     async def _io_error(request: Request, exc: Exception) -> JSONResponse:
         return await _storage_error(request, exc) or _internal_error(request, exc)
 

@@ -24,7 +24,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import duckdb
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -36,6 +35,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from myapp import __version__
 
 from .errors import AppError
+from .store import engine
 
 log = logging.getLogger("myapp.backend.metrics")
 
@@ -134,7 +134,7 @@ class Metrics:
         self.build.info(
             {
                 "version": __version__,
-                "duckdb": duckdb.__version__,
+                "duckdb": engine.VERSION,
                 "python": platform.python_version(),
             }
         )
@@ -200,12 +200,9 @@ class _LiveCollector:
         if database is not None:
             try:
                 with database.cursor() as cur:
-                    row = cur.execute(
-                        "SELECT coalesce(sum(memory_usage_bytes), 0), "
-                        "coalesce(sum(temporary_storage_bytes), 0) FROM duckdb_memory()"
-                    ).fetchone()
-                memory.add_metric([], float(row[0]))
-                temporary.add_metric([], float(row[1]))
+                    held, spilled = engine.memory_in_use(cur)
+                memory.add_metric([], float(held))
+                temporary.add_metric([], float(spilled))
             except Exception as exc:
                 # A scrape must not fail because the database is closing or busy.
                 log.debug("duckdb_memory() not read: %s", exc)

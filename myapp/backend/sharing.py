@@ -14,7 +14,6 @@ import logging
 from datetime import UTC, datetime
 from typing import Annotated
 
-import duckdb
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials
 from starlette.concurrency import run_in_threadpool
@@ -23,6 +22,7 @@ from .auth.dependencies import bearer_scheme, check_access, current_actor
 from .errors import AppError, Forbidden
 from .store import shares as share_store
 from .store.database import Database
+from .store.engine import DatabaseError
 
 log = logging.getLogger("myapp.backend.sharing")
 
@@ -107,7 +107,7 @@ def record_use(database: Database, share_id: str) -> None:
     try:
         with database.transaction() as cur:
             share_store.record_use(cur, share_id, datetime.now(UTC))
-    except duckdb.Error as exc:
+    except DatabaseError as exc:
         log.warning("could not count a use of share link %s: %s", share_id, exc)
     finally:
         lock.release()

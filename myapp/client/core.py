@@ -101,10 +101,12 @@ class Client:
     def close(self) -> None:
         self.http.close()
 
-    def _unavailable(self, exc: httpx.TransportError) -> ApiUnavailable:
+    def _unavailable(self, exc: httpx.TransportError, timeout: Any = None) -> ApiUnavailable:
         if isinstance(exc, httpx.TimeoutException):
+            waited = httpx.Timeout(timeout).read if timeout is not None else self.http.timeout.read
+            within = "in time" if waited is None else f"within {waited:g} s"
             return ApiUnavailable(
-                f"the backend at {self.url} did not answer in time", code="backend_timeout"
+                f"the backend at {self.url} did not answer {within}", code="backend_timeout"
             )
         return ApiUnavailable(f"cannot reach the backend at {self.url}: {exc}")
 
@@ -113,7 +115,7 @@ class Client:
         try:
             response = self.http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
-            raise self._unavailable(exc) from None
+            raise self._unavailable(exc, kwargs.get("timeout")) from None
         if response.status_code >= 400:
             raise ApiError.from_response(response)
         return response
@@ -128,7 +130,7 @@ class Client:
                     raise ApiError.from_response(response)
                 yield response
         except httpx.TransportError as exc:
-            raise self._unavailable(exc) from None
+            raise self._unavailable(exc, kwargs.get("timeout")) from None
 
     # -- datasets ----------------------------------------------------------------------------
     def datasets(self) -> list[dict[str, Any]]:

@@ -28,7 +28,8 @@ from myapp.models.auth import (
     TOKEN_MAX_DAYS,
 )
 
-from .client import DEFAULT_URL, ApiSession, fail
+from .errors import fail
+from .session import ApiSession, connection_options
 
 ROLES = ("viewer", "editor", "admin")
 # A running backend answers its health check at once; a stopped one refuses the connection.
@@ -231,19 +232,10 @@ def _backend_answers(url: str) -> bool:
 def target_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """Add --url and --token, and pass `target`: the API if a backend answers, else the file."""
 
-    @click.option(
-        "--url",
-        envvar="MYAPP_URL",
-        default=DEFAULT_URL,
-        show_default=True,
-        help="The backend's base URL (or MYAPP_URL). When nothing answers on loopback, "
+    @connection_options(
+        "The backend's base URL (or MYAPP_URL). When nothing answers on loopback, "
         "commands work on the database file (MYAPP_DATA_DIR, MYAPP_DATABASE) instead.",
-    )
-    @click.option(
-        "--token",
-        envvar="MYAPP_TOKEN",
-        default=None,
-        help="An admin's API token (or MYAPP_TOKEN); not needed in open mode or on the file.",
+        "An admin's API token (or MYAPP_TOKEN); not needed in open mode or on the file.",
     )
     @functools.wraps(func)
     def wrapper(*args: Any, url: str, token: str | None, **kwargs: Any):

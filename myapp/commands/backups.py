@@ -10,7 +10,8 @@ import click
 
 from myapp.settings import SettingsError, load_settings
 
-from .client import ApiSession, api_options, fail
+from .errors import fail
+from .session import ApiSession, api_options
 
 
 @click.command("backup")

@@ -16,18 +16,11 @@ import click
 
 from myapp.models.query import ExportFormatName
 
-from .client import ApiSession, api_options, fail
-from .query import (
-    echo_json,
-    error_report,
-    given,
-    listing,
-    listing_format_option,
-    make_param_options,
-    parse_params,
-    save_download,
-    when,
-)
+from .download import save_download
+from .errors import about_sql, fail
+from .output import echo_json, listing, listing_format_option, when
+from .params import given, make_param_options, parse_params
+from .session import ApiSession, api_options
 
 dashboard_param_options = make_param_options(
     "Value of the dashboard parameter NAME (repeatable); a date range `period` takes "
@@ -161,7 +154,7 @@ def export_dashboard(
             save_download(
                 api,
                 str(target),
-                lambda response: error_report(response, None),
+                about_sql(None),
                 "GET",
                 dashboard_path(slug, "tiles", tile["id"], "export"),
                 params=params,

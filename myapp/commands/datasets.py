@@ -13,8 +13,11 @@ from urllib.parse import quote
 import click
 import httpx
 
-from .client import ApiSession, api_options, describe_error, fail
-from .query import plural, render_table
+from myapp.client import ApiError, ApiUnavailable
+
+from .errors import fail
+from .output import plural, render_table
+from .session import ApiSession, api_options
 
 CHUNK_BYTES = 1024 * 1024
 # The answer comes once the backend has loaded the whole file, which can take minutes.
@@ -258,15 +261,17 @@ def upload(
     except httpx.TransportError as exc:
         limit = _upload_limit(api)
         if limit is not None and size > limit:
-            fail(
+            raise ApiUnavailable(
                 f"{file.name} is {size:,} bytes, more than the backend accepts ({limit:,} bytes, "
-                "MYAPP_MAX_UPLOAD_BYTES); nothing was loaded"
-            )
-        fail(f"the upload to {api.url} broke off ({exc or type(exc).__name__}); nothing was loaded")
-        return
+                "MYAPP_MAX_UPLOAD_BYTES); nothing was loaded",
+                code="upload_too_large",
+            ) from None
+        raise ApiUnavailable(
+            f"the upload to {api.url} broke off ({exc or type(exc).__name__}); nothing was loaded",
+            code="upload_broke_off",
+        ) from None
     if response.status_code >= 400:
-        fail(describe_error(response))
-        return
+        raise ApiError.from_response(response)
     result = response.json()
     if as_json:
         click.echo(json.dumps(result, indent=2))

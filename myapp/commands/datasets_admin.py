@@ -12,19 +12,10 @@ from urllib.parse import quote
 
 import click
 
-from .client import ApiSession, api_options, describe_error, fail
-from .query import (
-    EXIT_USAGE,
-    echo_json,
-    export_format,
-    format_size,
-    listing,
-    listing_format_option,
-    output_options,
-    plural,
-    save_download,
-    when,
-)
+from .download import export_format, output_options, save_download
+from .errors import EXIT_USAGE, fail
+from .output import echo_json, format_size, listing, listing_format_option, plural, when
+from .session import ApiSession, api_options
 
 
 def dataset_path(name: str) -> str:
@@ -187,7 +178,7 @@ def export_dataset(
         params.append(("sort", sort))
     if q:
         params.append(("q", q))
-    save_download(api, output, describe_error, "GET", dataset_path(name) + "/export", params=params)
+    save_download(api, output, None, "GET", dataset_path(name) + "/export", params=params)
 
 
 COMMANDS: list[click.Command] = [datasets]

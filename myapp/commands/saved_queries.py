@@ -12,25 +12,20 @@ from urllib.parse import quote
 import click
 import httpx
 
-from .client import ApiSession, api_options
-from .query import (
-    Report,
+from myapp.client import ApiError
+
+from .download import export_format, output_options, save_download
+from .errors import Explain, explained, sql_error_lines
+from .output import (
     echo_json,
-    error_report,
-    export_format,
-    given,
-    limit_option,
     listing,
     listing_format_option,
-    make_param_options,
-    output_options,
-    parse_params,
-    post_for_result,
     print_result,
     result_format_option,
-    save_download,
     when,
 )
+from .params import given, limit_option, make_param_options, parse_params
+from .session import ApiSession, api_options
 
 saved_param_options = make_param_options(
     "Value of the parameter NAME (repeatable), read as the type the query declares; "
@@ -53,21 +48,21 @@ def _saved(at: str, by: str | None) -> str:
     return when(at) + (f" by {by}" if by else "")
 
 
-def _report(api: ApiSession, slug: str, version: int | None) -> Report:
-    """The error report of a run, with a caret in the saved SQL where the backend points."""
+def _explain(api: ApiSession, slug: str, version: int | None) -> Explain:
+    """What helps fix a run's error, with a caret in the saved SQL where the backend points."""
 
-    def report(response: httpx.Response) -> str:
+    def explain(exc: ApiError) -> list[str]:
         sql = None
-        if response.status_code == 400:
+        if exc.status == 400:
             try:
                 saved = api.client.get(query_path(slug), params=given(version=version))
                 if saved.status_code == 200:
                     sql = saved.json()["sql"]
             except httpx.TransportError:
                 pass
-        return error_report(response, sql)
+        return sql_error_lines(exc, sql)
 
-    return report
+    return explain
 
 
 @click.group("queries")
@@ -173,7 +168,8 @@ def run_query(
     myapp queries run sales-by-city --version 1 --format csv > by-city.csv
     """
     body = given(params=parse_params(param_pairs, params_json), version=version, limit=limit)
-    result = post_for_result(api, query_path(slug) + "/run", body, _report(api, slug, version))
+    with explained(_explain(api, slug, version)):
+        result = api.post_for_result(query_path(slug) + "/run", body)
     print_result(result, fmt, f"myapp queries export {slug}")
 
 
@@ -208,7 +204,12 @@ def export_query(
         params=None if values is None else json.dumps(values),
     )
     save_download(
-        api, output, _report(api, slug, version), "GET", query_path(slug) + "/export", params=params
+        api,
+        output,
+        _explain(api, slug, version),
+        "GET",
+        query_path(slug) + "/export",
+        params=params,
     )
 
 

@@ -13,7 +13,6 @@ import hmac
 import logging
 from datetime import UTC, datetime
 
-import duckdb
 from fastapi import FastAPI, Request
 
 from myapp.settings import Settings, is_loopback
@@ -21,6 +20,7 @@ from myapp.settings import Settings, is_loopback
 from ..errors import AppError, Unauthorized
 from ..store import accounts as account_store
 from ..store import tokens as token_store
+from ..store.engine import Cursor, DatabaseError
 from .actor import ROLE_RANK, Actor
 from .limiter import LoginLimiter
 from .tokens import hash_token
@@ -83,7 +83,7 @@ class Authenticator:
                 self._has_accounts = account_store.count_accounts(cur) > 0
         return self._has_accounts
 
-    def accounts_changed(self, cur: duckdb.DuckDBPyConnection) -> None:
+    def accounts_changed(self, cur: Cursor) -> None:
         """Call after creating or removing accounts (inside the transaction is fine)."""
         self._has_accounts = account_store.count_accounts(cur) > 0
 
@@ -204,7 +204,7 @@ class Authenticator:
             self._touched[token_id] = now
             with self.database.cursor() as cur:
                 token_store.touch_token(cur, token_id, now)
-        except duckdb.Error as exc:
+        except DatabaseError as exc:
             log.warning("could not record the use of token %s: %s", token_id, exc)
         finally:
             lock.release()

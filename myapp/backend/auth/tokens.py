@@ -7,9 +7,8 @@ import secrets
 from datetime import datetime, timedelta
 from typing import Literal
 
-import duckdb
-
 from ..store import tokens as token_store
+from ..store.engine import Cursor
 
 # A sign-in lasts a working week; people sign in again after that. Absolute, not sliding, so a
 # stolen cookie stops working on its own.
@@ -32,7 +31,7 @@ def new_secret() -> tuple[str, str, str]:
 
 
 def issue_token(
-    cur: duckdb.DuckDBPyConnection,
+    cur: Cursor,
     account_id: int,
     *,
     kind: Literal["api", "session"],

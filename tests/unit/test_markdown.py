@@ -65,3 +65,20 @@ def test_ordinary_markdown_keeps_its_meaning():
     assert '<img src="/static/favicon.svg" alt="logo" />' in str(
         render_markdown("![logo](/static/favicon.svg)")
     )
+
+
+def test_a_refused_link_keeps_its_text_and_a_refused_image_its_alt_text():
+    assert str(render_markdown("[write to us](mailto:team@example.com)")) == (
+        '<p><a data-refused-link="">write to us</a></p>\n'
+    )
+    # markdown-it refuses javascript: itself: the text stays as written, inert.
+    assert "href" not in str(render_markdown("[click me](javascript:alert(1))"))
+    assert str(render_markdown("![a cat](https://tracker.example/p.gif)")) == "<p>a cat</p>\n"
+
+
+def test_html_in_text_and_code_is_shown_as_text():
+    assert str(render_markdown("<b>bold</b>")) == "<p>&lt;b&gt;bold&lt;/b&gt;</p>\n"
+    assert str(render_markdown("```\n<script>x</script>\n```")) == (
+        "<pre><code>&lt;script&gt;x&lt;/script&gt;\n</code></pre>\n"
+    )
+    assert str(render_markdown("")) == "" and str(render_markdown(None)) == ""

@@ -1,0 +1,69 @@
+"""How a value reads in a table cell on server-rendered pages (frontend/cells.py): numbers,
+dates, JSON, and long text cut with a way to the whole value. The browser's copy of the rule
+(static/js/cells.js) is held to the same values by tests/e2e/test_everyday.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from myapp.frontend import cells
+
+
+@pytest.mark.parametrize(
+    ("value", "dtype", "shown"),
+    [
+        (123456789012345678, "BIGINT", "123,456,789,012,345,678"),
+        (0.1 + 0.2, "DOUBLE", "0.3"),
+        (-0.0, "DOUBLE", "0"),
+        (float("-inf"), None, "-Infinity"),
+        # HUGEINT arrives as text and keeps every digit.
+        (
+            "-170141183460469231731687303715884105728",
+            "HUGEINT",
+            "-170,141,183,460,469,231,731,687,303,715,884,105,728",
+        ),
+        ("2024-01-02T00:00:00+00:00", "TIMESTAMP WITH TIME ZONE", "2024-01-02"),
+        ("2024-01-02T03:04:05", None, "2024-01-02 03:04:05"),
+        ("12345", "VARCHAR", "12345"),  # text that looks like a number stays text
+    ],
+)
+def test_a_value_reads_as_a_person_expects(value, dtype, shown):
+    assert cells.format_value(value, dtype) == shown
+
+
+def test_short_text_is_not_cut():
+    assert cells.cut("x" * cells.CUT_CHARS) is None
+    assert cells.cut("line\n" * (cells.CUT_LINES - 1)) is None
+    # A line break that ends the text hides nothing.
+    assert cells.cut("line\n" * cells.CUT_LINES) is None
+
+
+def test_long_text_is_cut_at_its_length_or_its_lines():
+    shown, total = cells.cut("x" * 20_000)
+    assert (len(shown), total) == (cells.CUT_CHARS, 20_000)
+    shown, total = cells.cut("line\n" * 50)
+    assert shown.count("\n") == cells.CUT_LINES - 1 and total == 250
+    # Characters are code points, so an emoji counts once, as in cells.js.
+    shown, total = cells.cut("😀" * 600)
+    assert (len(shown), total) == (cells.CUT_CHARS, 600)
+    assert cells.marker(20_000) == "(cut, 20,000 characters)"
+
+
+def test_a_cut_value_keeps_the_whole_text_in_a_closed_details():
+    text = "<script>alert(1)</script>" + "x" * 600
+    html = str(cells.render(text, "VARCHAR"))
+    assert html.startswith('<details class="cell-cut"') and "<details open" not in html
+    assert "(cut, 625 characters)" in html
+    assert "<script>" not in html and html.count("&lt;script&gt;") == 2
+    assert "x" * 600 + "</div>" in html
+
+
+def test_a_cut_value_links_to_its_row_when_given_one():
+    html = str(cells.render("y" * 600, "VARCHAR", full_href="/datasets/t/row?offset=3&sort=a"))
+    assert 'href="/datasets/t/row?offset=3&amp;sort=a"' in html
+    assert "y" * 501 not in html and "Show all" in html
+
+
+def test_a_short_value_is_just_its_escaped_text():
+    assert str(cells.render('<b>"x"</b>')) == "&lt;b&gt;&#34;x&#34;&lt;/b&gt;"
+    assert str(cells.render(1234.5, "DOUBLE")) == "1,234.5"
