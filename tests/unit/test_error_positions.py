@@ -52,11 +52,6 @@ def test_the_position_is_the_word_duckdb_points_at(sql):
     assert pointed_at(sql) == "nope"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DuckDB's caret counts terminal columns (a tab or combining mark 0, a wide "
-    "character 2); locate() counts them as one character each",
-)
 @pytest.mark.parametrize(
     "sql",
     [

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import unicodedata
 from typing import Any
 
 from ...errors import AppError, BadRequest
@@ -79,11 +80,30 @@ def locate(message: str, text: str) -> dict[str, int] | None:
         if found < 0:
             return None
         start = found - 3
-    column = start + caret
+    column = start + _index_at_width(shown, caret)
     if column > len(source):
         return None
     offset = sum(len(line) + 1 for line in lines[: line_no - 1]) + column
     return span(text, offset, len(match[4]))
+
+
+def _width(char: str) -> int:
+    """Terminal columns of one character, as DuckDB counts them when it places its caret."""
+    if unicodedata.combining(char) or unicodedata.category(char) in ("Cc", "Cf", "Mn", "Me"):
+        return 0
+    return 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+
+
+def _index_at_width(shown: str, columns: int) -> int:
+    """The character of `shown` that starts at terminal column `columns` (DuckDB's caret counts
+    columns: a tab or a combining mark takes none, a wide character two)."""
+    used = 0
+    for index, char in enumerate(shown):
+        width = _width(char)
+        if used >= columns and width:
+            return index
+        used += width
+    return len(shown)
 
 
 def _duckdb_text(text: str) -> str:
