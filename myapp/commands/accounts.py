@@ -21,6 +21,7 @@ from urllib.parse import quote
 import click
 import httpx
 
+from myapp.contract.roles import ROLES
 from myapp.models import usernames
 from myapp.models.auth import (
     PASSWORD_MAX_LENGTH,
@@ -30,7 +31,6 @@ from myapp.models.auth import (
 
 from .client import DEFAULT_URL, ApiSession, fail
 
-ROLES = ("viewer", "editor", "admin")
 # A running backend answers its health check at once; a stopped one refuses the connection.
 PROBE_TIMEOUT_S = 3.0
 

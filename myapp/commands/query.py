@@ -10,7 +10,6 @@ import contextlib
 import csv
 import json
 import os
-import re
 import sys
 import tempfile
 import time
@@ -21,6 +20,9 @@ from typing import IO, Any
 
 import click
 import httpx
+
+from myapp.contract.formats import EXPORT_FORMATS, FORMAT_BY_SUFFIX
+from myapp.contract.types import is_numeric
 
 from .client import ApiSession, api_options, describe_error, fail
 
@@ -37,22 +39,6 @@ EXIT_USAGE = 2
 MAX_CELL_WIDTH = 80
 # SQL lines longer than this are shown as a window around the position of an error.
 MAX_SHOWN_SQL = 100
-
-EXPORT_FORMATS = ("csv", "tsv", "parquet", "json", "ndjson", "xlsx")
-FORMAT_BY_SUFFIX = {
-    ".csv": "csv",
-    ".xlsx": "xlsx",
-    ".tsv": "tsv",
-    ".parquet": "parquet",
-    ".json": "json",
-    ".ndjson": "ndjson",
-    ".jsonl": "ndjson",
-}
-
-_NUMERIC = re.compile(
-    r"^(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT|UTINYINT|USMALLINT|UINTEGER|UBIGINT|UHUGEINT|"
-    r"FLOAT|REAL|DOUBLE|DECIMAL(\(\d+,\s*\d+\))?)$"
-)
 
 
 # -- input ---------------------------------------------------------------------------------------
@@ -206,7 +192,7 @@ def render_table(result: dict[str, Any]) -> str:
     widths = [_width(name) for name in header]
     for row in body:
         widths = [max(w, _width(cell)) for w, cell in zip(widths, row, strict=True)]
-    right = [bool(_NUMERIC.match(str(column.get("type", "")))) for column in columns]
+    right = [is_numeric(str(column.get("type", ""))) for column in columns]
 
     def line(cells: list[str]) -> str:
         parts = []
