@@ -98,6 +98,13 @@ def cell_kind(dtype: str | None, value: Any = 0) -> str:
     return cells.kind(dtype, value)
 
 
+@bp.app_template_filter("type_class")
+def type_class_filter(dtype: str | None) -> str:
+    """The column-type class (contract/types.py): integer, number, temporal, boolean, text,
+    other."""
+    return type_class(dtype)
+
+
 @bp.app_template_filter("stat")
 def format_stat(value: Any) -> str:
     return cells.format_value(value)
