@@ -15,7 +15,7 @@ from . import cells, filters, formats, roles, types
 
 
 def browser_config() -> dict[str, Any]:
-    """The contract as the pages' scripts read it (static/js/contract.js)."""
+    """The contract as the pages' scripts read it: the JSON block #myapp-contract of base.html."""
     return {
         "type_classes": [[name, pattern] for name, pattern in types.CLASS_PATTERNS],
         "cells": {
