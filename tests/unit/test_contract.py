@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from typing import get_args
 
 import pytest
@@ -217,3 +219,18 @@ def test_kind():
     assert cells.kind("BOOLEAN", True) == "bool"
     assert cells.kind("VARCHAR", "x") == "text"
     assert cells.kind("VARCHAR", None) == "null"
+
+
+def test_the_contract_stands_alone():
+    # Backend, frontend, client and CLI all import it: it may pull in none of them, nor DuckDB,
+    # HTTP or a web framework.
+    code = (
+        "import sys, myapp.contract, myapp.contract.names; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "{'duckdb', 'httpx', 'flask', 'fastapi', 'starlette', 'markupsafe', 'pydantic'} "
+        "or (m.startswith('myapp.') and not m.startswith('myapp.contract'))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"
