@@ -13,6 +13,9 @@ from urllib.parse import quote
 
 import httpx
 
+from myapp.contract.formats import EXPORT_FORMATS, FORMAT_BY_SUFFIX
+from myapp.contract.names import suggested_name
+
 from .errors import ApiError, ApiUnavailable
 
 DEFAULT_URL = "http://127.0.0.1:12000"
@@ -20,9 +23,6 @@ CONNECT_TIMEOUT_S = 5.0
 # Loads and exports run as long as the server's own limits allow.
 LONG_TIMEOUT_S = 3600.0
 UPLOAD_CHUNK_BYTES = 1024 * 1024
-EXPORT_FORMATS = ("csv", "tsv", "parquet", "json", "ndjson", "xlsx")
-_SUFFIX_FORMATS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".json": "json",
-                   ".ndjson": "ndjson", ".jsonl": "ndjson", ".xlsx": "xlsx"}  # fmt: skip
 RESULT_KINDS = ("rows", "arrow", "pandas", "polars")
 
 
@@ -64,12 +64,12 @@ def export_format_of(path: str | os.PathLike[str], given: str | None = None) -> 
             raise ValueError(f"format must be one of {', '.join(EXPORT_FORMATS)}")
         return given
     suffix = Path(path).suffix.lower()
-    if suffix not in _SUFFIX_FORMATS:
+    if suffix not in FORMAT_BY_SUFFIX:
         raise ValueError(
             f"cannot tell the format from {Path(path).name!r}; give format= "
             f"({', '.join(EXPORT_FORMATS)})"
         )
-    return _SUFFIX_FORMATS[suffix]
+    return FORMAT_BY_SUFFIX[suffix]
 
 
 class Client:
@@ -386,12 +386,7 @@ def _file_chunks(file: Path) -> Iterator[bytes]:
 
 
 def _name_from_filename(path: Path) -> str:
-    stem = path.name
-    for suffix in (".gz", ".zst", ".csv", ".tsv", ".txt", ".parquet", ".json", ".ndjson",
-                   ".jsonl", ".xlsx", ".xlsm", ".xls", ".ods"):  # fmt: skip
-        if stem.lower().endswith(suffix):
-            stem = stem[: -len(suffix)]
-    return stem or path.name
+    return suggested_name(path.name)
 
 
 def _param(value: Any) -> str:

@@ -21,6 +21,7 @@ from urllib.parse import quote
 import click
 import httpx
 
+from myapp.contract.roles import ROLES
 from myapp.models import usernames
 from myapp.models.auth import (
     PASSWORD_MAX_LENGTH,
@@ -31,7 +32,6 @@ from myapp.models.auth import (
 from .errors import fail
 from .session import ApiSession, connection_options
 
-ROLES = ("viewer", "editor", "admin")
 # A running backend answers its health check at once; a stopped one refuses the connection.
 PROBE_TIMEOUT_S = 3.0
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +13,7 @@ import click
 import httpx
 
 from myapp.client import ApiError, ApiUnavailable
+from myapp.contract.names import suggested_name
 
 from .errors import fail
 from .output import plural, render_table
@@ -24,18 +24,14 @@ CHUNK_BYTES = 1024 * 1024
 LOAD_TIMEOUT_S = 3600.0
 SHOWN_REJECTS = 5
 
-_KNOWN_SUFFIX = re.compile(
-    r"(\.(csv|tsv|tab|txt|parquet|pq|json|ndjson|jsonl|xlsx|xlsm|xls|ods))?(\.(gz|gzip))?$",
-    re.IGNORECASE,
-)
 # The preview's first rows on a terminal, and at most this many of their columns.
 PREVIEW_ROWS = 10
 PREVIEW_COLUMNS = 20
 
 
 def name_for(path: Path) -> str:
-    """The dataset name a file gets by default; the backend makes it a safe identifier."""
-    return _KNOWN_SUFFIX.sub("", path.name) or path.name
+    """The dataset name a file gets by default (the same rule as the backend's)."""
+    return suggested_name(path.name)
 
 
 def _chunks(path: Path, progress: Any) -> Iterator[bytes]:

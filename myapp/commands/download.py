@@ -17,21 +17,11 @@ from typing import IO, Any
 import click
 
 from myapp.client import ApiUnavailable
+from myapp.contract.formats import EXPORT_FORMATS, FORMAT_BY_SUFFIX
 
 from .errors import EXIT_USAGE, Explain, explained, fail
 from .output import format_size, stdout_closed
 from .session import ApiSession
-
-EXPORT_FORMATS = ("csv", "tsv", "parquet", "json", "ndjson", "xlsx")
-FORMAT_BY_SUFFIX = {
-    ".csv": "csv",
-    ".xlsx": "xlsx",
-    ".tsv": "tsv",
-    ".parquet": "parquet",
-    ".json": "json",
-    ".ndjson": "ndjson",
-    ".jsonl": "ndjson",
-}
 
 
 def export_format(output: str, fmt: str | None) -> str:

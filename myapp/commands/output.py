@@ -11,7 +11,6 @@ import contextlib
 import csv
 import json
 import os
-import re
 import sys
 import unicodedata
 from collections.abc import Collection
@@ -19,14 +18,11 @@ from typing import IO, Any, NoReturn
 
 import click
 
+from myapp.contract.types import is_numeric
+
 # Table cells longer than this are cut with an ellipsis, so one long text cannot push every
 # other column off the screen; csv and json give whole values.
 MAX_CELL_WIDTH = 80
-
-_NUMERIC = re.compile(
-    r"^(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT|UTINYINT|USMALLINT|UINTEGER|UBIGINT|UHUGEINT|"
-    r"FLOAT|REAL|DOUBLE|DECIMAL(\(\d+,\s*\d+\))?)$"
-)
 
 
 def display_width(text: str) -> int:
@@ -63,7 +59,7 @@ def render_table(result: dict[str, Any]) -> str:
     widths = [display_width(name) for name in header]
     for row in body:
         widths = [max(w, display_width(cell)) for w, cell in zip(widths, row, strict=True)]
-    right = [bool(_NUMERIC.match(str(column.get("type", "")))) for column in columns]
+    right = [is_numeric(str(column.get("type", ""))) for column in columns]
 
     def line(cells: list[str]) -> str:
         parts = []

@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from myapp import __version__
+from myapp.contract import browser_config
 from myapp.logs import (
     REQUEST_ID_HEADER,
     log_request,
@@ -65,7 +66,8 @@ def create_web(
     app.extensions["myapp.api"] = api or ApiClient(
         settings.backend_url, read_timeout_s=settings.backend_timeout_s
     )
-    app.jinja_env.globals.update(app_version=__version__)
+    # The contract's rules that page scripts apply, as every page's JSON block (base.html).
+    app.jinja_env.globals.update(app_version=__version__, contract_config=browser_config())
 
     if settings.proxy_hops:
         # Trust X-Forwarded-* only from as many proxies as are really in front of us.

@@ -29,6 +29,7 @@ from flask.sessions import SecureCookieSessionInterface
 from werkzeug.local import LocalProxy
 from werkzeug.wrappers import Response
 
+from myapp.contract import roles
 from myapp.settings import is_loopback
 
 from .api_client import BackendError, BackendUnavailable
@@ -103,8 +104,7 @@ class Visitor:
         return self.user is not None
 
     def can(self, role: str) -> bool:
-        ranks = {"viewer": 1, "editor": 2, "admin": 3}
-        return self.role is not None and ranks[self.role] >= ranks[role]
+        return roles.at_least(self.role, role)
 
 
 class SessionCipher:

@@ -7,9 +7,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from . import usernames
+from myapp.contract.roles import Role
 
-Role = Literal["viewer", "editor", "admin"]
+from . import usernames
 
 # The ASCII shape usernames had first; every such name still follows the rule in usernames.py.
 USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"

@@ -7,6 +7,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field, field_validator
 
+from myapp.contract.formats import ExportFormatName
+
 from . import Column
 
 # Far more than any hand-written query; stops a client from posting megabytes as "SQL".
@@ -15,7 +17,6 @@ MAX_SQL_CHARS = 100_000
 # Charts never receive more points than this; DuckDB aggregates or samples bigger results.
 MAX_CHART_POINTS = 10_000
 
-ExportFormatName = Literal["csv", "tsv", "parquet", "json", "ndjson", "xlsx"]
 ChartType = Literal["bar", "line", "area", "scatter", "pie"]
 QueryState = Literal["running", "finished", "failed", "cancelled", "timed_out"]
 

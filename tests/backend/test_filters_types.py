@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from myapp.models.filters import operators_for, type_class
+from myapp.contract.filters import operators_for, type_class
 from tests.backend import test_datasets_ingest as ingest
 from tests.backend.test_datasets_ingest import put, rows
 from tests.backend.test_errors import assert_error_shape

@@ -153,3 +153,28 @@ def test_chart_errors(server, sql, config, code, words):
 def test_chart_types_are_validated(server):
     error = error_of(chart(server, "SELECT 1 AS a", type="radar", x="a", y=["a"]), 422)
     assert error["code"] == "validation_error"
+
+
+def test_a_time_of_day_is_an_ordered_x_axis(server):
+    # TIME is temporal (myapp/contract/types.py), as the chart panel suggests it: a line over
+    # times keeps the rows in order and, when too many, averages equal ranges of time.
+    few = data_of(
+        server,
+        "SELECT TIME '00:00:00' + INTERVAL (i) MINUTE AS t, i AS v FROM range(100) r(i)",
+        type="line",
+        x="t",
+        y=["v"],
+    )
+    assert few["reduced"] is None and few["row_count"] == 100
+    assert few["rows"][0] == ["00:00:00", 0] and few["rows"][-1] == ["01:39:00", 99]
+    many = data_of(
+        server,
+        "SELECT TIME '00:00:00' + INTERVAL (i) SECOND AS t, i AS v FROM range(20000) r(i)",
+        type="line",
+        x="t",
+        y=["v"],
+    )
+    assert many["reduced"] == "bucketed"
+    assert many["row_count"] <= MAX_POINTS
+    xs = [row[0] for row in many["rows"]]
+    assert xs == sorted(xs) and xs[0] == "00:00:00"

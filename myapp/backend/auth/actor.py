@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
-Role = Literal["viewer", "editor", "admin"]
-ROLES: tuple[Role, ...] = ("viewer", "editor", "admin")
-ROLE_RANK: dict[str, int] = {"public": 0, "share": 0, "viewer": 1, "editor": 2, "admin": 3}
+from myapp.contract.roles import RANK, ROLES, Role
+
+# Anonymous readers and share links rank below every account.
+ROLE_RANK: dict[str, int] = {"public": 0, "share": 0, **RANK}
 
 ACTOR_STATE_KEY = "myapp.actor"
+
+__all__ = ["ACTOR_STATE_KEY", "ROLES", "ROLE_RANK", "Actor", "Role"]
 
 
 @dataclass(frozen=True)

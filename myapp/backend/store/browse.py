@@ -23,7 +23,8 @@ from typing import Any
 
 import duckdb
 
-from ...models import filters as filter_ops
+from ...contract import filters as filter_ops
+from ...contract.types import TEXT_TYPES
 from ..errors import AppError, BadRequest
 from .datasets import DatasetRecord
 from .sql import quote_ident
@@ -58,7 +59,7 @@ _FALSE = {"0", "false", "no", "off"}
 # Type names made of keywords and numbers only may be written into SQL as they are (for
 # CAST). Nested types carry field names from the data, so they are compared as text instead.
 _SIMPLE_TYPE = re.compile(r"^[A-Z][A-Z0-9_ ]*(\(\d+(, ?\d+)?\))?$")
-_TEXT_TYPES = {"VARCHAR"}
+_TEXT_TYPES = TEXT_TYPES
 
 
 class QueryTimeout(AppError):

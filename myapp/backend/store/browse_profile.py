@@ -17,6 +17,7 @@ from typing import Any
 
 import duckdb
 
+from ...contract.types import is_integer, is_nested, is_temporal, type_class
 from .browse import time_budget
 from .database import Database
 from .datasets import DatasetRecord, find_dataset, get_dataset
@@ -36,25 +37,18 @@ MAX_DETAILED_COLUMNS = 100
 DETAIL_BUDGET_S = 5.0
 PROFILE_BUDGET_S = 30.0
 
-_NUMERIC = re.compile(
-    r"^(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT|UTINYINT|USMALLINT|UINTEGER|UBIGINT|UHUGEINT|FLOAT|DOUBLE|DECIMAL)"
-)
-_INTEGER = re.compile(
-    r"^(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT|UTINYINT|USMALLINT|UINTEGER|UBIGINT|UHUGEINT)$"
-)
-_TEMPORAL = re.compile(r"^(DATE|TIMESTAMP.*)$")
-_NESTED = re.compile(r"(\[|STRUCT\(|MAP\(|UNION\()")
 _ORDERABLE = re.compile(r"^(VARCHAR|BOOLEAN|DATE|TIME.*|TIMESTAMP.*|UUID|INTERVAL)$")
 
 
 def _kind(dtype: str) -> str:
-    if _NESTED.search(dtype):
+    if is_nested(dtype):
         return "nested"
-    if _NUMERIC.match(dtype):
+    cls = type_class(dtype)
+    if cls in ("integer", "number"):
         return "number"
-    if _TEMPORAL.match(dtype):
+    if cls == "temporal":
         return "temporal"
-    if dtype in ("VARCHAR", "BOOLEAN"):
+    if cls in ("text", "boolean"):
         return "text"
     return "other"
 
@@ -130,14 +124,17 @@ def _edge_decimals(width: float) -> int:
 
 
 def _edge(value: float, dtype: str, decimals: int = 12) -> Any:
-    if _TEMPORAL.match(dtype):
+    if is_temporal(dtype):
         moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=value)
         if dtype == "DATE":
             return moment.date().isoformat()
+        if dtype.startswith("TIME") and not dtype.startswith("TIMESTAMP"):
+            # A time of day's epoch is its seconds since midnight.
+            return moment.time().isoformat()
         if "TIME ZONE" in dtype:
             return moment.isoformat()
         return moment.replace(tzinfo=None).isoformat()
-    if _INTEGER.match(dtype) and float(value).is_integer():
+    if is_integer(dtype) and float(value).is_integer():
         return to_json_value(int(value))
     return to_json_value(round(float(value), decimals))
 
@@ -149,7 +146,7 @@ def _histogram(
     dtype = column["type"]
     # Dates and times are binned on their epoch seconds, numbers as doubles; infinities and NaN
     # cannot be placed in a bin and are left out.
-    x = f"epoch({ident})" if _TEMPORAL.match(dtype) else f"CAST({ident} AS DOUBLE)"
+    x = f"epoch({ident})" if is_temporal(dtype) else f"CAST({ident} AS DOUBLE)"
     table = record.table
     low, high = cur.execute(
         f"SELECT min(x), max(x) FROM (SELECT {x} AS x FROM {table}) WHERE isfinite(x)"
@@ -157,7 +154,7 @@ def _histogram(
     if low is None or high is None:
         return []
     bins = HISTOGRAM_BINS
-    if _INTEGER.match(dtype) and high - low < HISTOGRAM_BINS:
+    if is_integer(dtype) and high - low < HISTOGRAM_BINS:
         # Few distinct integers: one bar per value reads better than fractional bins.
         bins = int(high - low) + 1
         width = 1.0

@@ -9,14 +9,13 @@ together with the catalog in one transaction, so the catalog's row counts are ex
 from __future__ import annotations
 
 import logging
-import re
-import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
 
+from myapp.contract import names as name_rules
 from myapp.settings import Settings
 
 from ..errors import AppError, Conflict, NotFound
@@ -26,12 +25,6 @@ from .sql import INTERNAL_SCHEMA, internal, qualified, quote_ident
 log = logging.getLogger("myapp.backend.datasets")
 
 DATASET_SCHEMA = "main"
-
-# Long enough for descriptive names, short enough to stay readable in SQL and URLs.
-MAX_NAME_LENGTH = 63
-
-# Everything that is not a letter, digit or underscore in any script becomes an underscore.
-_NOT_WORD = re.compile(r"[^\w]+", re.UNICODE)
 
 # Staging tables of uploads in progress lived in `main` under this prefix before datasets had
 # files of their own; the query gate still refuses the prefix, and names never start with `_`.
@@ -84,44 +77,17 @@ class DatasetRecord:
 
 
 def normalise_name(text: str) -> str:
-    """A safe dataset name from any text: lower case, letters of every script, digits, `_`.
-
-    The same text always gives the same name, and a name gives itself back. Raises
-    InvalidName when nothing usable is left (e.g. only punctuation).
-    """
-    folded = unicodedata.normalize("NFKC", str(text)).lower()
-    folded = unicodedata.normalize("NFKC", folded)
-    name = _NOT_WORD.sub("_", folded).strip("_")
-    name = re.sub(r"_{2,}", "_", name)
-    if name and name[0].isdigit():
-        # SQL identifiers cannot start with a digit unquoted; people write SQL by hand here.
-        name = "t_" + name
-    name = name[:MAX_NAME_LENGTH].rstrip("_")
-    if not name:
-        raise InvalidName(
-            f"{str(text)[:80]!r} cannot be made into a dataset name: use letters, digits "
-            "and underscores.",
-            detail={"name": str(text)[:200]},
-        )
-    return name
+    """A safe dataset name from any text (contract/names.py); InvalidName (400) when nothing
+    usable is left (e.g. only punctuation)."""
+    try:
+        return name_rules.normalise_name(text)
+    except name_rules.InvalidName as exc:
+        raise InvalidName(str(exc), detail={"name": str(text)[:200]}) from None
 
 
 def name_from_filename(filename: str) -> str:
     """Dataset name for an uploaded file: its base name without directories or extensions."""
-    base = re.split(r"[\\/]", filename)[-1]
-    stem = base
-    for _ in range(2):
-        # sales.csv.gz → sales; a dotted name like v1.2.csv keeps its first dot part.
-        head, dot, ext = stem.rpartition(".")
-        if dot and head and ext.lower() in _KNOWN_EXTENSIONS:
-            stem = head
-    return normalise_name(stem)
-
-
-_KNOWN_EXTENSIONS = frozenset(
-    {"csv", "tsv", "tab", "txt", "parquet", "pq", "json", "ndjson", "jsonl", "gz", "gzip"}
-    | {"xlsx", "xlsm", "xls", "ods"}
-)
+    return normalise_name(name_rules.file_stem(filename))
 
 
 _SELECT_RECORDS = (

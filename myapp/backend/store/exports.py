@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import quote
 
+from myapp.contract import formats
+from myapp.contract.formats import BOM_FORMATS
 from myapp.settings import Settings
 
 from ..errors import BadRequest
@@ -63,34 +65,18 @@ class ExportFormat:
 # UTF-8's byte-order mark: Excel on Windows reads a CSV without it in the legacy code page
 # (é becomes Ã©) and with it as UTF-8.
 UTF8_BOM = b"\xef\xbb\xbf"
-BOM_FORMATS = ("csv", "tsv")
-
+# How each format of the contract is written, by its name.
+_WRITERS = {
+    "csv": {"copy_options": "FORMAT csv, HEADER true"},
+    "tsv": {"copy_options": "FORMAT csv, HEADER true, DELIMITER '\t'"},
+    "parquet": {"copy_options": "FORMAT parquet, COMPRESSION zstd"},
+    "json": {"copy_options": "FORMAT json, ARRAY true"},
+    "ndjson": {"copy_options": "FORMAT json"},
+    "xlsx": {"copy_options": "", "worker_op": "xlsx"},
+}
 FORMATS: dict[str, ExportFormat] = {
-    f.name: f
-    for f in (
-        ExportFormat("csv", "csv", "text/csv; charset=utf-8", "FORMAT csv, HEADER true"),
-        ExportFormat(
-            "tsv",
-            "tsv",
-            "text/tab-separated-values; charset=utf-8",
-            "FORMAT csv, HEADER true, DELIMITER '\t'",
-        ),
-        ExportFormat(
-            "parquet",
-            "parquet",
-            "application/vnd.apache.parquet",
-            "FORMAT parquet, COMPRESSION zstd",
-        ),
-        ExportFormat("json", "json", "application/json", "FORMAT json, ARRAY true"),
-        ExportFormat("ndjson", "ndjson", "application/x-ndjson", "FORMAT json"),
-        ExportFormat(
-            "xlsx",
-            "xlsx",
-            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-            "",
-            worker_op="xlsx",
-        ),
-    )
+    f.key: ExportFormat(f.key, f.extension, f.media_type, **_WRITERS[f.key])
+    for f in formats.FORMATS
 }
 
 

@@ -20,6 +20,8 @@ from typing import Any
 
 import orjson
 
+from myapp.contract.types import FLOAT_TYPES, INTEGER_TYPES
+
 MAX_SAFE_INTEGER = 2**53 - 1
 
 # Python values of these DuckDB types are already what JSON needs; skipping conversion for them
@@ -117,21 +119,8 @@ def describe_columns(description: Sequence[Sequence[Any]] | None) -> list[dict[s
 # known for a whole batch rather than checked value by value: every integer is within
 # ±(2^53 - 1) (orjson's strict integer mode refuses any other, and the batch then takes the
 # value-by-value path), and every float is finite (their sum is finite only then).
-_INTEGERS = frozenset(
-    {
-        "TINYINT",
-        "SMALLINT",
-        "INTEGER",
-        "BIGINT",
-        "HUGEINT",
-        "UTINYINT",
-        "USMALLINT",
-        "UINTEGER",
-        "UBIGINT",
-        "UHUGEINT",
-    }
-)
-_FLOATS = frozenset({"FLOAT", "DOUBLE"})
+_INTEGERS = INTEGER_TYPES
+_FLOATS = FLOAT_TYPES
 _not_none = partial(is_not, None)
 
 

@@ -19,6 +19,8 @@ from flask import (
 )
 from werkzeug.wrappers import Response
 
+from myapp.contract import roles
+from myapp.contract.roles import ROLES
 from myapp.models import usernames
 from myapp.models.auth import (
     PASSWORD_MAX_LENGTH,
@@ -38,7 +40,6 @@ from . import api
 
 bp = Blueprint("account", __name__)
 
-ROLES = ("viewer", "editor", "admin")
 ROLE_HELP = {
     "viewer": "browse, query and export",
     "editor": "also upload, change and delete datasets, save queries",
@@ -75,9 +76,7 @@ def _password_problem(password: str, confirm: str | None = None) -> str | None:
 
 
 def _scopes_for(role: str | None) -> list[str]:
-    if role is None:
-        return []
-    return list(ROLES[: ROLES.index(role) + 1])
+    return roles.up_to(role)
 
 
 def _no_store(response: Response) -> Response:

@@ -17,7 +17,9 @@ from flask import Blueprint, flash, redirect, render_template, request, session,
 from markupsafe import Markup
 from werkzeug.wrappers import Response
 
-from myapp.models import filters as filter_ops
+from myapp.contract import filters as filter_ops
+from myapp.contract.names import suggested_name
+from myapp.contract.types import type_class
 
 from .. import cells
 from ..api_client import BackendError, BackendUnavailable
@@ -57,10 +59,6 @@ EXPORT_READ_TIMEOUT_S = 600.0
 # Parameters of the table page that are not filters.
 _STATE_KEYS = {"sort", "q", "limit", "cursor", "offset", "facet"}
 _FILTER_KEY = re.compile(r"^(?P<column>.+)__(?P<op>[a-z]+)$")
-_KNOWN_SUFFIX = re.compile(
-    r"(\.(csv|tsv|tab|txt|parquet|pq|json|ndjson|jsonl|xlsx|xlsm|xls|ods))?(\.(gz|gzip))?$",
-    re.IGNORECASE,
-)
 
 
 def _path(name: str, *rest: str) -> str:
@@ -68,8 +66,7 @@ def _path(name: str, *rest: str) -> str:
 
 
 def _name_from_filename(filename: str) -> str:
-    base = re.split(r"[\\/]", filename)[-1]
-    return _KNOWN_SUFFIX.sub("", base) or base
+    return suggested_name(filename)
 
 
 # -- formatting helpers used by the templates ---------------------------------------------
@@ -99,6 +96,13 @@ def cell_short(value: Any, dtype: str | None = None) -> str:
 def cell_kind(dtype: str | None, value: Any = 0) -> str:
     """The cell's class (num, date, bool, text, null): alignment and where it may break."""
     return cells.kind(dtype, value)
+
+
+@bp.app_template_filter("type_class")
+def type_class_filter(dtype: str | None) -> str:
+    """The column-type class (contract/types.py): integer, number, temporal, boolean, text,
+    other."""
+    return type_class(dtype)
 
 
 @bp.app_template_filter("stat")
@@ -413,7 +417,7 @@ def _facet_columns(dataset: dict[str, Any], args) -> list[str]:
         chosen = [c for c in args.getlist("facet") if c]
         known = {c["name"] for c in dataset["columns"]}
         return [c for c in dict.fromkeys(chosen) if c in known]
-    text = [c["name"] for c in dataset["columns"] if c["type"] in ("VARCHAR", "BOOLEAN")]
+    text = [c["name"] for c in dataset["columns"] if type_class(c["type"]) in ("text", "boolean")]
     return text[:DEFAULT_FACETS]
 
 

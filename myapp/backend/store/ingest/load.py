@@ -28,6 +28,7 @@ from typing import Any
 
 import duckdb
 
+from myapp.contract.types import is_numeric
 from myapp.settings import Settings
 
 from ...errors import AppError, BadRequest, Conflict, Unprocessable
@@ -475,7 +476,6 @@ def _load_error(exc: duckdb.Error, prepared: PreparedFile) -> AppError:
 # Type names made only of keywords and numbers can be written into SQL as they are; anything
 # else (nested types carry field names from the data) is checked by the insert itself.
 _SIMPLE_TYPE = re.compile(r"^[A-Z][A-Z0-9_ ]*(\(\d+(, ?\d+)?\))?$")
-_NUMERIC = re.compile(r"^(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT|U\w*INT|FLOAT|DOUBLE|DECIMAL)")
 
 
 def _columns(cur: duckdb.DuckDBPyConnection, table: str) -> list[tuple[str, str]]:
@@ -518,7 +518,7 @@ def _check_append(cur: duckdb.DuckDBPyConnection, staged: str, record: DatasetRe
         cast = f"TRY_CAST({column} AS {dataset_type})"
         lossy = (
             f" OR CAST({cast} AS {file_type}) <> {column}"
-            if _NUMERIC.match(file_type) and _NUMERIC.match(dataset_type)
+            if is_numeric(file_type) and is_numeric(dataset_type)
             else ""
         )
         bad = cur.execute(

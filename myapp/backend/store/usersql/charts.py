@@ -7,13 +7,13 @@ scatter charts take a random sample.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
+from myapp.contract.types import is_numeric, is_temporal
 from myapp.settings import Settings
 
 from ...errors import BadRequest
@@ -26,20 +26,6 @@ from .workers import Worker, Workers
 
 # Chart queries limit themselves to the points asked for; fetching stops here regardless.
 MAX_CHART_FETCH = 100_001
-
-NUMERIC_TYPES = re.compile(
-    r"^(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT|UTINYINT|USMALLINT|UINTEGER|UBIGINT|UHUGEINT|"
-    r"FLOAT|DOUBLE|DECIMAL(\(\d+,\s*\d+\))?)$"
-)
-TEMPORAL_TYPES = re.compile(r"^(DATE|TIMESTAMP( WITH TIME ZONE)?|TIMESTAMP_(S|MS|NS)|TIMESTAMPTZ)$")
-
-
-def _is_numeric(type_name: str) -> bool:
-    return bool(NUMERIC_TYPES.match(type_name))
-
-
-def _is_temporal(type_name: str) -> bool:
-    return bool(TEMPORAL_TYPES.match(type_name))
 
 
 def chart_select(
@@ -144,13 +130,13 @@ def chart_select(
 
 
 def _orderable(type_name: str) -> bool:
-    return _is_numeric(type_name) or _is_temporal(type_name)
+    return is_numeric(type_name) or is_temporal(type_name)
 
 
 def _bucket_sql(
     body: str, picks: list[str], ycols: list[str], x_type: str, qs: str | None, budget: int
 ) -> str:
-    key = "epoch(x)" if _is_temporal(x_type) else "CAST(x AS DOUBLE)"
+    key = "epoch(x)" if is_temporal(x_type) else "CAST(x AS DOUBLE)"
     source = wrap(body, head="SELECT " + ", ".join(picks))
     averages = ", ".join(f"avg({c}) AS {c}" for c in ycols)
     series_count = "count(DISTINCT s)" if qs else "1"
@@ -196,7 +182,7 @@ def _check_chart_columns(types: dict[str, str], x: str, ys: list[str], series: s
                 detail={"column": column, "columns": names},
             )
     for y in ys:
-        if not _is_numeric(types[y]):
+        if not is_numeric(types[y]):
             raise BadRequest(
                 f'The column "{y}" holds {types[y]} values; a chart needs numbers on the y axis.',
                 code="chart_not_numeric",

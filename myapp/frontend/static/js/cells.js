@@ -1,30 +1,30 @@
 /* How a value from the API reads in a table cell, for tables drawn in the browser. The same rule
-   as myapp/frontend/cells.py (server-rendered tables); read the reasons there. Exposes
+   as myapp/contract/cells.py (server-rendered tables); read the reasons there. Its constants
+   and the column-type classes come from the contract's JSON block (base.html). Exposes
    window.MyappCells = {format(value, type), kind(value, type), fill(td, value, type),
    cut(text), marker(total)}. Text past CUT_CHARS characters or CUT_LINES lines is cut and
    marked; fill() puts the whole value in a closed <details> beside it. */
 (function () {
   "use strict";
 
-  var SIGNIFICANT = 15;
-  var PLAIN_MIN = 1e-6;
-  var PLAIN_MAX = 1e15;
-  var INTEGER = /^U?(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT)$/;
-  var NUMBER = /^(FLOAT|DOUBLE|DECIMAL(\(\d+, ?\d+\))?|U?(TINY|SMALL|BIG|HUGE)?INT(EGER)?)$/;
-  var TEMPORAL = /^(DATE|TIME|TIMESTAMP|TIMESTAMP_[A-Z]+|(TIME|TIMESTAMP) WITH TIME ZONE)$/;
+  var contract = JSON.parse(document.getElementById("myapp-contract").textContent);
+  var SIGNIFICANT = contract.cells.significant;
+  var PLAIN_MIN = contract.cells.plain_min;
+  var PLAIN_MAX = contract.cells.plain_max;
+  var CLASSES = contract.type_classes.map(function (entry) {
+    return { name: entry[0], pattern: new RegExp(entry[1]) };
+  });
   var NUMERIC_TEXT = /^([+-]?)(\d+)(\.\d+)?$/;
   var MIDNIGHT = /^(\d{4,}-\d\d-\d\d)T00:00:00(\.0+)?(Z|[+-]00:?00)?$/;
   var TIMESTAMP = /^(\d{4,}-\d\d-\d\d)T(\d\d:\d\d)/;
-  var CUT_CHARS = 500;
-  var CUT_LINES = 10;
+  var CUT_CHARS = contract.cells.cut_chars;
+  var CUT_LINES = contract.cells.cut_lines;
 
   function typeClass(type) {
     var t = String(type || "").toUpperCase();
-    if (INTEGER.test(t)) { return "integer"; }
-    if (NUMBER.test(t)) { return "number"; }
-    if (TEMPORAL.test(t)) { return "temporal"; }
-    if (t === "BOOLEAN") { return "boolean"; }
-    if (t === "VARCHAR") { return "text"; }
+    for (var i = 0; i < CLASSES.length; i++) {
+      if (CLASSES[i].pattern.test(t)) { return CLASSES[i].name; }
+    }
     return "other";
   }
 

@@ -5,8 +5,6 @@
 (function () {
   "use strict";
 
-  var NUMERIC = /^(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT|UTINYINT|USMALLINT|UINTEGER|UBIGINT|UHUGEINT|FLOAT|DOUBLE|DECIMAL(\(\d+,\s*\d+\))?)$/;
-  var TEMPORAL = /^(DATE|TIMESTAMP( WITH TIME ZONE)?|TIMESTAMP_(S|MS|NS)|TIMESTAMPTZ|TIME)$/;
   var PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
                  "#7f7f7f", "#bcbd22", "#17becf"];
   var REDUCED = {
@@ -16,8 +14,10 @@
     truncated: "Only the first 10,000 points are shown."
   };
 
-  function isNumeric(type) { return NUMERIC.test(String(type)); }
-  function isTemporal(type) { return TEMPORAL.test(String(type)); }
+  /* Type classes are the contract's, through cells.js (loaded by every page with charts). */
+  function typeClass(type) { return window.MyappCells.typeClass(type); }
+  function isNumeric(type) { var c = typeClass(type); return c === "integer" || c === "number"; }
+  function isTemporal(type) { return typeClass(type) === "temporal"; }
 
   /* A sensible first chart for these columns, or null when nothing can be drawn. */
   function suggest(columns) {

@@ -1,7 +1,9 @@
 /* A dashboard's tiles (also a share link's page): each tile asks for its own result, so a slow
    or failing tile shows its own spinner or error and holds up no other. The values come from
    the page's address (rendered into #dash-config); Refresh runs every tile again, bypassing
-   the cache. */
+   the cache. A module: calls go through js/http.js. */
+import { postJSON } from "./http.js";
+
 (function () {
   "use strict";
 
@@ -145,18 +147,12 @@
     var id = tile.getAttribute("data-tile-id");
     var type = tile.getAttribute("data-tile-type");
     var body = tile.querySelector(".tile-body");
-    return fetch(tileUrl(tile), {
-      method: "POST",
-      credentials: "same-origin",
-      headers: { "Content-Type": "application/json", "Accept": "application/json" },
-      body: JSON.stringify({ params: config.params, version: config.version || null, refresh: !!refresh })
-    })
+    return postJSON(tileUrl(tile), { params: config.params, version: config.version || null, refresh: !!refresh })
       .then(function (response) {
         if (response.status === 429 && attempt < MAX_RETRIES) {
           return { retry: Number(response.headers.get("Retry-After")) || 1 };
         }
-        return response.json().then(function (answer) { return { ok: response.ok, answer: answer }; },
-          function () { return { ok: false, answer: { error: { message: "The server answered " + response.status + "." } } }; });
+        return { ok: response.ok, answer: response.body };
       })
       .then(function (reply) {
         if (reply.retry) {

@@ -1,7 +1,11 @@
-// The table page: the filter builder's value box is not needed for "is empty" conditions, and
-// the download menu closes after a choice, on a click elsewhere, or with Escape.
+// The table page: the filter builder's value box is not needed for operators that take no
+// value, and the download menu closes after a choice, on a click elsewhere, or with Escape.
+// Operators and column-type classes come from the contract (base.html's JSON block and the
+// options' data-ops/data-class).
 (function () {
   "use strict";
+  var contract = JSON.parse(document.getElementById("myapp-contract").textContent);
+  var valueless = contract.operators.filter(function (o) { return !o.takes_value; }).map(function (o) { return o.key; });
   var op = document.getElementById("add-op");
   var value = document.getElementById("add-value");
   var column = document.getElementById("add-column");
@@ -25,8 +29,8 @@
         op.appendChild(option);
       });
       if (value) {
-        var type = chosen ? chosen.getAttribute("data-type") : "";
-        value.placeholder = /DATE|TIME/.test(type) ? "e.g. 2024-03-09" : (/INT|FLOAT|DOUBLE|DECIMAL/.test(type) ? "a number" : "value");
+        var cls = chosen ? chosen.getAttribute("data-class") : "";
+        value.placeholder = cls === "temporal" ? "e.g. 2024-03-09" : (cls === "integer" || cls === "number" ? "a number" : "value");
       }
     };
     column.addEventListener("change", function () { offer(); if (sync) { sync(); } });
@@ -35,7 +39,7 @@
   var sync = null;
   if (op && value) {
     sync = function () {
-      var none = op.value === "isnull" || op.value === "notnull";
+      var none = valueless.indexOf(op.value) >= 0;
       value.disabled = none;
       if (none) { value.placeholder = "no value needed"; }
     };

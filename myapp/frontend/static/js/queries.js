@@ -1,5 +1,7 @@
 /* A saved query's page: draws its saved chart from the same parameters as the results above,
    and offers the chart as a PNG. The results themselves are rendered by the server. */
+import { postJSON } from "./http.js";
+
 (function () {
   "use strict";
 
@@ -11,13 +13,7 @@
   var png = document.getElementById("chart-png");
 
   note.textContent = "Drawing the chart…";
-  fetch(config.url, {
-    method: "POST",
-    credentials: "same-origin",
-    headers: { "Content-Type": "application/json", "Accept": "application/json" },
-    body: JSON.stringify({ params: config.params, version: config.version })
-  })
-    .then(function (response) { return response.json().then(function (body) { return { ok: response.ok, body: body }; }); })
+  postJSON(config.url, { params: config.params, version: config.version })
     .then(function (answer) {
       if (!answer.ok) {
         note.textContent = "The chart could not be drawn: " + answer.body.error.message;
