@@ -123,7 +123,7 @@ class FileTarget:
             )
 
     def add_user(self, username: str, password: str, role: str) -> dict[str, Any]:
-        from myapp.backend import access
+        from myapp.backend.services import accounts as access
 
         with self._transaction() as cur:
             account = access.create_user(
@@ -134,7 +134,7 @@ class FileTarget:
     def update_user(
         self, username: str, *, role: str | None = None, password: str | None = None
     ) -> dict[str, Any]:
-        from myapp.backend import access
+        from myapp.backend.services import accounts as access
 
         self.require_file()
         with self._transaction() as cur:
@@ -157,7 +157,7 @@ class FileTarget:
             return [_jsonable(a.public()) for a in accounts.list_accounts(cur)]
 
     def remove_user(self, username: str) -> None:
-        from myapp.backend import access
+        from myapp.backend.services import accounts as access
 
         self.require_file()
         with self._transaction() as cur:
@@ -166,7 +166,7 @@ class FileTarget:
     def create_token(
         self, name: str, scope: str, days: int | None, user: str | None
     ) -> dict[str, Any]:
-        from myapp.backend import access
+        from myapp.backend.services import accounts as access
 
         if not user:
             fail("working on the database file, name the token's account with --user")
@@ -188,7 +188,7 @@ class FileTarget:
     def list_tokens(
         self, user: str | None, all_accounts: bool, inactive: bool
     ) -> list[dict[str, Any]]:
-        from myapp.backend import access
+        from myapp.backend.services import accounts as access
         from myapp.backend.store import tokens
 
         self.require_file()
@@ -198,7 +198,7 @@ class FileTarget:
             return [_jsonable(r.public()) for r in records]
 
     def revoke_token(self, token_id: str) -> None:
-        from myapp.backend import access
+        from myapp.backend.services import accounts as access
 
         self.require_file()
         with self._transaction() as cur:

@@ -27,7 +27,7 @@ from myapp.models.query import ExportFormatName
 from ..auth.dependencies import client_address
 from ..deps import DatabaseDep, EditorDep, SettingsDep, ViewerDep, WorkersDep
 from ..responses import export_response
-from ..store import dashboards as store
+from ..services import dashboards
 from ..store import tiles
 from ..store.exports import download_filename
 from ..store.exports import export_format as export_format_named
@@ -69,9 +69,9 @@ def list_dashboards(
     results: ResultsDep,
     q: str | None = Query(None, max_length=200, description="Search titles and descriptions."),
 ) -> dict[str, Any]:
-    dashboards = store.list_dashboards(database, q)
-    results.overlay_runs("dashboard", dashboards)
-    return {"dashboards": dashboards}
+    found = dashboards.list_dashboards(database, q)
+    results.overlay_runs("dashboard", found)
+    return {"dashboards": found}
 
 
 @router.post(
@@ -84,7 +84,7 @@ def list_dashboards(
 def create_dashboard(
     body: DashboardCreate, request: Request, actor: EditorDep, database: DatabaseDep
 ) -> JSONResponse:
-    saved = store.create_dashboard(
+    saved = dashboards.create(
         database,
         _fields(body),
         actor=actor.username,
@@ -106,7 +106,7 @@ def create_dashboard(
 def read_dashboard(
     slug: str, actor: ViewerDep, database: DatabaseDep, version: int | None = Query(None, ge=1)
 ) -> dict[str, Any]:
-    return store.get_dashboard(database, slug, version)
+    return dashboards.get_dashboard(database, slug, version)
 
 
 @router.put(
@@ -118,7 +118,7 @@ def read_dashboard(
 def update_dashboard(
     slug: str, body: DashboardUpdate, request: Request, actor: EditorDep, database: DatabaseDep
 ) -> dict[str, Any]:
-    saved, _ = store.update_dashboard(
+    saved, _ = dashboards.update(
         database,
         slug,
         _fields(body),
@@ -139,7 +139,7 @@ def update_dashboard(
 def delete_dashboard(
     slug: str, request: Request, actor: EditorDep, database: DatabaseDep
 ) -> Response:
-    store.delete_dashboard(database, slug, audit_actor=actor.audit_name, ip=client_address(request))
+    dashboards.delete(database, slug, audit_actor=actor.audit_name, ip=client_address(request))
     return Response(status_code=204)
 
 
@@ -150,7 +150,7 @@ def delete_dashboard(
     summary="The versions of a dashboard, newest first",
 )
 def list_versions(slug: str, actor: ViewerDep, database: DatabaseDep) -> dict[str, Any]:
-    return {"slug": slug, "versions": store.list_versions(database, slug)}
+    return {"slug": slug, "versions": dashboards.list_versions(database, slug)}
 
 
 @router.get(
@@ -160,7 +160,7 @@ def list_versions(slug: str, actor: ViewerDep, database: DatabaseDep) -> dict[st
     summary="One version of a dashboard",
 )
 def read_version(slug: str, version: int, actor: ViewerDep, database: DatabaseDep) -> dict:
-    return store.get_dashboard(database, slug, version)
+    return dashboards.get_dashboard(database, slug, version)
 
 
 @router.get(
@@ -176,10 +176,7 @@ def diff_versions(
     from_version: int | None = Query(None, ge=1, alias="from"),
     to_version: int | None = Query(None, ge=1, alias="to"),
 ) -> dict[str, Any]:
-    latest = store.get_dashboard(database, slug)["latest_version"]
-    after = to_version or latest
-    before = from_version or max(1, after - 1)
-    return store.diff_versions(database, slug, before, after)
+    return dashboards.diff(database, slug, from_version, to_version)
 
 
 @router.post(
@@ -196,7 +193,7 @@ def restore_version(
     database: DatabaseDep,
     body: DashboardRestore | None = None,
 ) -> dict[str, Any]:
-    saved, _ = store.restore_version(
+    saved, _ = dashboards.restore(
         database,
         slug,
         version,
@@ -224,7 +221,7 @@ def run_tile(
     settings: SettingsDep,
     results: ResultsDep,
 ) -> JSONResponse:
-    dashboard = store.get_dashboard(database, slug, body.version)
+    dashboard = dashboards.get_dashboard(database, slug, body.version)
     return fast_json(
         tiles.run_tile(
             database,
@@ -262,7 +259,7 @@ def export_tile(
     version: int | None = Query(None, ge=1),
     id: UUID | None = None,
 ) -> StreamingResponse:
-    dashboard = store.get_dashboard(database, slug, version)
+    dashboard = dashboards.get_dashboard(database, slug, version)
     saved, values = tiles.tile_export_params(
         database, dashboard, tile_id, parse_params_json(params)
     )
@@ -313,7 +310,7 @@ def parameter_choices(
     results: ResultsDep,
     version: int | None = Query(None, ge=1),
 ) -> dict[str, Any]:
-    dashboard = store.get_dashboard(database, slug, version)
+    dashboard = dashboards.get_dashboard(database, slug, version)
     return {
         "parameter": name,
         "choices": tiles.choices(

@@ -27,7 +27,7 @@ from ..deps import DatabaseDep, EditorDep, SettingsDep, ViewerDep, WorkersDep
 from ..errors import BadRequest
 from ..metrics import query_run
 from ..responses import export_response
-from ..store import queries as store
+from ..services import saved_queries
 from ..store.exports import download_filename
 from ..store.exports import export_format as export_format_named
 from ..store.usersql import charts, execute, runs
@@ -56,7 +56,7 @@ def list_queries(
     database: DatabaseDep,
     q: str | None = Query(None, max_length=200, description="Search titles and descriptions."),
 ) -> dict[str, Any]:
-    queries = store.list_queries(database, q)
+    queries = saved_queries.list_queries(database, q)
     request.app.state.results.overlay_runs("query", queries)
     return {"queries": queries}
 
@@ -81,7 +81,7 @@ def create_query(
     database: DatabaseDep,
     workers: WorkersDep,
 ) -> JSONResponse:
-    saved = store.create_query(
+    saved = saved_queries.create(
         database,
         _fields(body),
         workers=workers,
@@ -104,7 +104,7 @@ def create_query(
 def read_query(
     slug: str, actor: ViewerDep, database: DatabaseDep, version: int | None = Query(None, ge=1)
 ) -> dict[str, Any]:
-    return store.get_query(database, slug, version)
+    return saved_queries.get_query(database, slug, version)
 
 
 @router.put(
@@ -121,7 +121,7 @@ def update_query(
     database: DatabaseDep,
     workers: WorkersDep,
 ) -> dict[str, Any]:
-    saved, _ = store.update_query(
+    saved, _ = saved_queries.update(
         database,
         slug,
         _fields(body),
@@ -141,7 +141,7 @@ def update_query(
     summary="Delete a saved query and all its versions",
 )
 def delete_query(slug: str, request: Request, actor: EditorDep, database: DatabaseDep) -> Response:
-    store.delete_query(database, slug, audit_actor=actor.audit_name, ip=client_address(request))
+    saved_queries.delete(database, slug, audit_actor=actor.audit_name, ip=client_address(request))
     return Response(status_code=204)
 
 
@@ -152,7 +152,7 @@ def delete_query(slug: str, request: Request, actor: EditorDep, database: Databa
     summary="The versions of a saved query, newest first",
 )
 def list_versions(slug: str, actor: ViewerDep, database: DatabaseDep) -> dict[str, Any]:
-    return {"slug": slug, "versions": store.list_versions(database, slug)}
+    return {"slug": slug, "versions": saved_queries.list_versions(database, slug)}
 
 
 @router.get(
@@ -162,7 +162,7 @@ def list_versions(slug: str, actor: ViewerDep, database: DatabaseDep) -> dict[st
     summary="One version of a saved query",
 )
 def read_version(slug: str, version: int, actor: ViewerDep, database: DatabaseDep) -> dict:
-    return store.get_query(database, slug, version)
+    return saved_queries.get_query(database, slug, version)
 
 
 @router.get(
@@ -178,10 +178,7 @@ def diff_versions(
     from_version: int | None = Query(None, ge=1, alias="from"),
     to_version: int | None = Query(None, ge=1, alias="to"),
 ) -> dict[str, Any]:
-    latest = store.get_query(database, slug)["latest_version"]
-    after = to_version or latest
-    before = from_version or max(1, after - 1)
-    return store.diff_versions(database, slug, before, after)
+    return saved_queries.diff(database, slug, from_version, to_version)
 
 
 @router.post(
@@ -198,7 +195,7 @@ def restore_version(
     database: DatabaseDep,
     body: SavedQueryRestore | None = None,
 ) -> dict[str, Any]:
-    saved, _ = store.restore_version(
+    saved, _ = saved_queries.restore(
         database,
         slug,
         version,
@@ -225,8 +222,8 @@ def run_saved_query(
     workers: WorkersDep,
     settings: SettingsDep,
 ) -> Response:
-    saved = store.get_query(database, slug, body.version)
-    values = store.bind_saved_parameters(saved["parameters"], body.params)
+    saved = saved_queries.get_query(database, slug, body.version)
+    values = saved_queries.bind_saved_parameters(saved["parameters"], body.params)
     request.app.state.results.note_run("query", slug)
     with query_run(request, "saved"):
         result = execute.run_select(
@@ -257,11 +254,11 @@ def chart_saved_query(
     workers: WorkersDep,
     settings: SettingsDep,
 ) -> JSONResponse:
-    saved = store.get_query(database, slug, body.version)
+    saved = saved_queries.get_query(database, slug, body.version)
     chart = body.chart.model_dump() if body.chart else saved["chart"]
     if not chart:
         raise BadRequest("This saved query has no chart; send one in `chart`.", code="no_chart")
-    values = store.bind_saved_parameters(saved["parameters"], body.params)
+    values = saved_queries.bind_saved_parameters(saved["parameters"], body.params)
     return fast_json(
         charts.chart_select(
             database,
@@ -300,8 +297,8 @@ def export_saved_query(
     filename: str | None = Query(None, max_length=200),
     id: UUID | None = None,
 ) -> StreamingResponse:
-    saved = store.get_query(database, slug, version)
-    values = store.bind_saved_parameters(saved["parameters"], parse_params_json(params))
+    saved = saved_queries.get_query(database, slug, version)
+    values = saved_queries.bind_saved_parameters(saved["parameters"], parse_params_json(params))
     request.app.state.results.note_run("query", slug)
     export_format = export_format_named(format, bom=bom)
     export = execute.export_select(

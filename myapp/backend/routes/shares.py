@@ -27,10 +27,10 @@ from myapp.models.query import ExportFormatName, QueryResult
 from ..auth.dependencies import client_address
 from ..deps import DatabaseDep, EditorDep, SettingsDep, WorkersDep
 from ..errors import NotFound
+from ..services import shares
 from ..sharing import ShareDep, record_use
 from ..store import dashboards as dashboard_store
 from ..store import queries as query_store
-from ..store import shares as store
 from ..store import tiles
 from ..store.exports import export_format
 from ..store.results import run_saved
@@ -53,7 +53,7 @@ def list_shares(
     target: str | None = Query(None, max_length=100),
     mine: bool = Query(False, description="Only the links made by the caller."),
 ) -> dict[str, Any]:
-    records = store.list_shares(
+    records = shares.list_shares(
         database, kind=kind, target=target, created_by=actor.username if mine else None
     )
     return {"shares": [record.public() for record in records]}
@@ -72,7 +72,7 @@ def list_shares(
 def create_share(
     body: ShareCreate, request: Request, actor: EditorDep, database: DatabaseDep
 ) -> JSONResponse:
-    secret, record = store.create_share(
+    secret, record = shares.create(
         database,
         body.model_dump(mode="json"),
         actor=actor.username,
@@ -96,7 +96,7 @@ def create_share(
 def revoke_share(
     share_id: str, request: Request, actor: EditorDep, database: DatabaseDep
 ) -> Response:
-    store.revoke_share(database, share_id, audit_actor=actor.audit_name, ip=client_address(request))
+    shares.revoke(database, share_id, audit_actor=actor.audit_name, ip=client_address(request))
     return Response(status_code=204)
 
 
