@@ -11,7 +11,7 @@ from myapp.models.backups import BackupList, BackupPublic
 from ..auth.dependencies import client_address
 from ..deps import AdminDep, DatabaseDep, SettingsDep
 from ..store import audit
-from ..store import backups as store
+from ..store import backups as backup_store
 
 router = APIRouter(tags=["backups"])
 
@@ -25,7 +25,7 @@ router = APIRouter(tags=["backups"])
 def create_backup(
     request: Request, settings: SettingsDep, database: DatabaseDep, actor: AdminDep
 ) -> dict[str, Any]:
-    manifest = store.create_backup(database, settings)
+    manifest = backup_store.create_backup(database, settings)
     with database.transaction() as cur:
         audit.record(
             cur,
@@ -40,4 +40,4 @@ def create_backup(
 
 @router.get("/admin/backups", response_model=BackupList, summary="The backups, newest first")
 def list_backups(settings: SettingsDep, actor: AdminDep) -> dict[str, Any]:
-    return {"backups": store.list_backups(settings)}
+    return {"backups": backup_store.list_backups(settings)}

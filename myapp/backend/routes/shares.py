@@ -27,10 +27,8 @@ from myapp.models.query import ExportFormatName, QueryResult
 from ..auth.dependencies import client_address
 from ..deps import DatabaseDep, EditorDep, SettingsDep, WorkersDep
 from ..errors import NotFound
-from ..services import shares
+from ..services import dashboards, saved_queries, shares
 from ..sharing import ShareDep, record_use
-from ..store import dashboards as dashboard_store
-from ..store import queries as query_store
 from ..store import tiles
 from ..store.exports import export_format
 from ..store.results import run_saved
@@ -140,7 +138,7 @@ def run_shared(
     results: ResultsDep,
 ) -> JSONResponse:
     _query_only(share)
-    saved = query_store.get_query(database, share.target, share.version)
+    saved = saved_queries.get_query(database, share.target, share.version)
     given = tiles.with_fixed(saved["parameters"], body.params, share.params)
     result, _, _, _ = run_saved(
         database, workers, settings, results, saved, given, mode="rows", owner=None, run_id=body.id
@@ -162,7 +160,7 @@ def chart_shared(
     results: ResultsDep,
 ) -> JSONResponse:
     _query_only(share)
-    saved = query_store.get_query(database, share.target, share.version)
+    saved = saved_queries.get_query(database, share.target, share.version)
     given = tiles.with_fixed(saved["parameters"], body.params, share.params)
     result, _, _, _ = run_saved(
         database, workers, settings, results, saved, given, mode="chart", owner=None, run_id=body.id
@@ -186,9 +184,9 @@ def export_shared(
     id: UUID | None = None,
 ) -> StreamingResponse:
     _query_only(share)
-    saved = query_store.get_query(database, share.target, share.version)
+    saved = saved_queries.get_query(database, share.target, share.version)
     given = tiles.with_fixed(saved["parameters"], parse_params_json(params), share.params)
-    values = query_store.bind_saved_parameters(saved["parameters"], given)
+    values = saved_queries.bind_saved_parameters(saved["parameters"], given)
     record_use(database, share.id)
     fmt = export_format(format)
     return _export(database, workers, settings, saved, values, fmt, share.target, id, None)
@@ -210,7 +208,7 @@ def run_shared_tile(
     results: ResultsDep,
 ) -> JSONResponse:
     _dashboard_only(share)
-    dashboard = dashboard_store.get_dashboard(database, share.target, share.version)
+    dashboard = dashboards.get_dashboard(database, share.target, share.version)
     answer = tiles.run_tile(
         database,
         workers,
@@ -245,7 +243,7 @@ def export_shared_tile(
     id: UUID | None = None,
 ) -> StreamingResponse:
     _dashboard_only(share)
-    dashboard = dashboard_store.get_dashboard(database, share.target, share.version)
+    dashboard = dashboards.get_dashboard(database, share.target, share.version)
     saved, values = tiles.tile_export_params(
         database, dashboard, tile_id, parse_params_json(params), fixed=share.params
     )
@@ -271,7 +269,7 @@ def shared_choices(
     results: ResultsDep,
 ) -> dict[str, Any]:
     _dashboard_only(share)
-    dashboard = dashboard_store.get_dashboard(database, share.target, share.version)
+    dashboard = dashboards.get_dashboard(database, share.target, share.version)
     return {
         "parameter": name,
         "choices": tiles.choices(database, workers, settings, results, dashboard, name, owner=None),

@@ -10,7 +10,7 @@ from myapp.models.dashboards import value_keys
 
 from ..errors import NotFound, Unprocessable
 from ..store import dashboards as dashboard_store
-from ..store import queries as saved_query_store
+from ..store import saved_queries as saved_query_store
 from ..store.dashboards import diff_versions, get_dashboard, list_dashboards
 from ..store.database import Database
 from . import versions

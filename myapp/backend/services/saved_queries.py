@@ -9,9 +9,9 @@ from typing import Any
 import duckdb
 
 from ..errors import Unprocessable
-from ..store import queries as saved_query_store
+from ..store import saved_queries as saved_query_store
 from ..store.database import Database
-from ..store.queries import bind_saved_parameters, diff_versions, get_query, list_queries
+from ..store.saved_queries import bind_saved_parameters, diff_versions, get_query, list_queries
 from ..store.usersql.execute import check_sql
 from ..store.usersql.workers import Workers
 from . import versions

@@ -20,7 +20,7 @@ from myapp.models.dashboards import value_keys, value_type
 
 from ..errors import NotFound
 from . import dashboards as dashboard_store
-from . import queries as query_store
+from . import saved_queries as saved_query_store
 from .database import Database
 from .sql import internal
 
@@ -74,7 +74,7 @@ def hash_secret(secret: str) -> str:
 def target_predates(database: Database, share: ShareRecord) -> bool:
     """Whether the link's target exists and was made before the link (a target deleted and
     made again under the same slug is another one)."""
-    tables = dashboard_store.TABLES if share.kind == "dashboard" else query_store.TABLES
+    tables = dashboard_store.TABLES if share.kind == "dashboard" else saved_query_store.TABLES
     with database.cursor() as cur:
         created_at = tables.created_at(cur, share.target)
     return created_at is not None and created_at <= share.created_at
@@ -118,7 +118,7 @@ def list_shares(
 def fixable_keys(database: Database, kind: str, target: str, version: int | None) -> dict[str, str]:
     """The parameter keys a link to this target may fix, with each one's value type."""
     if kind == "query":
-        saved = query_store.get_query(database, target, version)
+        saved = saved_query_store.get_query(database, target, version)
         return {p["name"]: p["type"] for p in saved["parameters"]}
     dashboard = dashboard_store.get_dashboard(database, target, version)
     return {key: value_type(p) for p in dashboard["parameters"] for key in value_keys(p)}
