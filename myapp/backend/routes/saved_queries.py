@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
@@ -15,12 +16,12 @@ from myapp.models.queries import (
     SavedQueryDiff,
     SavedQueryList,
     SavedQueryPublic,
-    SavedQueryRestore,
     SavedQueryRun,
     SavedQueryUpdate,
     SavedQueryVersions,
 )
 from myapp.models.query import MAX_CHART_POINTS, ChartData, ExportFormatName, QueryResult
+from myapp.settings import Settings
 
 from ..auth.dependencies import client_address
 from ..deps import DatabaseDep, EditorDep, SettingsDep, ViewerDep, WorkersDep
@@ -28,10 +29,13 @@ from ..errors import BadRequest
 from ..metrics import query_run
 from ..responses import export_response
 from ..services import saved_queries
-from ..store.exports import download_filename
+from ..store.database import Database
+from ..store.exports import ExportFormat, download_filename
 from ..store.exports import export_format as export_format_named
 from ..store.usersql import charts, execute, runs
+from ..store.usersql.workers import Workers
 from .query import fast_json, json_bytes, parse_params_json
+from .versions import add_version_routes
 
 router = APIRouter(tags=["queries"])
 
@@ -134,77 +138,18 @@ def update_query(
     return saved
 
 
-@router.delete(
-    "/queries/{slug}",
-    status_code=204,
-    responses=_NOT_FOUND,
-    summary="Delete a saved query and all its versions",
+add_version_routes(
+    router,
+    saved_queries.SAVED_QUERIES,
+    path="/queries",
+    label="saved query",
+    public_model=SavedQueryPublic,
+    versions_model=SavedQueryVersions,
+    diff_model=SavedQueryDiff,
+    not_found=_NOT_FOUND,
+    restore_errors={**_NOT_FOUND, 409: {"model": ErrorBody, "description": "Edited meanwhile"}},
+    delete_name="delete_query",
 )
-def delete_query(slug: str, request: Request, actor: EditorDep, database: DatabaseDep) -> Response:
-    saved_queries.delete(database, slug, audit_actor=actor.audit_name, ip=client_address(request))
-    return Response(status_code=204)
-
-
-@router.get(
-    "/queries/{slug}/versions",
-    response_model=SavedQueryVersions,
-    responses=_NOT_FOUND,
-    summary="The versions of a saved query, newest first",
-)
-def list_versions(slug: str, actor: ViewerDep, database: DatabaseDep) -> dict[str, Any]:
-    return {"slug": slug, "versions": saved_queries.list_versions(database, slug)}
-
-
-@router.get(
-    "/queries/{slug}/versions/{version}",
-    response_model=SavedQueryPublic,
-    responses=_NOT_FOUND,
-    summary="One version of a saved query",
-)
-def read_version(slug: str, version: int, actor: ViewerDep, database: DatabaseDep) -> dict:
-    return saved_queries.get_query(database, slug, version)
-
-
-@router.get(
-    "/queries/{slug}/diff",
-    response_model=SavedQueryDiff,
-    responses=_NOT_FOUND,
-    summary="Two versions of a saved query side by side (default: the latest two)",
-)
-def diff_versions(
-    slug: str,
-    actor: ViewerDep,
-    database: DatabaseDep,
-    from_version: int | None = Query(None, ge=1, alias="from"),
-    to_version: int | None = Query(None, ge=1, alias="to"),
-) -> dict[str, Any]:
-    return saved_queries.diff(database, slug, from_version, to_version)
-
-
-@router.post(
-    "/queries/{slug}/versions/{version}/restore",
-    response_model=SavedQueryPublic,
-    responses={**_NOT_FOUND, 409: {"model": ErrorBody, "description": "Edited meanwhile"}},
-    summary="Restore an old version: saves its content as a new version (audited)",
-)
-def restore_version(
-    slug: str,
-    version: int,
-    request: Request,
-    actor: EditorDep,
-    database: DatabaseDep,
-    body: SavedQueryRestore | None = None,
-) -> dict[str, Any]:
-    saved, _ = saved_queries.restore(
-        database,
-        slug,
-        version,
-        base_version=body.base_version if body else None,
-        actor=actor.username,
-        audit_actor=actor.audit_name,
-        ip=client_address(request),
-    )
-    return saved
 
 
 @router.post(
@@ -300,17 +245,43 @@ def export_saved_query(
     saved = saved_queries.get_query(database, slug, version)
     values = saved_queries.bind_saved_parameters(saved["parameters"], parse_params_json(params))
     request.app.state.results.note_run("query", slug)
-    export_format = export_format_named(format, bom=bom)
+    stem = filename or (slug if version is None else f"{slug}-v{version}")
+    return export_saved(
+        database,
+        workers,
+        settings,
+        saved,
+        values,
+        export_format_named(format, bom=bom),
+        stem=stem,
+        run_id=id,
+        owner=actor.username,
+    )
+
+
+def export_saved(
+    database: Database,
+    workers: Workers,
+    settings: Settings,
+    saved: Mapping[str, Any],
+    values: Mapping[str, Any],
+    fmt: ExportFormat,
+    *,
+    stem: str,
+    run_id: UUID | None,
+    owner: str | None,
+) -> StreamingResponse:
+    """The whole result of a saved query (no row cap) as a download named `stem`; the export
+    routes of saved queries, dashboard tiles and share links all answer this way."""
     export = execute.export_select(
         database,
         workers,
         settings,
         sql=saved["sql"],
-        params=values,
-        fmt=export_format,
+        params=dict(values),
+        fmt=fmt,
         timeout_ms=None,
-        run_id=runs.new_run_id(id),
-        owner=actor.username,
+        run_id=runs.new_run_id(run_id),
+        owner=owner,
     )
-    stem = filename or (slug if version is None else f"{slug}-v{version}")
-    return export_response(export, download_filename(stem, export_format))
+    return export_response(export, download_filename(stem, fmt))

@@ -34,7 +34,13 @@ DASHBOARDS = versions.Versioned(
     get=get_dashboard,
     to_values=dashboard_store.to_values,
     slugify=saved_query_store.slugify,
+    differ=diff_versions,
+    check=lambda database, fields: check_fields(database, fields),
 )
+restore = DASHBOARDS.restore
+delete = DASHBOARDS.delete
+list_versions = DASHBOARDS.list_versions
+diff = DASHBOARDS.diff
 
 
 def _assign_tile_ids(tiles: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -108,9 +114,7 @@ def create(
 ) -> dict[str, Any]:
     fields = _with_tile_ids(fields)
     check_fields(database, fields)
-    return versions.create(
-        DASHBOARDS, database, fields, actor=actor, audit_actor=audit_actor, ip=ip
-    )
+    return DASHBOARDS.create(database, fields, actor=actor, audit_actor=audit_actor, ip=ip)
 
 
 def _same(current: Mapping[str, Any], fields: Mapping[str, Any]) -> bool:
@@ -127,8 +131,7 @@ def update(
     audit_actor: str | None,
     ip: str | None,
 ) -> tuple[dict[str, Any], bool]:
-    return versions.update(
-        DASHBOARDS,
+    return DASHBOARDS.update(
         database,
         slug,
         _with_tile_ids(fields),
@@ -137,42 +140,4 @@ def update(
         audit_actor=audit_actor,
         ip=ip,
         same=_same,
-        check=lambda checked: check_fields(database, checked),
     )
-
-
-def restore(
-    database: Database,
-    slug: str,
-    version: int,
-    *,
-    base_version: int | None,
-    actor: str | None,
-    audit_actor: str | None,
-    ip: str | None,
-) -> tuple[dict[str, Any], bool]:
-    """As for saved queries; the old version is checked like an edit: a tile whose query was
-    deleted since is a 422."""
-    return versions.restore(
-        DASHBOARDS,
-        database,
-        slug,
-        version,
-        base_version=base_version,
-        actor=actor,
-        audit_actor=audit_actor,
-        ip=ip,
-        check=lambda checked: check_fields(database, checked),
-    )
-
-
-def delete(database: Database, slug: str, *, audit_actor: str | None, ip: str | None) -> None:
-    versions.delete(DASHBOARDS, database, slug, audit_actor=audit_actor, ip=ip)
-
-
-def list_versions(database: Database, slug: str) -> list[dict[str, Any]]:
-    return dashboard_store.list_versions(database, slug)
-
-
-def diff(database: Database, slug: str, before: int | None, after: int | None) -> dict[str, Any]:
-    return versions.diff(DASHBOARDS, diff_versions, database, slug, before, after)

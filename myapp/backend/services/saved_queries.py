@@ -35,7 +35,12 @@ SAVED_QUERIES = versions.Versioned(
     get=get_query,
     to_values=saved_query_store.to_values,
     slugify=saved_query_store.slugify,
+    differ=diff_versions,
 )
+restore = SAVED_QUERIES.restore
+delete = SAVED_QUERIES.delete
+list_versions = SAVED_QUERIES.list_versions
+diff = SAVED_QUERIES.diff
 
 
 def check_fields(database: Database, workers: Workers, fields: Mapping[str, Any]) -> None:
@@ -76,8 +81,7 @@ def create(
         if fields.get("if_title_exists") == "error":
             saved_query_store.refuse_title_taken(cur, fields["title"], other_than=None)
 
-    return versions.create(
-        SAVED_QUERIES,
+    return SAVED_QUERIES.create(
         database,
         fields,
         actor=actor,
@@ -106,8 +110,7 @@ def update(
         if fields.get("if_title_exists") == "error" and fields["title"] != current["title"]:
             saved_query_store.refuse_title_taken(cur, fields["title"], other_than=slug)
 
-    return versions.update(
-        SAVED_QUERIES,
+    return SAVED_QUERIES.update(
         database,
         slug,
         fields,
@@ -118,37 +121,3 @@ def update(
         same=_same,
         before=title_free,
     )
-
-
-def restore(
-    database: Database,
-    slug: str,
-    version: int,
-    *,
-    base_version: int | None,
-    actor: str | None,
-    audit_actor: str | None,
-    ip: str | None,
-) -> tuple[dict[str, Any], bool]:
-    return versions.restore(
-        SAVED_QUERIES,
-        database,
-        slug,
-        version,
-        base_version=base_version,
-        actor=actor,
-        audit_actor=audit_actor,
-        ip=ip,
-    )
-
-
-def delete(database: Database, slug: str, *, audit_actor: str | None, ip: str | None) -> None:
-    versions.delete(SAVED_QUERIES, database, slug, audit_actor=audit_actor, ip=ip)
-
-
-def list_versions(database: Database, slug: str) -> list[dict[str, Any]]:
-    return saved_query_store.list_versions(database, slug)
-
-
-def diff(database: Database, slug: str, before: int | None, after: int | None) -> dict[str, Any]:
-    return versions.diff(SAVED_QUERIES, diff_versions, database, slug, before, after)

@@ -14,6 +14,7 @@ from ..errors import BadRequest
 from ..store import audit
 from ..store import shares as share_store
 from ..store.database import Database
+from ..store.saved_queries import invalid_parameters
 from ..store.shares import ShareRecord, list_shares
 
 __all__ = ["create", "list_shares", "revoke"]
@@ -48,12 +49,7 @@ def create(
         except ParameterValueError as exc:
             problems[name] = str(exc)
     if problems:
-        first = next(iter(problems))
-        raise BadRequest(
-            f"The parameter {first} is not valid: {problems[first]}.",
-            code="invalid_parameter",
-            detail={"parameters": problems},
-        )
+        raise invalid_parameters(problems)
     now = datetime.now(UTC)
     days = fields.get("expires_in_days")
     expires_at = now + timedelta(days=days) if days else None

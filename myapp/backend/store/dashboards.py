@@ -17,9 +17,10 @@ from myapp.models.queries import ParameterValueError, coerce_parameter, paramete
 
 from ..errors import BadRequest, NotFound
 from .database import Database
+from .saved_queries import invalid_parameters, unknown_parameters
 from .sql import internal
 from .textdiff import side_by_side
-from .versioned import VersionedTables, escape_like
+from .versioned import VersionedTables
 
 DASHBOARDS = internal("dashboards")
 VERSIONS = internal("dashboard_versions")
@@ -69,28 +70,7 @@ def get_dashboard(database: Database, slug: str, version: int | None = None) -> 
 
 def list_dashboards(database: Database, search: str | None = None) -> list[dict[str, Any]]:
     with database.cursor() as cur:
-        rows = cur.execute(
-            "SELECT d.slug, d.version, v.title, v.description, json_array_length(v.tiles), "
-            "d.created_at, v.created_at, v.created_by, d.last_run_at, coalesce(d.run_count, 0) "
-            f"FROM {DASHBOARDS} d JOIN {VERSIONS} v "
-            "ON v.slug = d.slug AND v.version = d.version "
-            "WHERE $q IS NULL OR v.title ILIKE $pattern OR v.description ILIKE $pattern "
-            "OR d.slug ILIKE $pattern ORDER BY lower(v.title), d.slug",
-            {"q": search or None, "pattern": f"%{escape_like(search or '')}%"},
-        ).fetchall()
-    keys = (
-        "slug",
-        "version",
-        "title",
-        "description",
-        "tile_count",
-        "created_at",
-        "updated_at",
-        "updated_by",
-        "last_run_at",
-        "run_count",
-    )
-    return [dict(zip(keys, row, strict=True)) for row in rows]
+        return TABLES.list_latest(cur, {"tile_count": "json_array_length(v.tiles)"}, search)
 
 
 def list_versions(database: Database, slug: str) -> list[dict[str, Any]]:
@@ -159,13 +139,7 @@ def bind_dashboard_values(
             declared[key] = (parameter, index if parameter["type"] == "daterange" else None)
     unknown = [key for key in given if key not in declared]
     if unknown:
-        raise BadRequest(
-            f"The dashboard has no parameter {', '.join(unknown)}; its parameters are: "
-            + (", ".join(declared) or "none")
-            + ".",
-            code="unknown_parameter",
-            detail={"unknown": unknown, "parameters": list(declared)},
-        )
+        raise unknown_parameters("The dashboard", unknown, list(declared))
     values: dict[str, Any] = {}
     problems: dict[str, str] = {}
     for key, (parameter, index) in declared.items():
@@ -198,12 +172,7 @@ def bind_dashboard_values(
         except ParameterValueError as exc:
             problems[key] = str(exc)
     if problems:
-        first = next(iter(problems))
-        raise BadRequest(
-            f"The parameter {first} is not valid: {problems[first]}.",
-            code="invalid_parameter",
-            detail={"parameters": problems},
-        )
+        raise invalid_parameters(problems)
     return values
 
 

@@ -21,7 +21,7 @@ from ..errors import BadRequest, Conflict
 from .database import Database
 from .sql import internal
 from .textdiff import side_by_side
-from .versioned import VersionedTables, escape_like
+from .versioned import VersionedTables
 
 QUERIES = internal("saved_queries")
 VERSIONS = internal("saved_query_versions")
@@ -90,31 +90,14 @@ def get_query(database: Database, slug: str, version: int | None = None) -> dict
 
 def list_queries(database: Database, search: str | None = None) -> list[dict[str, Any]]:
     with database.cursor() as cur:
-        rows = cur.execute(
-            f"SELECT q.slug, q.version, v.title, v.description, "
-            "json_array_length(v.parameters), v.chart IS NOT NULL, q.created_at, v.created_at, "
-            "v.created_by, q.last_run_at, coalesce(q.run_count, 0) "
-            f"FROM {QUERIES} q JOIN {VERSIONS} v "
-            "ON v.slug = q.slug AND v.version = q.version "
-            "WHERE $q IS NULL OR v.title ILIKE $pattern OR v.description ILIKE $pattern "
-            "OR q.slug ILIKE $pattern "
-            "ORDER BY lower(v.title), q.slug",
-            {"q": search or None, "pattern": f"%{escape_like(search or '')}%"},
-        ).fetchall()
-    keys = (
-        "slug",
-        "version",
-        "title",
-        "description",
-        "parameter_count",
-        "has_chart",
-        "created_at",
-        "updated_at",
-        "updated_by",
-        "last_run_at",
-        "run_count",
-    )
-    return [dict(zip(keys, row, strict=True)) for row in rows]
+        return TABLES.list_latest(
+            cur,
+            {
+                "parameter_count": "json_array_length(v.parameters)",
+                "has_chart": "v.chart IS NOT NULL",
+            },
+            search,
+        )
 
 
 def list_versions(database: Database, slug: str) -> list[dict[str, Any]]:
@@ -175,13 +158,7 @@ def bind_saved_parameters(
     declared = {p["name"]: p for p in parameters}
     unknown = [name for name in given if name not in declared]
     if unknown:
-        raise BadRequest(
-            f"The query has no parameter {', '.join(unknown)}; its parameters are: "
-            + (", ".join(declared) or "none")
-            + ".",
-            code="unknown_parameter",
-            detail={"unknown": unknown, "parameters": list(declared)},
-        )
+        raise unknown_parameters("The query", unknown, list(declared))
     values: dict[str, Any] = {}
     problems: dict[str, str] = {}
     for name, parameter in declared.items():
@@ -197,10 +174,26 @@ def bind_saved_parameters(
         except ParameterValueError as exc:
             problems[name] = str(exc)
     if problems:
-        first = next(iter(problems))
-        raise BadRequest(
-            f"The parameter {first} is not valid: {problems[first]}.",
-            code="invalid_parameter",
-            detail={"parameters": problems},
-        )
+        raise invalid_parameters(problems)
     return values
+
+
+def unknown_parameters(owner: str, unknown: list[str], declared: list[str]) -> BadRequest:
+    """`owner` ("The query") has none of the parameters named `unknown`."""
+    return BadRequest(
+        f"{owner} has no parameter {', '.join(unknown)}; its parameters are: "
+        + (", ".join(declared) or "none")
+        + ".",
+        code="unknown_parameter",
+        detail={"unknown": unknown, "parameters": declared},
+    )
+
+
+def invalid_parameters(problems: dict[str, str]) -> BadRequest:
+    """Values that do not fit their parameters' types, by parameter; the first one is told."""
+    first = next(iter(problems))
+    return BadRequest(
+        f"The parameter {first} is not valid: {problems[first]}.",
+        code="invalid_parameter",
+        detail={"parameters": problems},
+    )

@@ -59,6 +59,34 @@ class VersionedTables:
         ).fetchone()
         return row[0] if row else None
 
+    def list_latest(
+        self, cur: duckdb.DuckDBPyConnection, extra: Mapping[str, str], search: str | None
+    ) -> list[dict[str, Any]]:
+        """Every thing at its latest version, by title, with the `extra` keys (SQL over h and v)
+        after its description; `search` looks in titles, descriptions and slugs."""
+        rows = cur.execute(
+            f"SELECT h.slug, h.version, v.title, v.description, {', '.join(extra.values())}, "
+            "h.created_at, v.created_at, v.created_by, h.last_run_at, coalesce(h.run_count, 0) "
+            f"FROM {self.head} h JOIN {self.versions} v "
+            "ON v.slug = h.slug AND v.version = h.version "
+            "WHERE $q IS NULL OR v.title ILIKE $pattern OR v.description ILIKE $pattern "
+            "OR h.slug ILIKE $pattern ORDER BY lower(v.title), h.slug",
+            {"q": search or None, "pattern": f"%{escape_like(search or '')}%"},
+        ).fetchall()
+        keys = (
+            "slug",
+            "version",
+            "title",
+            "description",
+            *extra,
+            "created_at",
+            "updated_at",
+            "updated_by",
+            "last_run_at",
+            "run_count",
+        )
+        return [dict(zip(keys, row, strict=True)) for row in rows]
+
     def list_versions(self, cur: duckdb.DuckDBPyConnection, slug: str) -> list[dict[str, Any]]:
         rows = cur.execute(
             f"SELECT version, title, created_at, created_by FROM {self.versions} "
