@@ -61,12 +61,30 @@ _OPTION_DOCS = {
     "types": 'explicit column types: {"col": "DATE"} or col:DATE,other:BIGINT',
 }
 
+# The raw-body upload reads its options from the query string with the same parser as the
+# form's fields (parse_options, which also takes aliases such as `sep`); they are documented
+# here rather than declared as parameters the handler would not read.
 _RAW_BODY = {
     "requestBody": {
         "required": True,
         "description": "The file itself, sent as the raw request body (streamed to disk).",
         "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
-    }
+    },
+    "parameters": [
+        {
+            "name": key,
+            "in": "query",
+            "required": False,
+            "schema": {"type": "string", **({"default": "create"} if key == "mode" else {})},
+            "description": text,
+        }
+        for key, text in {
+            **_OPTION_DOCS,
+            "filename": "the original file name (for the catalog and format)",
+            "sheet": "a workbook's sheet to read (name or 1-based number); the first by default",
+            "skip": "lines to skip before the table; detected",
+        }.items()
+    ],
 }
 
 _MULTIPART_BODY = {
@@ -214,18 +232,6 @@ async def put_dataset(
     settings: SettingsDep,
     database: DatabaseDep,
     actor: EditorDep,
-    mode: Annotated[str, Query(description=_OPTION_DOCS["mode"])] = "create",
-    format: Annotated[str | None, Query(description=_OPTION_DOCS["format"])] = None,
-    filename: Annotated[
-        str | None, Query(description="the original file name (for the catalog and format)")
-    ] = None,
-    delimiter: Annotated[str | None, Query(description=_OPTION_DOCS["delimiter"])] = None,
-    header: Annotated[str | None, Query(description=_OPTION_DOCS["header"])] = None,
-    quote: Annotated[str | None, Query(description=_OPTION_DOCS["quote"])] = None,
-    escape: Annotated[str | None, Query(description=_OPTION_DOCS["escape"])] = None,
-    encoding: Annotated[str | None, Query(description=_OPTION_DOCS["encoding"])] = None,
-    nullstr: Annotated[str | None, Query(description=_OPTION_DOCS["nullstr"])] = None,
-    types: Annotated[str | None, Query(description=_OPTION_DOCS["types"])] = None,
 ) -> Response:
     """The file is the request body; it is written to disk as it arrives, never held whole."""
     return await _ingest(
