@@ -166,7 +166,7 @@ class FileTarget:
     def create_token(
         self, name: str, scope: str, days: int | None, user: str | None
     ) -> dict[str, Any]:
-        from myapp.backend.services import accounts as access
+        from myapp.backend.services import tokens as access
 
         if not user:
             fail("working on the database file, name the token's account with --user")
@@ -198,7 +198,7 @@ class FileTarget:
             return [_jsonable(r.public()) for r in records]
 
     def revoke_token(self, token_id: str) -> None:
-        from myapp.backend.services import accounts as access
+        from myapp.backend.services import tokens as access
 
         self.require_file()
         with self._transaction() as cur:

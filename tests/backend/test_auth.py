@@ -13,6 +13,7 @@ import pytest
 
 from myapp.backend.auth.tokens import new_secret
 from myapp.backend.services import accounts as account_service
+from myapp.backend.services import tokens as token_service
 from myapp.backend.store import tokens as token_store
 from myapp.backend.store.database import Database
 from myapp.settings import load_settings
@@ -456,7 +457,7 @@ def test_expired_tokens_and_sessions_are_refused(start_server, tmp_path):
                 expires_at=datetime.now(UTC) - timedelta(minutes=1),
             )
             secrets[kind] = secret
-        fresh, _ = account_service.create_token(
+        fresh, _ = token_service.create_token(
             cur,
             owner=account,
             name="fresh",

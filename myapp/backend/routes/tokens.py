@@ -11,7 +11,7 @@ from myapp.models.auth import TokenCreate, TokenCreated, TokenList, TokenPublic
 
 from ..auth.dependencies import client_address
 from ..deps import DatabaseDep, ViewerDep
-from ..services import accounts
+from ..services import tokens
 
 router = APIRouter(tags=["tokens"])
 
@@ -26,7 +26,7 @@ router = APIRouter(tags=["tokens"])
 def create_token(
     body: TokenCreate, actor: ViewerDep, request: Request, database: DatabaseDep
 ) -> TokenCreated:
-    secret, created = accounts.add_token(
+    secret, created = tokens.add_token(
         database,
         actor,
         username=body.username,
@@ -47,7 +47,7 @@ def list_tokens(
     kind: Literal["api", "session"] = Query("api", description="API tokens or sign-ins."),
     include_inactive: bool = Query(False, description="Also revoked and expired ones."),
 ) -> TokenList:
-    records = accounts.list_tokens(
+    records = tokens.list_tokens(
         database,
         actor,
         username=username,
@@ -70,5 +70,5 @@ def list_tokens(
 def revoke_token(
     token_id: str, actor: ViewerDep, request: Request, database: DatabaseDep
 ) -> Response:
-    accounts.end_token(database, actor, token_id, ip=client_address(request))
+    tokens.end_token(database, actor, token_id, ip=client_address(request))
     return Response(status_code=204)

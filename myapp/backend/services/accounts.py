@@ -1,9 +1,9 @@
-"""Accounts and tokens: their rules, audit lines and transactions.
+"""Accounts: their rules, audit lines and transactions; signing in and out.
 
 Shared by the API routes, the backend's start (MYAPP_ADMIN_PASSWORD) and the CLI when it works
 on a stopped backend's database file, so all enforce the same rules: at least one admin
-remains, a token's scope never exceeds its account's role, a new password ends the sign-ins
-made with the old one, every change is audited in the same transaction.
+remains, a new password ends the sign-ins made with the old one, every change is audited in
+the same transaction. API tokens are in tokens.py.
 
 The functions taking a cursor work inside the caller's transaction (the CLI opens its own on
 the file); the others open one on the backend's database.
@@ -12,18 +12,18 @@ the file); the others open one on the backend's database.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import duckdb
 
 from myapp.models import usernames
 
-from ..auth.actor import ROLE_RANK, ROLES, Actor
+from ..auth.actor import Actor
 from ..auth.authenticator import Authenticator, unauthorized
 from ..auth.limiter import LoginLimiter
 from ..auth.passwords import hash_password, needs_rehash, verify_password
 from ..auth.tokens import SESSION_TTL, issue_token
-from ..errors import BadRequest, Conflict, Forbidden, NotFound, TooManyRequests
+from ..errors import BadRequest, Conflict, NotFound, TooManyRequests
 from ..store import accounts as account_store
 from ..store import tokens as token_store
 from ..store.audit import record
@@ -191,76 +191,6 @@ def remove_user(
     )
 
 
-def create_token(
-    cur: duckdb.DuckDBPyConnection,
-    *,
-    owner: account_store.Account,
-    name: str,
-    scope: str,
-    expires_in_days: int | None,
-    actor: str,
-    actor_role: str,
-    ip: str | None,
-) -> tuple[str, token_store.TokenRecord]:
-    """A new API token for `owner`; returns (secret, record). The secret is shown once."""
-    limit = min(owner.role, actor_role, key=ROLE_RANK.__getitem__)
-    if ROLE_RANK[scope] > ROLE_RANK[limit]:
-        allowed = [role for role in ROLES if ROLE_RANK[role] <= ROLE_RANK[limit]]
-        raise Forbidden(
-            f"A token's scope cannot exceed the role behind it ({limit}); "
-            f"choose {' or '.join(allowed)}.",
-            code="scope_too_wide",
-            detail={"max_scope": limit},
-        )
-    expires_at = datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days else None
-    secret, created = issue_token(
-        cur, owner.id, kind="api", name=name, scope=scope, expires_at=expires_at
-    )
-    record(
-        cur,
-        actor=actor,
-        action="token.created",
-        target=owner.username,
-        ip=ip,
-        detail={
-            "id": created.id,
-            "name": name,
-            "scope": scope,
-            "expires_at": expires_at.isoformat() if expires_at else None,
-        },
-    )
-    return secret, created
-
-
-def revoke_token(
-    cur: duckdb.DuckDBPyConnection,
-    token_id: str,
-    *,
-    caller: Actor | None,
-    actor: str,
-    ip: str | None,
-) -> token_store.TokenRecord:
-    """Revoke a token; `caller` None means the CLI on the database file (may revoke any)."""
-    found = token_store.get_token(cur, token_id)
-    if found is None:
-        raise NotFound(f"There is no token with id {token_id!r}.", code="token_not_found")
-    if caller is not None and caller.role != "admin" and found.username != caller.username:
-        raise Forbidden("Only an admin can revoke another account's token.", code="not_your_token")
-    if found.revoked_at is None:
-        token_store.revoke_token(cur, token_id)
-        record(
-            cur,
-            actor=actor,
-            action="token.revoked",
-            target=found.username,
-            ip=ip,
-            detail={"id": found.id, "name": found.name, "kind": found.kind},
-        )
-    updated = token_store.get_token(cur, token_id)
-    assert updated is not None
-    return updated
-
-
 # -- the API's account management (one transaction each) ---------------------------------------
 def add_account(
     database: Database,
@@ -318,78 +248,6 @@ def remove_account(
     with database.transaction() as cur:
         remove_user(cur, username, actor=actor, ip=ip, has_admin_token=auth.has_admin_token)
         auth.accounts_changed(cur)
-
-
-# -- the API's tokens ---------------------------------------------------------------------------
-def token_owner(actor: Actor, requested: str | None) -> str:
-    """Whose tokens a caller manages: their own, or (admins) the account they name."""
-    if requested is not None and requested.lower() != (actor.username or ""):
-        if actor.role != "admin":
-            raise Forbidden(
-                "Only an admin can manage another account's tokens.", code="not_your_account"
-            )
-        return requested
-    if actor.username is None:
-        raise BadRequest(
-            "Tokens belong to accounts, and this caller has none (open mode or the admin "
-            "token); name the account in 'username', creating it first if needed.",
-            code="no_account",
-        )
-    return actor.username
-
-
-def add_token(
-    database: Database,
-    caller: Actor,
-    *,
-    username: str | None,
-    name: str,
-    scope: str,
-    expires_in_days: int | None,
-    ip: str | None,
-) -> tuple[str, token_store.TokenRecord]:
-    owner_name = token_owner(caller, username)
-    with database.transaction() as cur:
-        owner = get_account_or_404(cur, owner_name)
-        return create_token(
-            cur,
-            owner=owner,
-            name=name,
-            scope=scope,
-            expires_in_days=expires_in_days,
-            actor=caller.audit_name,
-            actor_role=caller.role,
-            ip=ip,
-        )
-
-
-def list_tokens(
-    database: Database,
-    caller: Actor,
-    *,
-    username: str | None,
-    all_accounts: bool,
-    kind: str,
-    include_inactive: bool,
-) -> list[token_store.TokenRecord]:
-    with database.cursor() as cur:
-        if all_accounts and caller.role != "admin":
-            raise Forbidden(
-                "Only an admin can list every account's tokens.", code="not_your_account"
-            )
-        if all_accounts or (username is None and caller.username is None and caller.can("admin")):
-            # Open mode and the admin token have no account of their own: they see everyone's.
-            account_id = None
-        else:
-            account_id = get_account_or_404(cur, token_owner(caller, username)).id
-        return token_store.list_tokens(
-            cur, account_id=account_id, kind=kind, include_inactive=include_inactive
-        )
-
-
-def end_token(database: Database, caller: Actor, token_id: str, *, ip: str | None) -> None:
-    with database.transaction() as cur:
-        revoke_token(cur, token_id, caller=caller, actor=caller.audit_name, ip=ip)
 
 
 # -- signing in and out -------------------------------------------------------------------------
