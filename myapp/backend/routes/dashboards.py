@@ -31,7 +31,7 @@ from ..store.exports import export_format as export_format_named
 from ..store.results import ResultCache
 from .query import fast_json, parse_params_json
 from .saved_queries import export_saved
-from .versions import add_version_routes
+from .versions import add_version_routes, created
 
 router = APIRouter(tags=["dashboards"])
 
@@ -89,22 +89,7 @@ def create_dashboard(
         audit_actor=actor.audit_name,
         ip=client_address(request),
     )
-    public = DashboardPublic.model_validate(saved).model_dump(mode="json")
-    return JSONResponse(
-        public, status_code=201, headers={"Location": f"/api/dashboards/{saved['slug']}"}
-    )
-
-
-@router.get(
-    "/dashboards/{slug}",
-    response_model=DashboardPublic,
-    responses=_NOT_FOUND,
-    summary="A dashboard, its latest version or the one asked for",
-)
-def read_dashboard(
-    slug: str, actor: ViewerDep, database: DatabaseDep, version: int | None = Query(None, ge=1)
-) -> dict[str, Any]:
-    return dashboards.get_dashboard(database, slug, version)
+    return created(DashboardPublic, saved, "/dashboards")
 
 
 @router.put(
@@ -138,6 +123,7 @@ add_version_routes(
     diff_model=DashboardDiff,
     not_found=_NOT_FOUND,
     restore_errors={**_NOT_FOUND, **_SAVE_ERRORS},
+    read_name="read_dashboard",
     delete_name="delete_dashboard",
 )
 

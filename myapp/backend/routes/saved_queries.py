@@ -35,7 +35,7 @@ from ..store.exports import export_format as export_format_named
 from ..store.usersql import charts, execute, runs
 from ..store.usersql.workers import Workers
 from .query import fast_json, json_bytes, parse_params_json
-from .versions import add_version_routes
+from .versions import add_version_routes, created
 
 router = APIRouter(tags=["queries"])
 
@@ -93,22 +93,7 @@ def create_query(
         audit_actor=actor.audit_name,
         ip=client_address(request),
     )
-    public = SavedQueryPublic.model_validate(saved).model_dump(mode="json")
-    return JSONResponse(
-        public, status_code=201, headers={"Location": f"/api/queries/{saved['slug']}"}
-    )
-
-
-@router.get(
-    "/queries/{slug}",
-    response_model=SavedQueryPublic,
-    responses=_NOT_FOUND,
-    summary="A saved query, its latest version or the one asked for",
-)
-def read_query(
-    slug: str, actor: ViewerDep, database: DatabaseDep, version: int | None = Query(None, ge=1)
-) -> dict[str, Any]:
-    return saved_queries.get_query(database, slug, version)
+    return created(SavedQueryPublic, saved, "/queries")
 
 
 @router.put(
@@ -148,6 +133,7 @@ add_version_routes(
     diff_model=SavedQueryDiff,
     not_found=_NOT_FOUND,
     restore_errors={**_NOT_FOUND, 409: {"model": ErrorBody, "description": "Edited meanwhile"}},
+    read_name="read_query",
     delete_name="delete_query",
 )
 

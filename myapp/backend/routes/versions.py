@@ -1,5 +1,5 @@
-"""The routes of everything kept in numbered versions (saved queries, dashboards): delete it,
-list its versions, read one, compare two, restore one as a new version.
+"""The routes of everything kept in numbered versions (saved queries, dashboards): read it,
+delete it, list its versions, read one, compare two, restore one as a new version.
 
 No `from __future__ import annotations` here: FastAPI reads the annotations of the handlers,
 and those name the models a resource passes in.
@@ -8,12 +8,22 @@ and those name the models a resource passes in.
 from typing import Any
 
 from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from myapp.models.queries import SavedQueryRestore
 
 from ..auth.dependencies import client_address
 from ..deps import DatabaseDep, EditorDep, ViewerDep
 from ..services.versions import Versioned
+
+
+def created(model: type[BaseModel], saved: dict[str, Any], path: str) -> JSONResponse:
+    """201 with the new thing, and its address in Location."""
+    public = model.model_validate(saved).model_dump(mode="json")
+    return JSONResponse(
+        public, status_code=201, headers={"Location": f"/api{path}/{saved['slug']}"}
+    )
 
 
 def add_version_routes(
@@ -27,10 +37,26 @@ def add_version_routes(
     diff_model: type,
     not_found: dict[int | str, dict[str, Any]],
     restore_errors: dict[int | str, dict[str, Any]],
+    read_name: str,
     delete_name: str,
 ) -> None:
     """`path` is the collection's ("/queries"), `label` what one is called ("saved query");
     handler names stay those of the routes the resources had, and so the operation ids."""
+
+    @router.get(
+        path + "/{slug}",
+        response_model=public_model,
+        responses=not_found,
+        summary=f"A {label}, its latest version or the one asked for",
+        name=read_name,
+    )
+    def read(
+        slug: str,
+        actor: ViewerDep,
+        database: DatabaseDep,
+        version: int | None = Query(None, ge=1),
+    ) -> dict[str, Any]:
+        return things.get(database, slug, version)
 
     @router.delete(
         path + "/{slug}",
