@@ -14,8 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import duckdb
-
 from myapp.models import usernames
 
 from ..auth.actor import Actor
@@ -27,11 +25,11 @@ from ..errors import BadRequest, Conflict, NotFound, TooManyRequests
 from ..store import accounts as account_store
 from ..store import tokens as token_store
 from ..store.audit import record
-from ..store.database import Database
+from ..store.database import Cursor, Database
 
 
 def _ensure_admin_remains(
-    cur: duckdb.DuckDBPyConnection, account: account_store.Account, has_admin_token: bool
+    cur: Cursor, account: account_store.Account, has_admin_token: bool
 ) -> None:
     if account.role != "admin" or has_admin_token:
         return
@@ -43,7 +41,7 @@ def _ensure_admin_remains(
         )
 
 
-def get_account_or_404(cur: duckdb.DuckDBPyConnection, username: str) -> account_store.Account:
+def get_account_or_404(cur: Cursor, username: str) -> account_store.Account:
     account = account_store.get_account(cur, username)
     if account is None:
         raise NotFound(f"There is no account named {username!r}.", code="account_not_found")
@@ -51,7 +49,7 @@ def get_account_or_404(cur: duckdb.DuckDBPyConnection, username: str) -> account
 
 
 def create_user(
-    cur: duckdb.DuckDBPyConnection,
+    cur: Cursor,
     *,
     username: str,
     password: str,
@@ -90,7 +88,7 @@ def create_user(
 
 
 def _set_password(
-    cur: duckdb.DuckDBPyConnection,
+    cur: Cursor,
     account: account_store.Account,
     password: str,
     *,
@@ -106,7 +104,7 @@ def _set_password(
 
 
 def update_user(
-    cur: duckdb.DuckDBPyConnection,
+    cur: Cursor,
     username: str,
     *,
     role: str | None,
@@ -133,7 +131,7 @@ def update_user(
     return updated
 
 
-def apply_admin_password(cur: duckdb.DuckDBPyConnection, password: str) -> str | None:
+def apply_admin_password(cur: Cursor, password: str) -> str | None:
     """Make `admin` an admin account with this password (MYAPP_ADMIN_PASSWORD, at start):
     "created", "changed", or None when it already was."""
     account = account_store.get_account(cur, "admin")
@@ -170,7 +168,7 @@ def apply_admin_password(cur: duckdb.DuckDBPyConnection, password: str) -> str |
 
 
 def remove_user(
-    cur: duckdb.DuckDBPyConnection,
+    cur: Cursor,
     username: str,
     *,
     actor: str,

@@ -6,11 +6,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import duckdb
-
 from ..errors import Unprocessable
 from ..store import saved_queries as saved_query_store
-from ..store.database import Database
+from ..store.database import Cursor, Database
 from ..store.saved_queries import bind_saved_parameters, diff_versions, get_query, list_queries
 from ..store.usersql.execute import check_sql
 from ..store.usersql.workers import Workers
@@ -77,7 +75,7 @@ def create(
     """Version 1; with `if_title_exists: error`, a 409 when another query has the title."""
     check_fields(database, workers, fields)
 
-    def title_free(cur: duckdb.DuckDBPyConnection) -> None:
+    def title_free(cur: Cursor) -> None:
         if fields.get("if_title_exists") == "error":
             saved_query_store.refuse_title_taken(cur, fields["title"], other_than=None)
 
@@ -106,7 +104,7 @@ def update(
     edit changed nothing."""
     check_fields(database, workers, fields)
 
-    def title_free(cur: duckdb.DuckDBPyConnection, current: Mapping[str, Any]) -> None:
+    def title_free(cur: Cursor, current: Mapping[str, Any]) -> None:
         if fields.get("if_title_exists") == "error" and fields["title"] != current["title"]:
             saved_query_store.refuse_title_taken(cur, fields["title"], other_than=slug)
 

@@ -6,15 +6,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import duckdb
-
 from ..auth.actor import ROLE_RANK, ROLES, Actor
 from ..auth.tokens import issue_token
 from ..errors import BadRequest, Forbidden, NotFound
 from ..store import accounts as account_store
 from ..store import tokens as token_store
 from ..store.audit import record
-from ..store.database import Database
+from ..store.database import Cursor, Database
 from .accounts import get_account_or_404
 
 __all__ = [
@@ -29,7 +27,7 @@ __all__ = [
 
 
 def create_token(
-    cur: duckdb.DuckDBPyConnection,
+    cur: Cursor,
     *,
     owner: account_store.Account,
     name: str,
@@ -70,7 +68,7 @@ def create_token(
 
 
 def revoke_token(
-    cur: duckdb.DuckDBPyConnection,
+    cur: Cursor,
     token_id: str,
     *,
     caller: Actor | None,

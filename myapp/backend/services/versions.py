@@ -12,11 +12,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import duckdb
-
 from ..errors import BadRequest, Conflict
 from ..store import audit
-from ..store.database import Database
+from ..store.database import Cursor, Database
 from ..store.versioned import VersionedTables
 
 Fields = Mapping[str, Any]
@@ -54,7 +52,7 @@ class Versioned:
         actor: str | None,
         audit_actor: str | None,
         ip: str | None,
-        before: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
+        before: Callable[[Cursor], None] | None = None,
     ) -> dict[str, Any]:
         """Version 1 under the slug asked for, or a free one derived from the title.
 
@@ -103,7 +101,7 @@ class Versioned:
         actor: str | None,
         audit_actor: str | None,
         ip: str | None,
-        before: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
+        before: Callable[[Cursor], None] | None = None,
     ) -> dict[str, Any]:
         now = datetime.now(UTC)
         with database.transaction() as cur:
@@ -139,7 +137,7 @@ class Versioned:
         audit_actor: str | None,
         ip: str | None,
         same: Callable[[Mapping[str, Any], Fields], bool],
-        before: Callable[[duckdb.DuckDBPyConnection, Mapping[str, Any]], None] | None = None,
+        before: Callable[[Cursor, Mapping[str, Any]], None] | None = None,
     ) -> tuple[dict[str, Any], bool]:
         """Save an edit as a new version; (thing, True) when a version was added, False when the
         edit changed nothing (`same`). An edit made on an older `base_version` is a 409. The

@@ -35,6 +35,9 @@ from .storage import instance_config
 
 log = logging.getLogger("myapp.backend.database")
 
+# What services are handed inside a transaction; they name it without importing duckdb.
+Cursor = duckdb.DuckDBPyConnection
+
 # DuckDB tracks a query's progress only on a connection whose local `enable_progress_bar` is on,
 # and nothing can turn it on once the configuration is locked. So a few cursors for user SQL are
 # prepared before the lock and lent out one query at a time; when all are busy, a query runs on
