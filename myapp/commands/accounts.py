@@ -124,7 +124,7 @@ class FileTarget:
             )
 
     def add_user(self, username: str, password: str, role: str) -> dict[str, Any]:
-        from myapp.backend import access
+        from myapp.backend.services import accounts as access
 
         with self._transaction() as cur:
             account = access.create_user(
@@ -135,7 +135,7 @@ class FileTarget:
     def update_user(
         self, username: str, *, role: str | None = None, password: str | None = None
     ) -> dict[str, Any]:
-        from myapp.backend import access
+        from myapp.backend.services import accounts as access
 
         self.require_file()
         with self._transaction() as cur:
@@ -158,7 +158,7 @@ class FileTarget:
             return [_jsonable(a.public()) for a in accounts.list_accounts(cur)]
 
     def remove_user(self, username: str) -> None:
-        from myapp.backend import access
+        from myapp.backend.services import accounts as access
 
         self.require_file()
         with self._transaction() as cur:
@@ -167,7 +167,7 @@ class FileTarget:
     def create_token(
         self, name: str, scope: str, days: int | None, user: str | None
     ) -> dict[str, Any]:
-        from myapp.backend import access
+        from myapp.backend.services import tokens as access
 
         if not user:
             fail("working on the database file, name the token's account with --user")
@@ -189,7 +189,7 @@ class FileTarget:
     def list_tokens(
         self, user: str | None, all_accounts: bool, inactive: bool
     ) -> list[dict[str, Any]]:
-        from myapp.backend import access
+        from myapp.backend.services import accounts as access
         from myapp.backend.store import tokens
 
         self.require_file()
@@ -199,7 +199,7 @@ class FileTarget:
             return [_jsonable(r.public()) for r in records]
 
     def revoke_token(self, token_id: str) -> None:
-        from myapp.backend import access
+        from myapp.backend.services import tokens as access
 
         self.require_file()
         with self._transaction() as cur:

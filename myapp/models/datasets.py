@@ -1,4 +1,4 @@
-"""Request and response bodies of the datasets resource (see the API contract in DESIGN.md)."""
+"""Request and response bodies of the datasets resource (the API in README.md, "Datasets")."""
 
 from __future__ import annotations
 

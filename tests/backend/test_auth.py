@@ -11,8 +11,9 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from myapp.backend import access
 from myapp.backend.auth.tokens import new_secret
+from myapp.backend.services import accounts as account_service
+from myapp.backend.services import tokens as token_service
 from myapp.backend.store import tokens as token_store
 from myapp.backend.store.database import Database
 from myapp.settings import load_settings
@@ -439,7 +440,7 @@ def test_expired_tokens_and_sessions_are_refused(start_server, tmp_path):
     database.open()
     secrets = {}
     with database.transaction() as cur:
-        account = access.create_user(
+        account = account_service.create_user(
             cur, username="late", password=PASSWORD, role="viewer", actor="test", ip=None
         )
         for kind in ("api", "session"):
@@ -456,7 +457,7 @@ def test_expired_tokens_and_sessions_are_refused(start_server, tmp_path):
                 expires_at=datetime.now(UTC) - timedelta(minutes=1),
             )
             secrets[kind] = secret
-        fresh, _ = access.create_token(
+        fresh, _ = token_service.create_token(
             cur,
             owner=account,
             name="fresh",

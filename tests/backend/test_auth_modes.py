@@ -10,8 +10,8 @@ import sys
 import httpx
 import pytest
 
-from myapp.backend import access
 from myapp.backend.auth.startup import check_startup
+from myapp.backend.services import accounts as account_service
 from myapp.backend.store.database import Database
 from myapp.settings import SettingsError, load_settings
 from tests.support.accounts import ADMIN_HEADERS, PASSWORD, bearer, secured_env
@@ -112,7 +112,7 @@ def test_an_account_in_the_database_allows_a_public_bind(tmp_path):
     database = Database(settings)
     database.open()
     with database.transaction() as cur:
-        access.create_user(
+        account_service.create_user(
             cur, username="boss", password=PASSWORD, role="admin", actor="test", ip=None
         )
     database.close()

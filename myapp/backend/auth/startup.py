@@ -13,12 +13,11 @@ from fastapi import FastAPI
 
 from myapp.settings import Settings, SettingsError
 
+from ..services import accounts
 from ..store import accounts as account_store
 from ..store import tokens as token_store
-from ..store.audit import record
 from ..store.lockfile import DatabaseLockedError, wait_for_lock
 from .authenticator import Authenticator
-from .passwords import hash_password, verify_password
 from .tokens import SESSION_RETENTION
 
 log = logging.getLogger("myapp.backend.auth")
@@ -102,7 +101,11 @@ def bootstrap(app: FastAPI) -> None:
     with database.transaction() as cur:
         token_store.purge_sessions(cur, datetime.now(UTC) - SESSION_RETENTION)
         if settings.admin_password is not None:
-            _apply_admin_password(cur, settings.admin_password.get_secret_value())
+            applied = accounts.apply_admin_password(cur, settings.admin_password.get_secret_value())
+            if applied == "created":
+                log.info("created the admin account from MYAPP_ADMIN_PASSWORD")
+            elif applied == "changed":
+                log.info("applied MYAPP_ADMIN_PASSWORD to the admin account")
         auth.accounts_changed(cur)
         problem = credentials_problem(settings, lambda: account_store.count_accounts(cur))
     if problem:
@@ -113,43 +116,3 @@ def bootstrap(app: FastAPI) -> None:
             "open mode: no accounts and no admin token, so every caller on this loopback "
             "address is an administrator; create an account to require sign-in"
         )
-
-
-def _apply_admin_password(cur: duckdb.DuckDBPyConnection, password: str) -> None:
-    account = account_store.get_account(cur, "admin")
-    if account is None:
-        account_store.create_account(cur, "admin", "admin", hash_password(password))
-        record(
-            cur,
-            actor="startup",
-            action="account.created",
-            target="admin",
-            detail={"role": "admin", "source": "MYAPP_ADMIN_PASSWORD"},
-        )
-        log.info("created the admin account from MYAPP_ADMIN_PASSWORD")
-        return
-    password_ok = verify_password(password, account.password_hash)
-    if account.role == "admin" and password_ok:
-        return
-    # Only a new password ends the account's sign-ins; restoring the role alone does not.
-    account_store.update_account(
-        cur,
-        account.id,
-        role="admin",
-        password_hash=None if password_ok else hash_password(password),
-    )
-    if not password_ok:
-        token_store.revoke_account_tokens(cur, account.id, kind="session")
-    record(
-        cur,
-        actor="startup",
-        action="account.changed",
-        target="admin",
-        detail={
-            "role_from": account.role,
-            "role_to": "admin",
-            "password_reset": not password_ok,
-            "source": "MYAPP_ADMIN_PASSWORD",
-        },
-    )
-    log.info("applied MYAPP_ADMIN_PASSWORD to the admin account")

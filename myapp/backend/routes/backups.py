@@ -10,8 +10,7 @@ from myapp.models.backups import BackupList, BackupPublic
 
 from ..auth.dependencies import client_address
 from ..deps import AdminDep, DatabaseDep, SettingsDep
-from ..store import audit
-from ..store import backups as store
+from ..services import backups
 
 router = APIRouter(tags=["backups"])
 
@@ -25,19 +24,9 @@ router = APIRouter(tags=["backups"])
 def create_backup(
     request: Request, settings: SettingsDep, database: DatabaseDep, actor: AdminDep
 ) -> dict[str, Any]:
-    manifest = store.create_backup(database, settings)
-    with database.transaction() as cur:
-        audit.record(
-            cur,
-            actor=actor.audit_name,
-            action="backup.created",
-            target=manifest["name"],
-            ip=client_address(request),
-            detail={"datasets": len(manifest["datasets"]), "bytes": manifest["bytes"]},
-        )
-    return manifest
+    return backups.create(database, settings, actor=actor.audit_name, ip=client_address(request))
 
 
 @router.get("/admin/backups", response_model=BackupList, summary="The backups, newest first")
 def list_backups(settings: SettingsDep, actor: AdminDep) -> dict[str, Any]:
-    return {"backups": store.list_backups(settings)}
+    return {"backups": backups.list_backups(settings)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from myapp.models import ErrorBody
@@ -15,7 +15,6 @@ from myapp.models.dashboards import (
     DashboardDiff,
     DashboardList,
     DashboardPublic,
-    DashboardRestore,
     DashboardUpdate,
     DashboardVersions,
     RecentRuns,
@@ -26,14 +25,13 @@ from myapp.models.query import ExportFormatName
 
 from ..auth.dependencies import client_address
 from ..deps import DatabaseDep, EditorDep, SettingsDep, ViewerDep, WorkersDep
-from ..responses import export_response
-from ..store import dashboards as store
+from ..services import dashboards
 from ..store import tiles
-from ..store.exports import download_filename
 from ..store.exports import export_format as export_format_named
 from ..store.results import ResultCache
-from ..store.usersql import execute, runs
 from .query import fast_json, parse_params_json
+from .saved_queries import export_saved
+from .versions import add_version_routes, created
 
 router = APIRouter(tags=["dashboards"])
 
@@ -69,9 +67,9 @@ def list_dashboards(
     results: ResultsDep,
     q: str | None = Query(None, max_length=200, description="Search titles and descriptions."),
 ) -> dict[str, Any]:
-    dashboards = store.list_dashboards(database, q)
-    results.overlay_runs("dashboard", dashboards)
-    return {"dashboards": dashboards}
+    found = dashboards.list_dashboards(database, q)
+    results.overlay_runs("dashboard", found)
+    return {"dashboards": found}
 
 
 @router.post(
@@ -84,29 +82,14 @@ def list_dashboards(
 def create_dashboard(
     body: DashboardCreate, request: Request, actor: EditorDep, database: DatabaseDep
 ) -> JSONResponse:
-    saved = store.create_dashboard(
+    saved = dashboards.create(
         database,
         _fields(body),
         actor=actor.username,
         audit_actor=actor.audit_name,
         ip=client_address(request),
     )
-    public = DashboardPublic.model_validate(saved).model_dump(mode="json")
-    return JSONResponse(
-        public, status_code=201, headers={"Location": f"/api/dashboards/{saved['slug']}"}
-    )
-
-
-@router.get(
-    "/dashboards/{slug}",
-    response_model=DashboardPublic,
-    responses=_NOT_FOUND,
-    summary="A dashboard, its latest version or the one asked for",
-)
-def read_dashboard(
-    slug: str, actor: ViewerDep, database: DatabaseDep, version: int | None = Query(None, ge=1)
-) -> dict[str, Any]:
-    return store.get_dashboard(database, slug, version)
+    return created(DashboardPublic, saved, "/dashboards")
 
 
 @router.put(
@@ -118,7 +101,7 @@ def read_dashboard(
 def update_dashboard(
     slug: str, body: DashboardUpdate, request: Request, actor: EditorDep, database: DatabaseDep
 ) -> dict[str, Any]:
-    saved, _ = store.update_dashboard(
+    saved, _ = dashboards.update(
         database,
         slug,
         _fields(body),
@@ -130,82 +113,19 @@ def update_dashboard(
     return saved
 
 
-@router.delete(
-    "/dashboards/{slug}",
-    status_code=204,
-    responses=_NOT_FOUND,
-    summary="Delete a dashboard and all its versions",
+add_version_routes(
+    router,
+    dashboards.DASHBOARDS,
+    path="/dashboards",
+    label="dashboard",
+    public_model=DashboardPublic,
+    versions_model=DashboardVersions,
+    diff_model=DashboardDiff,
+    not_found=_NOT_FOUND,
+    restore_errors={**_NOT_FOUND, **_SAVE_ERRORS},
+    read_name="read_dashboard",
+    delete_name="delete_dashboard",
 )
-def delete_dashboard(
-    slug: str, request: Request, actor: EditorDep, database: DatabaseDep
-) -> Response:
-    store.delete_dashboard(database, slug, audit_actor=actor.audit_name, ip=client_address(request))
-    return Response(status_code=204)
-
-
-@router.get(
-    "/dashboards/{slug}/versions",
-    response_model=DashboardVersions,
-    responses=_NOT_FOUND,
-    summary="The versions of a dashboard, newest first",
-)
-def list_versions(slug: str, actor: ViewerDep, database: DatabaseDep) -> dict[str, Any]:
-    return {"slug": slug, "versions": store.list_versions(database, slug)}
-
-
-@router.get(
-    "/dashboards/{slug}/versions/{version}",
-    response_model=DashboardPublic,
-    responses=_NOT_FOUND,
-    summary="One version of a dashboard",
-)
-def read_version(slug: str, version: int, actor: ViewerDep, database: DatabaseDep) -> dict:
-    return store.get_dashboard(database, slug, version)
-
-
-@router.get(
-    "/dashboards/{slug}/diff",
-    response_model=DashboardDiff,
-    responses=_NOT_FOUND,
-    summary="Two versions of a dashboard side by side (default: the latest two)",
-)
-def diff_versions(
-    slug: str,
-    actor: ViewerDep,
-    database: DatabaseDep,
-    from_version: int | None = Query(None, ge=1, alias="from"),
-    to_version: int | None = Query(None, ge=1, alias="to"),
-) -> dict[str, Any]:
-    latest = store.get_dashboard(database, slug)["latest_version"]
-    after = to_version or latest
-    before = from_version or max(1, after - 1)
-    return store.diff_versions(database, slug, before, after)
-
-
-@router.post(
-    "/dashboards/{slug}/versions/{version}/restore",
-    response_model=DashboardPublic,
-    responses={**_NOT_FOUND, **_SAVE_ERRORS},
-    summary="Restore an old version: saves its content as a new version (audited)",
-)
-def restore_version(
-    slug: str,
-    version: int,
-    request: Request,
-    actor: EditorDep,
-    database: DatabaseDep,
-    body: DashboardRestore | None = None,
-) -> dict[str, Any]:
-    saved, _ = store.restore_version(
-        database,
-        slug,
-        version,
-        base_version=body.base_version if body else None,
-        actor=actor.username,
-        audit_actor=actor.audit_name,
-        ip=client_address(request),
-    )
-    return saved
 
 
 @router.post(
@@ -224,7 +144,7 @@ def run_tile(
     settings: SettingsDep,
     results: ResultsDep,
 ) -> JSONResponse:
-    dashboard = store.get_dashboard(database, slug, body.version)
+    dashboard = dashboards.get_dashboard(database, slug, body.version)
     return fast_json(
         tiles.run_tile(
             database,
@@ -262,39 +182,21 @@ def export_tile(
     version: int | None = Query(None, ge=1),
     id: UUID | None = None,
 ) -> StreamingResponse:
-    dashboard = store.get_dashboard(database, slug, version)
+    dashboard = dashboards.get_dashboard(database, slug, version)
     saved, values = tiles.tile_export_params(
         database, dashboard, tile_id, parse_params_json(params)
     )
-    export_format = export_format_named(format, bom=bom)
-    return _export(
+    return export_saved(
         database,
         workers,
         settings,
         saved,
         values,
-        export_format,
-        f"{slug}-{tile_id}",
-        id,
-        actor.username,
+        export_format_named(format, bom=bom),
+        stem=f"{slug}-{tile_id}",
+        run_id=id,
+        owner=actor.username,
     )
-
-
-def _export(
-    database, workers, settings, saved, values, export_format, stem: str, run_id, owner
-) -> StreamingResponse:
-    export = execute.export_select(
-        database,
-        workers,
-        settings,
-        sql=saved["sql"],
-        params=values,
-        fmt=export_format,
-        timeout_ms=None,
-        run_id=runs.new_run_id(run_id),
-        owner=owner,
-    )
-    return export_response(export, download_filename(stem, export_format))
 
 
 @router.get(
@@ -313,7 +215,7 @@ def parameter_choices(
     results: ResultsDep,
     version: int | None = Query(None, ge=1),
 ) -> dict[str, Any]:
-    dashboard = store.get_dashboard(database, slug, version)
+    dashboard = dashboards.get_dashboard(database, slug, version)
     return {
         "parameter": name,
         "choices": tiles.choices(

@@ -18,7 +18,7 @@ from myapp.models import ErrorBody
 
 from ..deps import DatabaseDep, SettingsDep, ViewerDep, WorkersDep
 from ..ranges import PARQUET_MEDIA_TYPE, RangeFileResponse
-from ..store import queries as saved_queries
+from ..services import saved_queries
 from ..store.exports import FORMATS
 from ..store.usersql import execute, runs
 from .query import parse_params_json

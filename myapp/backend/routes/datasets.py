@@ -28,14 +28,14 @@ from myapp.models.datasets import (
 
 from ..auth.dependencies import client_address
 from ..deps import DatabaseDep, EditorDep, SettingsDep, ViewerDep, WorkersDep
-from ..errors import BadRequest
 from ..metrics import observe_upload
 from ..responses import export_response
-from ..store import audit, browse
+from ..services import datasets
+from ..store import browse
 from ..store import browse_profile as profile
 from ..store import datasets as catalog
 from ..store.exports import download_filename, export_format
-from ..store.ingest import StagingFiles, check_mode_allows, ingest_file, parse_options
+from ..store.ingest import StagingFiles, parse_options
 from ..store.ingest_receive import (
     LineMeter,
     check_declared_length,
@@ -61,12 +61,30 @@ _OPTION_DOCS = {
     "types": 'explicit column types: {"col": "DATE"} or col:DATE,other:BIGINT',
 }
 
+# The raw-body upload reads its options from the query string with the same parser as the
+# form's fields (parse_options, which also takes aliases such as `sep`); they are documented
+# here rather than declared as parameters the handler would not read.
 _RAW_BODY = {
     "requestBody": {
         "required": True,
         "description": "The file itself, sent as the raw request body (streamed to disk).",
         "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
-    }
+    },
+    "parameters": [
+        {
+            "name": key,
+            "in": "query",
+            "required": False,
+            "schema": {"type": "string", **({"default": "create"} if key == "mode" else {})},
+            "description": text,
+        }
+        for key, text in {
+            **_OPTION_DOCS,
+            "filename": "the original file name (for the catalog and format)",
+            "sheet": "a workbook's sheet to read (name or 1-based number); the first by default",
+            "skip": "lines to skip before the table; detected",
+        }.items()
+    ],
 }
 
 _MULTIPART_BODY = {
@@ -122,11 +140,8 @@ async def _ingest(
     check_declared_length(request, limit)
     query = dict(request.query_params)
     options = parse_options(query)
-    dataset_name = catalog.normalise_name(name) if name else None
-    if dataset_name is None and query.get("name"):
-        dataset_name = catalog.normalise_name(query["name"])
-    if dataset_name is not None:
-        await run_in_threadpool(check_mode_allows, database, dataset_name, options.mode)
+    dataset_name = datasets.upload_name(name or query.get("name"))
+    await run_in_threadpool(datasets.check_upload, database, dataset_name, options.mode)
 
     staging = StagingFiles(settings)
     try:
@@ -143,7 +158,7 @@ async def _ingest(
                 if form.fields:
                     options = parse_options({**query, **form.fields})
                 if form.fields.get("name"):
-                    dataset_name = catalog.normalise_name(form.fields["name"])
+                    dataset_name = datasets.upload_name(form.fields["name"])
         except ClientDisconnect:
             return _quiet_disconnect()
         received_bytes = upload.stat().st_size
@@ -152,24 +167,18 @@ async def _ingest(
             received_bytes,
             time.perf_counter() - received_from,
         )
-        if dataset_name is None:
-            if not filename:
-                raise BadRequest(
-                    "Give the dataset a name (the 'name' field), or send a file name.",
-                    code="missing_name",
-                )
-            dataset_name = catalog.name_from_filename(filename)
         loaded = False
         try:
             result = await run_in_threadpool(
-                ingest_file,
+                datasets.load_upload,
                 database,
                 settings,
                 staging,
                 upload,
                 name=dataset_name,
+                filename=filename,
+                source_name=name,
                 options=options,
-                filename=filename or name,
                 actor=actor.audit_name,
                 ip=client_address(request),
                 longest_line=meter.longest_line,
@@ -223,18 +232,6 @@ async def put_dataset(
     settings: SettingsDep,
     database: DatabaseDep,
     actor: EditorDep,
-    mode: Annotated[str, Query(description=_OPTION_DOCS["mode"])] = "create",
-    format: Annotated[str | None, Query(description=_OPTION_DOCS["format"])] = None,
-    filename: Annotated[
-        str | None, Query(description="the original file name (for the catalog and format)")
-    ] = None,
-    delimiter: Annotated[str | None, Query(description=_OPTION_DOCS["delimiter"])] = None,
-    header: Annotated[str | None, Query(description=_OPTION_DOCS["header"])] = None,
-    quote: Annotated[str | None, Query(description=_OPTION_DOCS["quote"])] = None,
-    escape: Annotated[str | None, Query(description=_OPTION_DOCS["escape"])] = None,
-    encoding: Annotated[str | None, Query(description=_OPTION_DOCS["encoding"])] = None,
-    nullstr: Annotated[str | None, Query(description=_OPTION_DOCS["nullstr"])] = None,
-    types: Annotated[str | None, Query(description=_OPTION_DOCS["types"])] = None,
 ) -> Response:
     """The file is the request body; it is written to disk as it arrives, never held whole."""
     return await _ingest(
@@ -252,17 +249,9 @@ def read_dataset(name: str, database: DatabaseDep, actor: ViewerDep) -> dict[str
 def update_dataset(
     name: str, body: DatasetUpdate, request: Request, database: DatabaseDep, actor: EditorDep
 ) -> dict[str, Any]:
-    with database.transaction() as cur:
-        record, old = catalog.rename_dataset(cur, name, body.name, actor.audit_name)
-        if old != record.name:
-            audit.record(
-                cur,
-                actor=actor.audit_name,
-                action="dataset.renamed",
-                target=record.name,
-                ip=client_address(request),
-                detail={"from": old, "to": record.name},
-            )
+    record = datasets.rename(
+        database, name, body.name, actor=actor.audit_name, ip=client_address(request)
+    )
     return record.public()
 
 
@@ -270,18 +259,7 @@ def update_dataset(
 def delete_dataset(
     name: str, request: Request, settings: SettingsDep, database: DatabaseDep, actor: EditorDep
 ) -> Response:
-    with database.transaction() as cur:
-        record = catalog.delete_dataset(cur, name)
-        audit.record(
-            cur,
-            actor=actor.audit_name,
-            action="dataset.deleted",
-            target=record.name,
-            ip=client_address(request),
-            detail={"row_count": record.row_count},
-        )
-    with database.cursor() as cur:
-        catalog.release_file(cur, settings, record.file_id)
+    datasets.delete(database, settings, name, actor=actor.audit_name, ip=client_address(request))
     return Response(status_code=204)
 
 

@@ -23,19 +23,22 @@ from myapp.models.dashboards import (
     TileResult,
 )
 from myapp.models.query import ExportFormatName, QueryResult
+from myapp.settings import Settings
 
 from ..auth.dependencies import client_address
 from ..deps import DatabaseDep, EditorDep, SettingsDep, WorkersDep
 from ..errors import NotFound
+from ..services import dashboards, saved_queries, shares
 from ..sharing import ShareDep, record_use
-from ..store import dashboards as dashboard_store
-from ..store import queries as query_store
-from ..store import shares as store
 from ..store import tiles
+from ..store.database import Database
 from ..store.exports import export_format
-from ..store.results import run_saved
-from .dashboards import ResultsDep, _export
+from ..store.results import ResultCache, run_saved
+from ..store.shares import ShareRecord
+from ..store.usersql.workers import Workers
+from .dashboards import ResultsDep
 from .query import fast_json, parse_params_json
+from .saved_queries import export_saved
 
 router = APIRouter(tags=["share links"])
 
@@ -53,7 +56,7 @@ def list_shares(
     target: str | None = Query(None, max_length=100),
     mine: bool = Query(False, description="Only the links made by the caller."),
 ) -> dict[str, Any]:
-    records = store.list_shares(
+    records = shares.list_shares(
         database, kind=kind, target=target, created_by=actor.username if mine else None
     )
     return {"shares": [record.public() for record in records]}
@@ -72,7 +75,7 @@ def list_shares(
 def create_share(
     body: ShareCreate, request: Request, actor: EditorDep, database: DatabaseDep
 ) -> JSONResponse:
-    secret, record = store.create_share(
+    secret, record = shares.create(
         database,
         body.model_dump(mode="json"),
         actor=actor.username,
@@ -96,7 +99,7 @@ def create_share(
 def revoke_share(
     share_id: str, request: Request, actor: EditorDep, database: DatabaseDep
 ) -> Response:
-    store.revoke_share(database, share_id, audit_actor=actor.audit_name, ip=client_address(request))
+    shares.revoke(database, share_id, audit_actor=actor.audit_name, ip=client_address(request))
     return Response(status_code=204)
 
 
@@ -139,13 +142,7 @@ def run_shared(
     settings: SettingsDep,
     results: ResultsDep,
 ) -> JSONResponse:
-    _query_only(share)
-    saved = query_store.get_query(database, share.target, share.version)
-    given = tiles.with_fixed(saved["parameters"], body.params, share.params)
-    result, _, _, _ = run_saved(
-        database, workers, settings, results, saved, given, mode="rows", owner=None, run_id=body.id
-    )
-    return fast_json(result)
+    return _run_shared(database, workers, settings, results, share, body, mode="rows")
 
 
 @router.post(
@@ -161,11 +158,24 @@ def chart_shared(
     settings: SettingsDep,
     results: ResultsDep,
 ) -> JSONResponse:
+    return _run_shared(database, workers, settings, results, share, body, mode="chart")
+
+
+def _run_shared(
+    database: Database,
+    workers: Workers,
+    settings: Settings,
+    results: ResultCache,
+    share: ShareRecord,
+    body: SharedRun,
+    *,
+    mode: Literal["rows", "chart"],
+) -> JSONResponse:
     _query_only(share)
-    saved = query_store.get_query(database, share.target, share.version)
+    saved = saved_queries.get_query(database, share.target, share.version)
     given = tiles.with_fixed(saved["parameters"], body.params, share.params)
     result, _, _, _ = run_saved(
-        database, workers, settings, results, saved, given, mode="chart", owner=None, run_id=body.id
+        database, workers, settings, results, saved, given, mode=mode, owner=None, run_id=body.id
     )
     return fast_json(result)
 
@@ -185,13 +195,7 @@ def export_shared(
     params: str | None = Query(None, description="The open parameters as a JSON object."),
     id: UUID | None = None,
 ) -> StreamingResponse:
-    _query_only(share)
-    saved = query_store.get_query(database, share.target, share.version)
-    given = tiles.with_fixed(saved["parameters"], parse_params_json(params), share.params)
-    values = query_store.bind_saved_parameters(saved["parameters"], given)
-    record_use(database, share.id)
-    fmt = export_format(format)
-    return _export(database, workers, settings, saved, values, fmt, share.target, id, None)
+    return _export_shared(database, workers, settings, share, format, params, id, tile_id=None)
 
 
 @router.post(
@@ -210,7 +214,7 @@ def run_shared_tile(
     results: ResultsDep,
 ) -> JSONResponse:
     _dashboard_only(share)
-    dashboard = dashboard_store.get_dashboard(database, share.target, share.version)
+    dashboard = dashboards.get_dashboard(database, share.target, share.version)
     answer = tiles.run_tile(
         database,
         workers,
@@ -244,15 +248,46 @@ def export_shared_tile(
     params: str | None = Query(None, description="The open values as a JSON object."),
     id: UUID | None = None,
 ) -> StreamingResponse:
-    _dashboard_only(share)
-    dashboard = dashboard_store.get_dashboard(database, share.target, share.version)
-    saved, values = tiles.tile_export_params(
-        database, dashboard, tile_id, parse_params_json(params), fixed=share.params
-    )
+    return _export_shared(database, workers, settings, share, format, params, id, tile_id=tile_id)
+
+
+def _export_shared(
+    database: Database,
+    workers: Workers,
+    settings: Settings,
+    share: ShareRecord,
+    format: str,
+    params: str | None,
+    run_id: UUID | None,
+    *,
+    tile_id: str | None,
+) -> StreamingResponse:
+    """The link's saved query, or one tile of its dashboard, under the link's fixed values; a
+    use is counted once the values are accepted."""
+    if tile_id is None:
+        _query_only(share)
+        saved = saved_queries.get_query(database, share.target, share.version)
+        given = tiles.with_fixed(saved["parameters"], parse_params_json(params), share.params)
+        values = saved_queries.bind_saved_parameters(saved["parameters"], given)
+        stem = share.target
+    else:
+        _dashboard_only(share)
+        dashboard = dashboards.get_dashboard(database, share.target, share.version)
+        saved, values = tiles.tile_export_params(
+            database, dashboard, tile_id, parse_params_json(params), fixed=share.params
+        )
+        stem = f"{share.target}-{tile_id}"
     record_use(database, share.id)
-    fmt = export_format(format)
-    return _export(
-        database, workers, settings, saved, values, fmt, f"{share.target}-{tile_id}", id, None
+    return export_saved(
+        database,
+        workers,
+        settings,
+        saved,
+        values,
+        export_format(format),
+        stem=stem,
+        run_id=run_id,
+        owner=None,
     )
 
 
@@ -271,7 +306,7 @@ def shared_choices(
     results: ResultsDep,
 ) -> dict[str, Any]:
     _dashboard_only(share)
-    dashboard = dashboard_store.get_dashboard(database, share.target, share.version)
+    dashboard = dashboards.get_dashboard(database, share.target, share.version)
     return {
         "parameter": name,
         "choices": tiles.choices(database, workers, settings, results, dashboard, name, owner=None),

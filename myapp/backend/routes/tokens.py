@@ -9,30 +9,11 @@ from fastapi import APIRouter, Query, Request, Response
 from myapp.models import ErrorBody
 from myapp.models.auth import TokenCreate, TokenCreated, TokenList, TokenPublic
 
-from .. import access
-from ..auth.actor import Actor
 from ..auth.dependencies import client_address
 from ..deps import DatabaseDep, ViewerDep
-from ..errors import BadRequest, Forbidden
-from ..store import tokens as token_store
+from ..services import tokens
 
 router = APIRouter(tags=["tokens"])
-
-
-def _owner_name(actor: Actor, requested: str | None) -> str:
-    if requested is not None and requested.lower() != (actor.username or ""):
-        if actor.role != "admin":
-            raise Forbidden(
-                "Only an admin can manage another account's tokens.", code="not_your_account"
-            )
-        return requested
-    if actor.username is None:
-        raise BadRequest(
-            "Tokens belong to accounts, and this caller has none (open mode or the admin "
-            "token); name the account in 'username', creating it first if needed.",
-            code="no_account",
-        )
-    return actor.username
 
 
 @router.post(
@@ -45,19 +26,15 @@ def _owner_name(actor: Actor, requested: str | None) -> str:
 def create_token(
     body: TokenCreate, actor: ViewerDep, request: Request, database: DatabaseDep
 ) -> TokenCreated:
-    owner_name = _owner_name(actor, body.username)
-    with database.transaction() as cur:
-        owner = access.get_account_or_404(cur, owner_name)
-        secret, created = access.create_token(
-            cur,
-            owner=owner,
-            name=body.name,
-            scope=body.scope,
-            expires_in_days=body.expires_in_days,
-            actor=actor.audit_name,
-            actor_role=actor.role,
-            ip=client_address(request),
-        )
+    secret, created = tokens.add_token(
+        database,
+        actor,
+        username=body.username,
+        name=body.name,
+        scope=body.scope,
+        expires_in_days=body.expires_in_days,
+        ip=client_address(request),
+    )
     return TokenCreated(token=secret, **created.public())
 
 
@@ -70,20 +47,14 @@ def list_tokens(
     kind: Literal["api", "session"] = Query("api", description="API tokens or sign-ins."),
     include_inactive: bool = Query(False, description="Also revoked and expired ones."),
 ) -> TokenList:
-    with database.cursor() as cur:
-        if all_accounts and actor.role != "admin":
-            raise Forbidden(
-                "Only an admin can list every account's tokens.", code="not_your_account"
-            )
-        if all_accounts or (username is None and actor.username is None and actor.can("admin")):
-            # Open mode and the admin token have no account of their own: they see everyone's.
-            account_id = None
-        else:
-            owner = access.get_account_or_404(cur, _owner_name(actor, username))
-            account_id = owner.id
-        records = token_store.list_tokens(
-            cur, account_id=account_id, kind=kind, include_inactive=include_inactive
-        )
+    records = tokens.list_tokens(
+        database,
+        actor,
+        username=username,
+        all_accounts=all_accounts,
+        kind=kind,
+        include_inactive=include_inactive,
+    )
     return TokenList(tokens=[TokenPublic(**r.public()) for r in records])
 
 
@@ -99,8 +70,5 @@ def list_tokens(
 def revoke_token(
     token_id: str, actor: ViewerDep, request: Request, database: DatabaseDep
 ) -> Response:
-    with database.transaction() as cur:
-        access.revoke_token(
-            cur, token_id, caller=actor, actor=actor.audit_name, ip=client_address(request)
-        )
+    tokens.end_token(database, actor, token_id, ip=client_address(request))
     return Response(status_code=204)

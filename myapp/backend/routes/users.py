@@ -7,19 +7,16 @@ from fastapi import APIRouter, Request, Response
 from myapp.models import ErrorBody
 from myapp.models.auth import UserCreate, UserList, UserPublic, UserUpdate
 
-from .. import access
 from ..auth.dependencies import AuthDep, client_address
 from ..deps import AdminDep, DatabaseDep
-from ..store import accounts as account_store
+from ..services import accounts
 
 router = APIRouter(tags=["users"])
 
 
 @router.get("/users", response_model=UserList, summary="List accounts")
 def list_users(actor: AdminDep, database: DatabaseDep) -> UserList:
-    with database.cursor() as cur:
-        accounts = account_store.list_accounts(cur)
-    return UserList(users=[UserPublic(**a.public()) for a in accounts])
+    return UserList(users=[UserPublic(**a.public()) for a in accounts.list_accounts(database)])
 
 
 @router.post(
@@ -32,24 +29,21 @@ def list_users(actor: AdminDep, database: DatabaseDep) -> UserList:
 def create_user(
     body: UserCreate, actor: AdminDep, request: Request, database: DatabaseDep, auth: AuthDep
 ) -> UserPublic:
-    with database.transaction() as cur:
-        account = access.create_user(
-            cur,
-            username=body.username,
-            password=body.password,
-            role=body.role,
-            actor=actor.audit_name,
-            ip=client_address(request),
-        )
-        auth.accounts_changed(cur)
+    account = accounts.add_account(
+        database,
+        auth,
+        username=body.username,
+        password=body.password,
+        role=body.role,
+        actor=actor.audit_name,
+        ip=client_address(request),
+    )
     return UserPublic(**account.public())
 
 
 @router.get("/users/{username}", response_model=UserPublic, summary="Read one account")
 def read_user(username: str, actor: AdminDep, database: DatabaseDep) -> UserPublic:
-    with database.cursor() as cur:
-        account = access.get_account_or_404(cur, username)
-    return UserPublic(**account.public())
+    return UserPublic(**accounts.read_account(database, username).public())
 
 
 @router.patch(
@@ -66,16 +60,15 @@ def update_user(
     database: DatabaseDep,
     auth: AuthDep,
 ) -> UserPublic:
-    with database.transaction() as cur:
-        account = access.update_user(
-            cur,
-            username,
-            role=body.role,
-            password=body.password,
-            actor=actor.audit_name,
-            ip=client_address(request),
-            has_admin_token=auth.has_admin_token,
-        )
+    account = accounts.change_account(
+        database,
+        auth,
+        username,
+        role=body.role,
+        password=body.password,
+        actor=actor.audit_name,
+        ip=client_address(request),
+    )
     return UserPublic(**account.public())
 
 
@@ -88,13 +81,7 @@ def update_user(
 def delete_user(
     username: str, actor: AdminDep, request: Request, database: DatabaseDep, auth: AuthDep
 ) -> Response:
-    with database.transaction() as cur:
-        access.remove_user(
-            cur,
-            username,
-            actor=actor.audit_name,
-            ip=client_address(request),
-            has_admin_token=auth.has_admin_token,
-        )
-        auth.accounts_changed(cur)
+    accounts.remove_account(
+        database, auth, username, actor=actor.audit_name, ip=client_address(request)
+    )
     return Response(status_code=204)

@@ -5,7 +5,7 @@ A backup is a directory `<data dir>/backups/<UTC time>/` holding:
 - `app.db`: the main database (catalog, accounts, tokens, saved queries, audit log, the
   datasets' views), written by DuckDB inside one transaction with `ATTACH` + `COPY FROM
   DATABASE`. Never a copy of the live file: copies of a live `.db`/`.wal` were broken 4 times
-  in 10 when measured (DESIGN.md).
+  in 10 when measured.
 - `datasets/<file_id>.duckdb`: the data files that catalog names. Nothing writes a dataset file
   after its load (storage.py), so a hard link (a copy across file systems) is already
   consistent; the files are pinned so a replace cannot delete them while they are linked.

@@ -1,6 +1,6 @@
 """The one DuckDB connection of the backend process, its cursors, its sandbox and its schema.
 
-Facts this module is built on (measured, see DESIGN.md): a connection is not for sharing between
+Facts this module is built on (measured on DuckDB 2.0): a connection is not for sharing between
 threads, so every request takes its own `cursor()`; a second process cannot open the file, so the
 backend is one process and waits a bounded time for a lock held by an old instance; the sandbox
 settings must be applied in order and then locked.
@@ -34,6 +34,9 @@ from .sql import INTERNAL_SCHEMA
 from .storage import instance_config
 
 log = logging.getLogger("myapp.backend.database")
+
+# What services are handed inside a transaction; they name it without importing duckdb.
+Cursor = duckdb.DuckDBPyConnection
 
 # DuckDB tracks a query's progress only on a connection whose local `enable_progress_bar` is on,
 # and nothing can turn it on once the configuration is locked. So a few cursors for user SQL are

@@ -31,8 +31,8 @@ from myapp.settings import Settings
 
 from ..errors import BadRequest
 from .database import Database
-from .queries import bind_saved_parameters
 from .runlog import Kind, RunLog
+from .saved_queries import bind_saved_parameters
 from .sql import internal
 from .usersql import charts, execute, runs
 from .usersql.workers import Workers

@@ -9,21 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
 
 from myapp.models.dashboards import value_keys, value_type
-from myapp.models.queries import ParameterValueError, coerce_parameter, parameter_json
 
-from ..errors import BadRequest, NotFound
-from . import audit
+from ..errors import NotFound
 from . import dashboards as dashboard_store
-from . import queries as query_store
+from . import saved_queries as saved_query_store
 from .database import Database
 from .sql import internal
 
@@ -77,12 +74,10 @@ def hash_secret(secret: str) -> str:
 def target_predates(database: Database, share: ShareRecord) -> bool:
     """Whether the link's target exists and was made before the link (a target deleted and
     made again under the same slug is another one)."""
-    table = dashboard_store.DASHBOARDS if share.kind == "dashboard" else query_store.QUERIES
+    tables = dashboard_store.TABLES if share.kind == "dashboard" else saved_query_store.TABLES
     with database.cursor() as cur:
-        row = cur.execute(
-            f"SELECT created_at FROM {table} WHERE slug = $slug", {"slug": share.target}
-        ).fetchone()
-    return row is not None and row[0] <= share.created_at
+        created_at = tables.created_at(cur, share.target)
+    return created_at is not None and created_at <= share.created_at
 
 
 def find_by_secret(database: Database, secret: str) -> ShareRecord | None:
@@ -123,108 +118,60 @@ def list_shares(
 def fixable_keys(database: Database, kind: str, target: str, version: int | None) -> dict[str, str]:
     """The parameter keys a link to this target may fix, with each one's value type."""
     if kind == "query":
-        saved = query_store.get_query(database, target, version)
+        saved = saved_query_store.get_query(database, target, version)
         return {p["name"]: p["type"] for p in saved["parameters"]}
     dashboard = dashboard_store.get_dashboard(database, target, version)
     return {key: value_type(p) for p in dashboard["parameters"] for key in value_keys(p)}
 
 
-def create_share(
-    database: Database,
-    fields: Mapping[str, Any],
+def insert_share(
+    cur: duckdb.DuckDBPyConnection,
     *,
+    share_id: str,
+    secret: str,
+    kind: str,
+    target: str,
+    version: int | None,
+    name: str,
+    params: Mapping[str, Any],
     actor: str | None,
-    audit_actor: str | None,
-    ip: str | None,
-) -> tuple[str, ShareRecord]:
-    kind, target, version = fields["kind"], fields["target"], fields.get("version")
-    keys = fixable_keys(database, kind, target, version)
-    fixed: dict[str, Any] = {}
-    problems: dict[str, str] = {}
-    for name, raw in (fields.get("params") or {}).items():
-        if name not in keys:
-            raise BadRequest(
-                f"The {kind} {target!r} has no parameter {name}; it has: "
-                + (", ".join(keys) or "none")
-                + ".",
-                code="unknown_parameter",
-                detail={"unknown": [name], "parameters": list(keys)},
-            )
-        if raw is None or raw == "":
-            continue
-        try:
-            fixed[name] = parameter_json(coerce_parameter(keys[name], raw))
-        except ParameterValueError as exc:
-            problems[name] = str(exc)
-    if problems:
-        first = next(iter(problems))
-        raise BadRequest(
-            f"The parameter {first} is not valid: {problems[first]}.",
-            code="invalid_parameter",
-            detail={"parameters": problems},
-        )
-    now = datetime.now(UTC)
-    days = fields.get("expires_in_days")
-    expires_at = now + timedelta(days=days) if days else None
-    secret = SHARE_PREFIX + secrets.token_urlsafe(32)
-    share_id = secrets.token_hex(6)
-    with database.transaction() as cur:
-        cur.execute(
-            f"INSERT INTO {SHARES} (id, token_hash, kind, target, version, name, params, "
-            "created_at, created_by, expires_at) VALUES ($id, $hash, $kind, $target, $version, "
-            "$name, $params, $at, $by, $expires)",
-            {
-                "id": share_id,
-                "hash": hash_secret(secret),
-                "kind": kind,
-                "target": target,
-                "version": version,
-                "name": fields["name"],
-                "params": json.dumps(fixed),
-                "at": now,
-                "by": actor,
-                "expires": expires_at,
-            },
-        )
-        audit.record(
-            cur,
-            actor=audit_actor,
-            action="share.created",
-            target=f"{kind}:{target}",
-            ip=ip,
-            detail={
-                "id": share_id,
-                "name": fields["name"],
-                "fixed": sorted(fixed),
-                "expires_at": expires_at.isoformat() if expires_at else None,
-            },
-        )
-    return secret, get_share(database, share_id)
+    now: datetime,
+    expires_at: datetime | None,
+) -> None:
+    cur.execute(
+        f"INSERT INTO {SHARES} (id, token_hash, kind, target, version, name, params, "
+        "created_at, created_by, expires_at) VALUES ($id, $hash, $kind, $target, $version, "
+        "$name, $params, $at, $by, $expires)",
+        {
+            "id": share_id,
+            "hash": hash_secret(secret),
+            "kind": kind,
+            "target": target,
+            "version": version,
+            "name": name,
+            "params": json.dumps(params),
+            "at": now,
+            "by": actor,
+            "expires": expires_at,
+        },
+    )
 
 
-def revoke_share(
-    database: Database, share_id: str, *, audit_actor: str | None, ip: str | None
-) -> ShareRecord:
-    with database.transaction() as cur:
-        row = cur.execute(
-            f"SELECT kind, target, revoked_at FROM {SHARES} WHERE id = $id", {"id": share_id}
-        ).fetchone()
-        if row is None:
-            raise NotFound(f"There is no share link {share_id!r}.", code="share_not_found")
-        if row[2] is None:
-            cur.execute(
-                f"UPDATE {SHARES} SET revoked_at = $now WHERE id = $id",
-                {"now": datetime.now(UTC), "id": share_id},
-            )
-            audit.record(
-                cur,
-                actor=audit_actor,
-                action="share.revoked",
-                target=f"{row[0]}:{row[1]}",
-                ip=ip,
-                detail={"id": share_id},
-            )
-    return get_share(database, share_id)
+def revoke(cur: duckdb.DuckDBPyConnection, share_id: str) -> tuple[str, str] | None:
+    """Revoke a link; its (kind, target) when it was live, None when it was revoked already.
+    404 when there is no such link."""
+    row = cur.execute(
+        f"SELECT kind, target, revoked_at FROM {SHARES} WHERE id = $id", {"id": share_id}
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"There is no share link {share_id!r}.", code="share_not_found")
+    if row[2] is not None:
+        return None
+    cur.execute(
+        f"UPDATE {SHARES} SET revoked_at = $now WHERE id = $id",
+        {"now": datetime.now(UTC), "id": share_id},
+    )
+    return row[0], row[1]
 
 
 def record_use(cur: duckdb.DuckDBPyConnection, share_id: str, now: datetime) -> None:

@@ -17,7 +17,7 @@ from myapp.settings import Settings
 
 from ..errors import BadRequest, NotFound
 from . import dashboards as dashboard_store
-from . import queries as query_store
+from . import saved_queries as saved_query_store
 from .database import Database
 from .results import ResultCache, run_saved
 from .usersql.workers import Workers
@@ -32,7 +32,7 @@ def tile_query(database: Database, tile: Mapping[str, Any]) -> dict[str, Any]:
             "A text tile has no query to run or export; its text is part of the dashboard.",
             code="tile_not_runnable",
         )
-    return query_store.get_query(database, tile["query"], tile.get("query_version"))
+    return saved_query_store.get_query(database, tile["query"], tile.get("query_version"))
 
 
 def run_tile(
@@ -94,7 +94,7 @@ def tile_export_params(
     saved = tile_query(database, tile)
     values = dashboard_store.bind_dashboard_values(dashboard["parameters"], given, fixed=fixed)
     mapped = dashboard_store.tile_query_params(tile, values)
-    return saved, query_store.bind_saved_parameters(saved["parameters"], mapped)
+    return saved, saved_query_store.bind_saved_parameters(saved["parameters"], mapped)
 
 
 def choices(
@@ -113,7 +113,7 @@ def choices(
         raise BadRequest(
             f"The dashboard has no list parameter {name!r}.", code="not_a_choice_parameter"
         )
-    saved = query_store.get_query(database, parameter["choices_query"])
+    saved = saved_query_store.get_query(database, parameter["choices_query"])
     result, _, _, _ = run_saved(
         database, workers, settings, cache, saved, None, mode="rows", limit=MAX_CHOICES, owner=owner
     )
@@ -157,7 +157,7 @@ def shared_view(database: Database, share: Any) -> dict[str, Any]:
         "fixed": share.params,
     }
     if share.kind == "query":
-        saved = query_store.get_query(database, share.target, share.version)
+        saved = saved_query_store.get_query(database, share.target, share.version)
         body["query"] = {
             "title": saved["title"],
             "description": saved["description"],
@@ -191,6 +191,7 @@ def _query_title(database: Database, tile: Mapping[str, Any]) -> str:
     if tile["type"] == "text":
         return "Text"
     try:
-        return query_store.get_query(database, tile["query"], tile.get("query_version"))["title"]
+        saved = saved_query_store.get_query(database, tile["query"], tile.get("query_version"))
     except NotFound:
         return "Unavailable"
+    return saved["title"]

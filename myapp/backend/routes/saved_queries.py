@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
@@ -15,23 +16,26 @@ from myapp.models.queries import (
     SavedQueryDiff,
     SavedQueryList,
     SavedQueryPublic,
-    SavedQueryRestore,
     SavedQueryRun,
     SavedQueryUpdate,
     SavedQueryVersions,
 )
 from myapp.models.query import MAX_CHART_POINTS, ChartData, ExportFormatName, QueryResult
+from myapp.settings import Settings
 
 from ..auth.dependencies import client_address
 from ..deps import DatabaseDep, EditorDep, SettingsDep, ViewerDep, WorkersDep
 from ..errors import BadRequest
 from ..metrics import query_run
 from ..responses import export_response
-from ..store import queries as store
-from ..store.exports import download_filename
+from ..services import saved_queries
+from ..store.database import Database
+from ..store.exports import ExportFormat, download_filename
 from ..store.exports import export_format as export_format_named
 from ..store.usersql import charts, execute, runs
+from ..store.usersql.workers import Workers
 from .query import fast_json, json_bytes, parse_params_json
+from .versions import add_version_routes, created
 
 router = APIRouter(tags=["queries"])
 
@@ -56,7 +60,7 @@ def list_queries(
     database: DatabaseDep,
     q: str | None = Query(None, max_length=200, description="Search titles and descriptions."),
 ) -> dict[str, Any]:
-    queries = store.list_queries(database, q)
+    queries = saved_queries.list_queries(database, q)
     request.app.state.results.overlay_runs("query", queries)
     return {"queries": queries}
 
@@ -81,7 +85,7 @@ def create_query(
     database: DatabaseDep,
     workers: WorkersDep,
 ) -> JSONResponse:
-    saved = store.create_query(
+    saved = saved_queries.create(
         database,
         _fields(body),
         workers=workers,
@@ -89,22 +93,7 @@ def create_query(
         audit_actor=actor.audit_name,
         ip=client_address(request),
     )
-    public = SavedQueryPublic.model_validate(saved).model_dump(mode="json")
-    return JSONResponse(
-        public, status_code=201, headers={"Location": f"/api/queries/{saved['slug']}"}
-    )
-
-
-@router.get(
-    "/queries/{slug}",
-    response_model=SavedQueryPublic,
-    responses=_NOT_FOUND,
-    summary="A saved query, its latest version or the one asked for",
-)
-def read_query(
-    slug: str, actor: ViewerDep, database: DatabaseDep, version: int | None = Query(None, ge=1)
-) -> dict[str, Any]:
-    return store.get_query(database, slug, version)
+    return created(SavedQueryPublic, saved, "/queries")
 
 
 @router.put(
@@ -121,7 +110,7 @@ def update_query(
     database: DatabaseDep,
     workers: WorkersDep,
 ) -> dict[str, Any]:
-    saved, _ = store.update_query(
+    saved, _ = saved_queries.update(
         database,
         slug,
         _fields(body),
@@ -134,80 +123,19 @@ def update_query(
     return saved
 
 
-@router.delete(
-    "/queries/{slug}",
-    status_code=204,
-    responses=_NOT_FOUND,
-    summary="Delete a saved query and all its versions",
+add_version_routes(
+    router,
+    saved_queries.SAVED_QUERIES,
+    path="/queries",
+    label="saved query",
+    public_model=SavedQueryPublic,
+    versions_model=SavedQueryVersions,
+    diff_model=SavedQueryDiff,
+    not_found=_NOT_FOUND,
+    restore_errors={**_NOT_FOUND, 409: {"model": ErrorBody, "description": "Edited meanwhile"}},
+    read_name="read_query",
+    delete_name="delete_query",
 )
-def delete_query(slug: str, request: Request, actor: EditorDep, database: DatabaseDep) -> Response:
-    store.delete_query(database, slug, audit_actor=actor.audit_name, ip=client_address(request))
-    return Response(status_code=204)
-
-
-@router.get(
-    "/queries/{slug}/versions",
-    response_model=SavedQueryVersions,
-    responses=_NOT_FOUND,
-    summary="The versions of a saved query, newest first",
-)
-def list_versions(slug: str, actor: ViewerDep, database: DatabaseDep) -> dict[str, Any]:
-    return {"slug": slug, "versions": store.list_versions(database, slug)}
-
-
-@router.get(
-    "/queries/{slug}/versions/{version}",
-    response_model=SavedQueryPublic,
-    responses=_NOT_FOUND,
-    summary="One version of a saved query",
-)
-def read_version(slug: str, version: int, actor: ViewerDep, database: DatabaseDep) -> dict:
-    return store.get_query(database, slug, version)
-
-
-@router.get(
-    "/queries/{slug}/diff",
-    response_model=SavedQueryDiff,
-    responses=_NOT_FOUND,
-    summary="Two versions of a saved query side by side (default: the latest two)",
-)
-def diff_versions(
-    slug: str,
-    actor: ViewerDep,
-    database: DatabaseDep,
-    from_version: int | None = Query(None, ge=1, alias="from"),
-    to_version: int | None = Query(None, ge=1, alias="to"),
-) -> dict[str, Any]:
-    latest = store.get_query(database, slug)["latest_version"]
-    after = to_version or latest
-    before = from_version or max(1, after - 1)
-    return store.diff_versions(database, slug, before, after)
-
-
-@router.post(
-    "/queries/{slug}/versions/{version}/restore",
-    response_model=SavedQueryPublic,
-    responses={**_NOT_FOUND, 409: {"model": ErrorBody, "description": "Edited meanwhile"}},
-    summary="Restore an old version: saves its content as a new version (audited)",
-)
-def restore_version(
-    slug: str,
-    version: int,
-    request: Request,
-    actor: EditorDep,
-    database: DatabaseDep,
-    body: SavedQueryRestore | None = None,
-) -> dict[str, Any]:
-    saved, _ = store.restore_version(
-        database,
-        slug,
-        version,
-        base_version=body.base_version if body else None,
-        actor=actor.username,
-        audit_actor=actor.audit_name,
-        ip=client_address(request),
-    )
-    return saved
 
 
 @router.post(
@@ -225,8 +153,8 @@ def run_saved_query(
     workers: WorkersDep,
     settings: SettingsDep,
 ) -> Response:
-    saved = store.get_query(database, slug, body.version)
-    values = store.bind_saved_parameters(saved["parameters"], body.params)
+    saved = saved_queries.get_query(database, slug, body.version)
+    values = saved_queries.bind_saved_parameters(saved["parameters"], body.params)
     request.app.state.results.note_run("query", slug)
     with query_run(request, "saved"):
         result = execute.run_select(
@@ -257,11 +185,11 @@ def chart_saved_query(
     workers: WorkersDep,
     settings: SettingsDep,
 ) -> JSONResponse:
-    saved = store.get_query(database, slug, body.version)
+    saved = saved_queries.get_query(database, slug, body.version)
     chart = body.chart.model_dump() if body.chart else saved["chart"]
     if not chart:
         raise BadRequest("This saved query has no chart; send one in `chart`.", code="no_chart")
-    values = store.bind_saved_parameters(saved["parameters"], body.params)
+    values = saved_queries.bind_saved_parameters(saved["parameters"], body.params)
     return fast_json(
         charts.chart_select(
             database,
@@ -300,20 +228,46 @@ def export_saved_query(
     filename: str | None = Query(None, max_length=200),
     id: UUID | None = None,
 ) -> StreamingResponse:
-    saved = store.get_query(database, slug, version)
-    values = store.bind_saved_parameters(saved["parameters"], parse_params_json(params))
+    saved = saved_queries.get_query(database, slug, version)
+    values = saved_queries.bind_saved_parameters(saved["parameters"], parse_params_json(params))
     request.app.state.results.note_run("query", slug)
-    export_format = export_format_named(format, bom=bom)
+    stem = filename or (slug if version is None else f"{slug}-v{version}")
+    return export_saved(
+        database,
+        workers,
+        settings,
+        saved,
+        values,
+        export_format_named(format, bom=bom),
+        stem=stem,
+        run_id=id,
+        owner=actor.username,
+    )
+
+
+def export_saved(
+    database: Database,
+    workers: Workers,
+    settings: Settings,
+    saved: Mapping[str, Any],
+    values: Mapping[str, Any],
+    fmt: ExportFormat,
+    *,
+    stem: str,
+    run_id: UUID | None,
+    owner: str | None,
+) -> StreamingResponse:
+    """The whole result of a saved query (no row cap) as a download named `stem`; the export
+    routes of saved queries, dashboard tiles and share links all answer this way."""
     export = execute.export_select(
         database,
         workers,
         settings,
         sql=saved["sql"],
-        params=values,
-        fmt=export_format,
+        params=dict(values),
+        fmt=fmt,
         timeout_ms=None,
-        run_id=runs.new_run_id(id),
-        owner=actor.username,
+        run_id=runs.new_run_id(run_id),
+        owner=owner,
     )
-    stem = filename or (slug if version is None else f"{slug}-v{version}")
-    return export_response(export, download_filename(stem, export_format))
+    return export_response(export, download_filename(stem, fmt))

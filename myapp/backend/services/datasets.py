@@ -1,0 +1,103 @@
+"""Datasets: loading an upload, renaming, deleting, each with its audit line.
+
+A load's own transaction (the swap of the new data file into the catalog, with its
+`dataset.created|replaced|appended` line) is in store/ingest/load.py, since it must be the one
+that makes the file the dataset; renames and deletes are audited here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from myapp.settings import Settings
+
+from ..errors import BadRequest
+from ..store import audit
+from ..store import datasets as catalog
+from ..store.database import Database
+from ..store.datasets import DatasetRecord
+from ..store.ingest import IngestOptions, StagingFiles, check_mode_allows, ingest_file
+
+
+def upload_name(name: str | None) -> str | None:
+    """The dataset an upload names (None: not named yet), normalised; refused if invalid."""
+    return catalog.normalise_name(name) if name else None
+
+
+def check_upload(database: Database, name: str | None, mode: str) -> None:
+    """Refuse, before any byte is read, an upload that could not be loaded anyway."""
+    if name is not None:
+        check_mode_allows(database, name, mode)
+
+
+def load_upload(
+    database: Database,
+    settings: Settings,
+    staging: StagingFiles,
+    upload: Path,
+    *,
+    name: str | None,
+    filename: str | None,
+    options: IngestOptions,
+    actor: str | None,
+    ip: str,
+    longest_line: int | None = None,
+    source_name: str | None = None,
+) -> dict[str, Any]:
+    """Load a received upload as the dataset `name` (default: from the file name); the
+    catalog's source file name is `filename`, else `source_name` (what the address named)."""
+    if name is None:
+        if not filename:
+            raise BadRequest(
+                "Give the dataset a name (the 'name' field), or send a file name.",
+                code="missing_name",
+            )
+        name = catalog.name_from_filename(filename)
+    return ingest_file(
+        database,
+        settings,
+        staging,
+        upload,
+        name=name,
+        options=options,
+        filename=filename or source_name,
+        actor=actor,
+        ip=ip,
+        longest_line=longest_line,
+    )
+
+
+def rename(
+    database: Database, name: str, new_name: str, *, actor: str | None, ip: str | None
+) -> DatasetRecord:
+    with database.transaction() as cur:
+        record, old = catalog.rename_dataset(cur, name, new_name, actor)
+        if old != record.name:
+            audit.record(
+                cur,
+                actor=actor,
+                action="dataset.renamed",
+                target=record.name,
+                ip=ip,
+                detail={"from": old, "to": record.name},
+            )
+    return record
+
+
+def delete(
+    database: Database, settings: Settings, name: str, *, actor: str | None, ip: str | None
+) -> None:
+    with database.transaction() as cur:
+        record = catalog.delete_dataset(cur, name)
+        audit.record(
+            cur,
+            actor=actor,
+            action="dataset.deleted",
+            target=record.name,
+            ip=ip,
+            detail={"row_count": record.row_count},
+        )
+    # Only once the catalog no longer names it may the data file go.
+    with database.cursor() as cur:
+        catalog.release_file(cur, settings, record.file_id)
