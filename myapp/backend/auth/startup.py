@@ -8,7 +8,6 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-import duckdb
 from fastapi import FastAPI
 
 from myapp.settings import Settings, SettingsError
@@ -16,6 +15,7 @@ from myapp.settings import Settings, SettingsError
 from ..services import accounts
 from ..store import accounts as account_store
 from ..store import tokens as token_store
+from ..store.engine import DatabaseError
 from ..store.lockfile import DatabaseLockedError, wait_for_lock
 from .authenticator import Authenticator
 from .tokens import SESSION_RETENTION
@@ -82,7 +82,7 @@ def check_startup(settings: Settings) -> None:
             raise SettingsError(str(exc)) from None
         try:
             return account_store.accounts_in_file(settings.database_path)
-        except duckdb.Error as exc:
+        except DatabaseError as exc:
             raise SettingsError(
                 f"cannot read accounts from {settings.database_path}: {exc}"
             ) from None
