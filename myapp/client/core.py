@@ -81,14 +81,22 @@ class Client:
     """
 
     def __init__(
-        self, url: str = DEFAULT_URL, token: str | None = None, *, timeout_s: float = 60.0
+        self,
+        url: str = DEFAULT_URL,
+        token: str | None = None,
+        *,
+        timeout_s: float = 60.0,
+        connect_timeout_s: float = CONNECT_TIMEOUT_S,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.connect_timeout_s = connect_timeout_s
         self.http = httpx.Client(
             base_url=self.url,
             headers=headers,
-            timeout=httpx.Timeout(timeout_s, connect=CONNECT_TIMEOUT_S),
+            timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
+            transport=transport,
         )
 
     # -- plumbing ----------------------------------------------------------------------------
@@ -110,24 +118,34 @@ class Client:
             )
         return ApiUnavailable(f"cannot reach the backend at {self.url}: {exc}")
 
+    def _headers(self, given: dict[str, str] | None) -> dict[str, str] | None:
+        """The headers of one call (a subclass adds its own, as the frontend does)."""
+        return given
+
+    def _error(self, response: httpx.Response) -> ApiError:
+        return ApiError.from_response(response)
+
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """One API call; an error answer raises ApiError."""
+        kwargs["headers"] = self._headers(kwargs.get("headers"))
         try:
             response = self.http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
             raise self._unavailable(exc, kwargs.get("timeout")) from None
         if response.status_code >= 400:
-            raise ApiError.from_response(response)
+            raise self._error(response)
         return response
 
     @contextlib.contextmanager
     def stream(self, method: str, path: str, **kwargs: Any) -> Iterator[httpx.Response]:
-        """A streamed answer (downloads); an error answer raises ApiError before any body."""
+        """A streamed request or answer (uploads in, downloads out), never held whole; an error
+        answer raises ApiError before any body."""
+        kwargs["headers"] = self._headers(kwargs.get("headers"))
         try:
             with self.http.stream(method, path, **kwargs) as response:
                 if response.status_code >= 400:
                     response.read()
-                    raise ApiError.from_response(response)
+                    raise self._error(response)
                 yield response
         except httpx.TransportError as exc:
             raise self._unavailable(exc, kwargs.get("timeout")) from None

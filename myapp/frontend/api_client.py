@@ -1,4 +1,4 @@
-"""Typed calls from the frontend to the backend's /api over httpx.
+"""The frontend's calls to the backend's /api, through the one API client (myapp.client).
 
 Non-2xx answers become BackendError carrying the backend's error code and message; a backend
 that cannot be reached or does not answer in time becomes BackendUnavailable, which the app
@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 from flask import g, has_request_context
 
+from myapp.client import ApiError, Client
 from myapp.logs import REQUEST_ID_HEADER
 
 # A backend that does not accept a connection this fast is treated as down: people should see
@@ -21,15 +22,12 @@ from myapp.logs import REQUEST_ID_HEADER
 CONNECT_TIMEOUT_S = 3.0
 
 
-class BackendError(Exception):
-    """The backend answered with an error body."""
+class BackendError(ApiError):
+    """The backend answered with an error body (an ApiError whose text is its message alone,
+    the sentence a page shows)."""
 
-    def __init__(self, status: int, code: str, message: str, detail: Any = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.detail = detail
+    def __str__(self) -> str:
+        return self.message
 
 
 class BackendUnavailable(BackendError):
@@ -52,8 +50,10 @@ def error_from_response(response: httpx.Response) -> BackendError:
         )
 
 
-class ApiClient:
-    """One per frontend process; httpx.Client pools connections and is thread-safe."""
+class ApiClient(Client):
+    """The API client (myapp.client) as the pages use it: one per frontend process (httpx's
+    client pools connections and is thread-safe); every call carries the page request's id,
+    token and client address, and errors are sentences a page can show."""
 
     def __init__(
         self,
@@ -62,17 +62,14 @@ class ApiClient:
         read_timeout_s: float = 10.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.read_timeout_s = read_timeout_s
-        self._client = httpx.Client(
-            base_url=self.base_url,
-            timeout=httpx.Timeout(read_timeout_s, connect=CONNECT_TIMEOUT_S),
+        super().__init__(
+            base_url,
+            timeout_s=read_timeout_s,
+            connect_timeout_s=CONNECT_TIMEOUT_S,
             transport=transport,
-            follow_redirects=False,
         )
-
-    def close(self) -> None:
-        self._client.close()
+        self.base_url = self.url
+        self.read_timeout_s = read_timeout_s
 
     # -- plumbing ---------------------------------------------------------------------------
     def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -91,6 +88,14 @@ class ApiClient:
             headers.update(extra)
         return headers
 
+    def _error(self, response: httpx.Response) -> BackendError:
+        return error_from_response(response)
+
+    def _unavailable(self, exc: httpx.TransportError, timeout: Any = None) -> BackendUnavailable:
+        if isinstance(exc, httpx.TimeoutException):
+            return BackendUnavailable("The backend did not answer in time.")
+        return BackendUnavailable("The backend cannot be reached.")
+
     def request_headers(self) -> dict[str, str]:
         """This request's headers for backend calls (id, token, client address), to pass as
         `headers=` from a thread that has no request context (calls made concurrently)."""
@@ -99,7 +104,7 @@ class ApiClient:
     def _timeout(self, read_timeout_s: float | None) -> httpx.Timeout:
         return httpx.Timeout(read_timeout_s or self.read_timeout_s, connect=CONNECT_TIMEOUT_S)
 
-    def request(
+    def request(  # type: ignore[override]
         self,
         method: str,
         path: str,
@@ -111,23 +116,16 @@ class ApiClient:
         read_timeout_s: float | None = None,
     ) -> httpx.Response:
         """Send one request to /api…; raise BackendError for any non-2xx answer."""
-        try:
-            response = self._client.request(
-                method,
-                path,
-                params=params,
-                json=json,
-                content=content,
-                headers=self._headers(headers),
-                timeout=self._timeout(read_timeout_s),
-            )
-        except httpx.TimeoutException:
-            raise BackendUnavailable("The backend did not answer in time.") from None
-        except httpx.TransportError:
-            raise BackendUnavailable("The backend cannot be reached.") from None
-        if response.status_code >= 400:
-            raise error_from_response(response)
-        return response
+        return super().request(
+            method,
+            path,
+            params=params,
+            json=json,
+            content=content,
+            headers=headers,
+            timeout=self._timeout(read_timeout_s),
+            follow_redirects=False,
+        )
 
     def get(self, path: str, **kwargs: Any) -> Any:
         return self.request("GET", path, **kwargs).json()
@@ -148,7 +146,7 @@ class ApiClient:
         self.request("DELETE", path, **kwargs)
 
     @contextmanager
-    def stream(
+    def stream(  # type: ignore[override]
         self,
         method: str,
         path: str,
@@ -160,28 +158,16 @@ class ApiClient:
         read_timeout_s: float | None = None,
     ) -> Iterator[httpx.Response]:
         """A streamed request (uploads in, downloads out); the body is never held whole."""
-        request = self._client.build_request(
+        with super().stream(
             method,
             path,
             params=params,
             json=json,
             content=content,
-            headers=self._headers(headers),
+            headers=headers,
             timeout=self._timeout(read_timeout_s),
-        )
-        try:
-            response = self._client.send(request, stream=True)
-        except httpx.TimeoutException:
-            raise BackendUnavailable("The backend did not answer in time.") from None
-        except httpx.TransportError:
-            raise BackendUnavailable("The backend cannot be reached.") from None
-        try:
-            if response.status_code >= 400:
-                response.read()
-                raise error_from_response(response)
+        ) as response:
             yield response
-        finally:
-            response.close()
 
     # -- calls ------------------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
