@@ -182,6 +182,9 @@ def export_shared(
     workers: WorkersDep,
     settings: SettingsDep,
     format: ExportFormatName = "csv",
+    bom: bool = Query(
+        False, description="csv/tsv: start with a UTF-8 byte-order mark (Excel on Windows)"
+    ),
     params: str | None = Query(None, description="The open parameters as a JSON object."),
     id: UUID | None = None,
 ) -> StreamingResponse:
@@ -190,7 +193,7 @@ def export_shared(
     given = tiles.with_fixed(saved["parameters"], parse_params_json(params), share.params)
     values = query_store.bind_saved_parameters(saved["parameters"], given)
     record_use(database, share.id)
-    fmt = export_format(format)
+    fmt = export_format(format, bom=bom)
     return _export(database, workers, settings, saved, values, fmt, share.target, id, None)
 
 
@@ -241,6 +244,9 @@ def export_shared_tile(
     workers: WorkersDep,
     settings: SettingsDep,
     format: ExportFormatName = "csv",
+    bom: bool = Query(
+        False, description="csv/tsv: start with a UTF-8 byte-order mark (Excel on Windows)"
+    ),
     params: str | None = Query(None, description="The open values as a JSON object."),
     id: UUID | None = None,
 ) -> StreamingResponse:
@@ -250,7 +256,7 @@ def export_shared_tile(
         database, dashboard, tile_id, parse_params_json(params), fixed=share.params
     )
     record_use(database, share.id)
-    fmt = export_format(format)
+    fmt = export_format(format, bom=bom)
     return _export(
         database, workers, settings, saved, values, fmt, f"{share.target}-{tile_id}", id, None
     )
