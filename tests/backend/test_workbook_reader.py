@@ -176,3 +176,64 @@ def test_a_workbook_keeps_its_header_types_and_leading_rows_through_the_reader(a
     ]
     page = rows(api, name, sort="id", limit=2)["rows"]
     assert page == [[1, False, "n1"], [2, True, "n2"]]
+
+
+def ods_workbook() -> bytes:
+    """An OpenDocument spreadsheet as LibreOffice writes one (the parts calamine reads): a
+    title row above the header, then typed cells (dates, numbers, booleans, text)."""
+
+    def cell(kind: str, value: str, text: str | None = None) -> str:
+        attribute = {"float": "value", "date": "date-value", "boolean": "boolean-value"}
+        extra = f' office:{attribute[kind]}="{value}"' if kind in attribute else ""
+        return (
+            f'<table:table-cell office:value-type="{kind}"{extra}>'
+            f"<text:p>{text if text is not None else value}</text:p></table:table-cell>"
+        )
+
+    def row(*cells: str) -> str:
+        return "<table:table-row>" + "".join(cells) + "</table:table-row>"
+
+    body = (
+        row(cell("string", "Budget 2024"))
+        + row(cell("string", "day"), cell("string", "amount"), cell("string", "paid"))
+        + row(cell("date", "2024-01-02", "02.01.24"), cell("float", "3.5"), cell("boolean", "true"))
+        + row(cell("date", "2024-01-03", "03.01.24"), cell("float", "4"), cell("boolean", "false"))
+    )
+    content = (
+        '<?xml version="1.0" encoding="UTF-8"?><office:document-content '
+        'xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
+        'xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" '
+        'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" office:version="1.2">'
+        '<office:body><office:spreadsheet><table:table table:name="Budget">'
+        f"{body}</table:table></office:spreadsheet></office:body></office:document-content>"
+    )
+    manifest = (
+        '<?xml version="1.0" encoding="UTF-8"?><manifest:manifest xmlns:manifest="urn:oasis:'
+        'names:tc:opendocument:xmlns:manifest:1.0" manifest:version="1.2"><manifest:file-entry '
+        'manifest:full-path="/" manifest:media-type="application/vnd.oasis.opendocument.'
+        'spreadsheet"/><manifest:file-entry manifest:full-path="content.xml" '
+        'manifest:media-type="text/xml"/></manifest:manifest>'
+    )
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as book:
+        book.writestr("mimetype", "application/vnd.oasis.opendocument.spreadsheet")
+        book.writestr("META-INF/manifest.xml", manifest, zipfile.ZIP_DEFLATED)
+        book.writestr("content.xml", content, zipfile.ZIP_DEFLATED)
+    return out.getvalue()
+
+
+def test_an_opendocument_spreadsheet_loads_with_types_below_its_title(api, name):
+    response = put(api, name, ods_workbook(), filename="budget.ods")
+    assert response.status_code == 201, response.text
+    result = response.json()
+    assert result["dataset"]["source"]["format"] == "ods"
+    assert result["read"]["sheets"] == ["Budget"]
+    assert [(c["name"], c["type"]) for c in result["dataset"]["columns"]] == [
+        ("day", "DATE"),
+        ("amount", "DOUBLE"),
+        ("paid", "BOOLEAN"),
+    ]
+    assert rows(api, name)["rows"] == [["2024-01-02", 3.5, True], ["2024-01-03", 4.0, False]]
+    # Told by its content under another name, too.
+    again = put(api, name + "b", ods_workbook(), filename="download")
+    assert again.status_code == 201 and again.json()["dataset"]["source"]["format"] == "ods"
