@@ -297,7 +297,9 @@ _CONTROL_CHARS = dict.fromkeys(_CONTROL)
 
 
 def _looks_binary(head: bytes) -> bool:
-    sample = head[:65536]
+    # NUL bytes after the text (a file written into a preallocated, zero-filled block) are
+    # padding, not content.
+    sample = head[:65536].rstrip(b"\x00")
     if not sample:
         return False
     controls = len(sample) - len(sample.translate(None, _CONTROL))
