@@ -236,3 +236,4 @@ def test_the_name_and_mode_sent_with_the_file_are_the_loads_defaults(api, name):
     # Without a name sent anywhere, the file name names the dataset, as before.
     plain = stage(api, b"x\n1\n", filename=f"{name}_file.csv").json()["upload"]
     assert (plain["name"], plain["mode"]) == (None, "create")
+    assert api.delete(f"/api/uploads/{plain['id']}").status_code == 204

@@ -62,7 +62,12 @@ def _run_reader(config: dict, settings: Settings, fmt: str) -> dict:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env={**os.environ, **READER_ENV},
+            # Nothing of the backend's settings (tokens, passwords) reaches the process that
+            # parses an untrusted file.
+            env={
+                **{k: v for k, v in os.environ.items() if not k.startswith("MYAPP_")},
+                **READER_ENV,
+            },
             close_fds=True,
         )
         try:
