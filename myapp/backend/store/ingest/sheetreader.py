@@ -90,6 +90,58 @@ def _text(value: object) -> str:
     return str(value)
 
 
+_FINITE_INTEGRAL = float(_BIGINT_LIMIT)
+
+
+def _encoded(batch, ncols: int, kinds: list[set[str]]) -> list[list[str]]:
+    """The rows of `batch` that hold anything, as the CSV's text, cut or padded to `ncols`;
+    each column's kinds noted in `kinds`.
+
+    The same as `_kind` and `_text` cell by cell, with the common cell types told by `type()`
+    inline: a sheet of a million rows is millions of cells, and two calls per cell took half of
+    the conversion's time.
+    """
+    out: list[list[str]] = []
+    for row in batch:
+        texts: list[str] = []
+        filled = False
+        for i, value in enumerate(row[:ncols] if len(row) > ncols else row):
+            kind_of = type(value)
+            if value is None or (kind_of is str and not value):
+                texts.append("")
+                continue
+            if kind_of is str:
+                kind, text = "str", value
+            elif kind_of is float:
+                if value.is_integer() and -_FINITE_INTEGRAL < value < _FINITE_INTEGRAL:
+                    kind, text = "int", str(int(value))
+                else:
+                    kind, text = "float", repr(value)
+            elif kind_of is int:
+                kind = "int" if -_BIGINT_LIMIT < value < _BIGINT_LIMIT else "float"
+                text = str(value)
+            elif kind_of is bool:
+                kind, text = "bool", ("true" if value else "false")
+            elif kind_of is dt.datetime:
+                kind, text = "datetime", value.isoformat(sep=" ")
+            elif kind_of is dt.date:
+                kind, text = "date", value.isoformat()
+            else:
+                kind, text = _kind(value), _text(value)
+                if kind is None:  # a kind of empty text
+                    texts.append(text)
+                    continue
+            filled = True
+            kinds[i].add(kind)
+            texts.append(text)
+        if not filled and not (len(row) > ncols and _filled(row[ncols:])):
+            continue  # an empty row
+        if len(texts) < ncols:
+            texts += [""] * (ncols - len(texts))
+        out.append(texts)
+    return out
+
+
 def _column_type(kinds: set[str]) -> str:
     if not kinds:
         return "VARCHAR"
@@ -191,15 +243,7 @@ def write_sheet(rows, handle, header_option: bool | None, budget: int):
     written = 0
 
     def write_rows(batch) -> None:
-        for row in batch:
-            if not _filled(row):
-                continue
-            cells = list(row[:ncols])
-            for i, value in enumerate(cells):
-                kind = _kind(value)
-                if kind is not None:
-                    kinds[i].add(kind)
-            writer.writerow([_text(v) for v in cells] + [""] * (ncols - len(cells)))
+        writer.writerows(_encoded(batch, ncols, kinds))
 
     def flush() -> None:
         nonlocal written
