@@ -88,7 +88,7 @@ class Settings(BaseSettings):
         "2GB",
         description="Most memory the short-lived process that reads an uploaded Excel or "
         "OpenDocument workbook may use (its address space is capped at this; the reader holds "
-        "a sheet's cells, ~11x the file's size). A workbook that needs more is refused (413).",
+        "a sheet's cells, ~13x the file's size). A workbook that needs more is refused (413).",
     )
     temp_dir_limit: str = Field("20GB", description="Most disk DuckDB may spill to.")
     max_result_bytes: int = Field(

@@ -4,7 +4,7 @@ column types, which the CSV path then loads like any other upload.
 The reader is python-calamine (Rust). bench/excel.py on a 37.5 MB, 1M-row workbook: calamine
 walked every row in 3.8 s at 490 MB peak, openpyxl's read_only mode in 44 s at 123 MB. At
 openpyxl's 23k rows/s a large sheet would outlast any request, so calamine. Its memory (the
-sheet's cells, ~11x the file) is why the reading happens in a child process of its own
+sheet's cells, ~13x the file) is why the reading happens in a child process of its own
 (`sheetreader.py`) with its address space capped at MYAPP_WORKBOOK_MEMORY_LIMIT: the serving
 process stays at its size, and a workbook that needs more than the cap (a crafted one that
 claims a million columns or expands to gigabytes of strings) is a 413, not a swelling backend.

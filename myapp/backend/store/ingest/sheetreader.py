@@ -3,7 +3,7 @@ process of the backend (`excel.py` starts it): `python -m myapp.backend.store.in
 '<json config>'`, one JSON answer on stdout.
 
 Why a process of its own: python-calamine holds the whole sheet's cells (and the workbook's
-shared strings) in memory while it is walked, ~11x the file's size (675 MB for a 50 MB
+shared strings) in memory while it is walked, ~13x the file's size (689 MB for a 50.5 MB
 workbook, bench/ingest.py), and it has no lazy row reader. In the serving process that memory
 stays with the allocator after the load and a crafted workbook (a sheet that claims a million
 columns, gigabytes of shared strings in a small zip) could take the machine. Here the address
@@ -18,7 +18,7 @@ themselves: integers, numbers, booleans, dates, date-times; a column holding tex
 text), which the CSV path then hands to DuckDB.
 
 Kept to the standard library and python-calamine (the package's `__init__` imports nothing),
-so the child starts in ~60 ms at ~15 MB.
+so the child starts in ~0.2 s at ~17 MB (0.5 s and 60 MB with the whole backend).
 """
 
 from __future__ import annotations
