@@ -3,7 +3,8 @@ memory during a 1 GB upload, and an Excel workbook (about 50 MB) through the API
 same rows as CSV.
 
     python bench/ingest.py [--rows 5000000] [--memory-gb 1.0] [--runs 3] [--skip-memory]
-                           [--xlsx-rows 1000000] [--skip-xlsx] [--only-xlsx] [--json PATH]
+                           [--xlsx-rows 1000000] [--skip-xlsx] [--only-xlsx]
+                           [--before-tree PATH] [--json PATH]
 
 Files are generated with DuckDB in bench/.work/ (git-ignored) and reused on later runs. The
 backend is a real `myapp serve --role backend` subprocess on a free loopback port; uploads are
@@ -18,6 +19,7 @@ average is printed with the results.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -212,20 +214,49 @@ def generate_xlsx(path: Path, rows: int) -> None:
     path.with_suffix(".tmp.csv").rename(path.with_suffix(".csv"))
 
 
-def measure_upload(path: Path, name: str) -> dict[str, float]:
-    """One upload to a fresh backend: seconds, and the worker's peak RSS above idle."""
-    backend = Backend(f"xlsx-{name}")
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (a workbook's reader, the query workers), whichever of its
+    threads started them."""
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            tasks = list(Path(f"/proc/{parent}/task").iterdir())
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                kids = [int(p) for p in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            found += kids
+            todo += kids
+    return found
+
+
+def measure_upload(path: Path, name: str, tree: Path | None = None) -> dict[str, float]:
+    """One upload to a fresh backend (running the code in `tree` if given): seconds, the
+    worker's peak RSS above idle, and the largest RSS any process it started for this upload
+    reached (a workbook's reader)."""
+    backend = Backend(f"xlsx-{name}", {"PYTHONPATH": str(tree)} if tree else None)
     try:
         pid = backend.worker_pid()
         time.sleep(1.0)
         idle = rss_mb(pid)
+        before = set(descendants(pid))
         peak = idle
+        child_peak = 0.0
         done = threading.Event()
 
         def sample() -> None:
-            nonlocal peak
+            nonlocal peak, child_peak
             while not done.is_set():
                 peak = max(peak, rss_mb(pid))
+                for kid in set(descendants(pid)) - before:
+                    # It may end between the listing and the read.
+                    with contextlib.suppress(OSError, RuntimeError):
+                        child_peak = max(child_peak, rss_mb(kid))
                 time.sleep(RSS_SAMPLE_S)
 
         sampler = threading.Thread(target=sample, daemon=True)
@@ -235,34 +266,64 @@ def measure_upload(path: Path, name: str) -> dict[str, float]:
         sampler.join()
     finally:
         backend.stop()
-    return {"seconds": seconds, "idle": idle, "peak": peak - idle}
+    return {"seconds": seconds, "idle": idle, "peak": peak - idle, "child_peak": child_peak}
 
 
-def measure_xlsx(rows: int, runs: int) -> dict:
+def measure_xlsx(rows: int, runs: int, before_tree: Path | None = None) -> dict:
+    """The workbook and the same rows as CSV through the API, and DuckDB's read_csv of that CSV
+    alone; with `before_tree`, the same uploads to a backend running that tree's code, taking
+    turns with this one so both see the same load on the machine."""
     book = WORK / f"ingest-{rows}.xlsx"
     generate_xlsx(book, rows)
     csv = book.with_suffix(".csv")
-    out: dict = {"rows": rows}
-    for kind, path in (("xlsx", book), ("csv", csv)):
-        results = [measure_upload(path, f"{kind}_bench") for _ in range(runs)]
-        out[kind] = {
-            "size_mb": path.stat().st_size / 1e6,
-            "seconds": [r["seconds"] for r in results],
-            "peak_mb": [r["peak"] for r in results],
-            "idle_mb": [r["idle"] for r in results],
+    out: dict = {"rows": rows, "duckdb_csv_s": []}
+    trees = {"": None} if before_tree is None else {"": None, "before_": before_tree}
+    results: dict[str, list[dict[str, float]]] = {}
+    for _ in range(runs):
+        for kind, path in (("xlsx", book), ("csv", csv)):
+            for prefix, tree in trees.items():
+                key = prefix + kind
+                results.setdefault(key, []).append(measure_upload(path, f"{kind}_bench", tree))
+        out["duckdb_csv_s"].append(duckdb_alone(csv))
+    for key, found in results.items():
+        out[key] = {
+            "size_mb": (book if key.endswith("xlsx") else csv).stat().st_size / 1e6,
+            "seconds": [r["seconds"] for r in found],
+            "peak_mb": [r["peak"] for r in found],
+            "idle_mb": [r["idle"] for r in found],
+            "child_peak_mb": [r["child_peak"] for r in found],
         }
     print()
     print(
         f"The same {rows:,} rows as an Excel workbook and as CSV, through the API (best of {runs})"
     )
-    print(f"{'file':<22}{'MB':>8}{'seconds':>10}{'MB/s':>8}{'rows/s':>12}{'peak RSS +MB':>14}")
-    for kind in ("csv", "xlsx"):
-        f = out[kind]
+    print(
+        f"{'file':<34}{'MB':>7}{'seconds':>9}{'MB/s':>7}{'rows/s':>11}"
+        f"{'backend peak +MB':>18}{'reader peak MB':>16}"
+    )
+    labels = [("csv", "csv through the API"), ("xlsx", "xlsx through the API")]
+    if before_tree is not None:
+        labels = [
+            ("before_csv", "csv, before"),
+            ("csv", "csv, now"),
+            ("before_xlsx", "xlsx, before"),
+            ("xlsx", "xlsx, now"),
+        ]
+    for key, label in labels:
+        f = out[key]
         seconds = min(f["seconds"])
+        child = max(f["child_peak_mb"])
         print(
-            f"{kind:<22}{f['size_mb']:>8.1f}{seconds:>10.2f}{f['size_mb'] / seconds:>8.1f}"
-            f"{rows / seconds:>12,.0f}{max(f['peak_mb']):>14.0f}"
+            f"{label:<34}{f['size_mb']:>7.1f}{seconds:>9.2f}{f['size_mb'] / seconds:>7.1f}"
+            f"{rows / seconds:>11,.0f}{max(f['peak_mb']):>18.0f}"
+            f"{(f'{child:.0f}' if child else '-'):>16}"
         )
+    seconds = min(out["duckdb_csv_s"])
+    size = out["csv"]["size_mb"]
+    print(
+        f"{'csv, DuckDB read_csv alone':<34}{size:>7.1f}{seconds:>9.2f}{size / seconds:>7.1f}"
+        f"{rows / seconds:>11,.0f}{'-':>18}{'-':>16}"
+    )
     return out
 
 
@@ -315,12 +376,18 @@ def main() -> int:
     parser.add_argument("--xlsx-rows", type=int, default=1_000_000)
     parser.add_argument("--skip-xlsx", action="store_true")
     parser.add_argument("--only-xlsx", action="store_true", help="only the workbook figures")
+    parser.add_argument(
+        "--before-tree",
+        type=Path,
+        help="also upload the workbook to backends running this source tree (e.g. a checkout "
+        "of the previous commit), taking turns, for a before/after table",
+    )
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     args = parser.parse_args()
 
     WORK.mkdir(exist_ok=True)
     if args.only_xlsx:
-        xlsx = measure_xlsx(args.xlsx_rows, args.runs)
+        xlsx = measure_xlsx(args.xlsx_rows, args.runs, args.before_tree)
         if args.json:
             args.json.write_text(json.dumps({"xlsx": xlsx}, indent=1))
         return 0
@@ -402,7 +469,7 @@ def main() -> int:
                 {"limit": limit, "size_gb": big.stat().st_size / 1e9, **memory}
             )
     if not args.skip_xlsx:
-        figures["xlsx"] = measure_xlsx(args.xlsx_rows, args.runs)
+        figures["xlsx"] = measure_xlsx(args.xlsx_rows, args.runs, args.before_tree)
     load_after = os.getloadavg()
     print()
     print(

@@ -84,6 +84,12 @@ class Settings(BaseSettings):
         description="Memory limit of the short-lived DuckDB instances that load uploads and "
         "write exports.",
     )
+    workbook_memory_limit: str = Field(
+        "2GB",
+        description="Most memory the short-lived process that reads an uploaded Excel or "
+        "OpenDocument workbook may use (its address space is capped at this; the reader holds "
+        "a sheet's cells, ~13x the file's size). A workbook that needs more is refused (413).",
+    )
     temp_dir_limit: str = Field("20GB", description="Most disk DuckDB may spill to.")
     max_result_bytes: int = Field(
         32 * 1024 * 1024,
@@ -181,7 +187,11 @@ class Settings(BaseSettings):
     )
 
     @field_validator(
-        "memory_limit", "bulk_memory_limit", "temp_dir_limit", "query_worker_memory_limit"
+        "memory_limit",
+        "bulk_memory_limit",
+        "temp_dir_limit",
+        "query_worker_memory_limit",
+        "workbook_memory_limit",
     )
     @classmethod
     def _size(cls, value: str | None) -> str | None:

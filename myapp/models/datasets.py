@@ -129,6 +129,10 @@ class UploadPreview(BaseModel):
     conversions: list[ColumnConversion] = Field(default_factory=list)
     text_columns: list[TextColumn] = Field(default_factory=list)
     types: dict[str, str] = Field(default_factory=dict, description="Column types chosen")
+    name: str | None = Field(
+        None, description="The dataset name sent with the file, the load's default name"
+    )
+    mode: IngestMode = Field("create", description="The mode sent with the file")
 
 
 class UploadResult(BaseModel):
@@ -153,8 +157,14 @@ class UploadUpdate(BaseModel):
 
 
 class UploadLoad(BaseModel):
-    name: str | None = Field(None, max_length=200, description="Dataset name (default: file name)")
-    mode: IngestMode = "create"
+    name: str | None = Field(
+        None,
+        max_length=200,
+        description="Dataset name (default: the name sent with the file, else the file name)",
+    )
+    mode: IngestMode | None = Field(
+        None, description="create, replace or append (default: the mode sent with the file)"
+    )
 
 
 class DatasetUpdate(BaseModel):

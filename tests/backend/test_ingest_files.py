@@ -240,6 +240,45 @@ def test_uneven_rows_keep_the_header_table_where_duckdb_gives_up(api, prefix, tm
     assert loaded(api, prefix) == (["a", "b", "c"], [[1, 2, 3], [10, 11, 12]])
 
 
+def test_a_header_wider_than_its_rows_pads_them_where_duckdb_gives_up(api, prefix, tmp_path):
+    # Deliberately better than plain read_csv, which reads this file as ONE text column named
+    # "day,item,amount,note,checked" (delimiter "|"); read with rejects, every row was a
+    # reject. The rows leave out their empty last cells: they are padded, as
+    # read_csv(…, null_padding = true) reads them.
+    rows = [f"2024-01-{d:02d},item {d},{d}.5" for d in range(1, 31)]
+    lines = ["day,item,amount,note,checked", *rows]
+    body = ("\n".join(lines) + "\n").encode()
+    names, _ = duckdb_reads(tmp_path, body)
+    assert names == ["day,item,amount,note,checked"]
+    padded = duckdb_reads(tmp_path, body, null_padding="true")
+    response = put(api, prefix, body, filename="report.csv")
+    assert response.status_code == 201, response.text
+    assert (response.json()["rows_loaded"], response.json()["rows_rejected"]) == (30, 0)
+    got_names, got = loaded(api, prefix)
+    assert got_names == padded[0] == ["day", "item", "amount", "note", "checked"]
+    assert got[0] == ["2024-01-01", "item 1", 1.5, None, None]
+    assert len(got) == len(padded[1]) == 30
+
+
+def test_nul_padding_after_the_text_is_not_binary(api, prefix):
+    # A file written into a zero-filled block: the text, then NUL bytes to the block's end.
+    body = b"id,name\n" + b"".join(b"%d,n%d\n" % (i, i) for i in range(40)) + b"\x00" * 600
+    response = put(api, prefix, body, filename="padded.csv")
+    assert response.status_code == 201, response.text
+    assert response.json()["rows_loaded"] == 40
+    assert loaded(api, prefix)[0] == ["id", "name"]
+
+
+def test_utf16_big_endian_with_its_bom_loads(api, prefix):
+    # Deliberately better than read_csv(…, encoding = 'utf-16'), which reads big-endian text
+    # as little-endian (one column of CJK-looking characters).
+    body = "\ufeffid,city\n1,Zürich\n2,Łódź\n".encode("utf-16-be")
+    response = put(api, prefix, body, filename="be.csv")
+    assert response.status_code == 201, response.text
+    assert response.json()["read"]["encoding"] == "utf-16"
+    assert loaded(api, prefix) == (["id", "city"], [[1, "Zürich"], [2, "Łódź"]])
+
+
 # -- types that match the data --------------------------------------------------------------
 
 

@@ -210,3 +210,30 @@ def test_openapi_documents_the_upload_routes(api):
     assert {"post"} <= set(paths["/api/uploads"])
     assert {"get", "patch", "delete"} <= set(paths["/api/uploads/{upload_id}"])
     assert "post" in paths["/api/uploads/{upload_id}/load"]
+
+
+def test_the_name_and_mode_sent_with_the_file_are_the_loads_defaults(api, name):
+    assert api.put(f"/api/datasets/{name}", content=b"id,v\n1,a\n").status_code == 201
+    upload = stage(api, b"id,v\n2,b\n", name=name, mode="append").json()["upload"]
+    assert (upload["name"], upload["mode"]) == (name, "append")
+    # Kept when the file is read again with other options.
+    again = api.patch(f"/api/uploads/{upload['id']}", json={"delimiter": ","}).json()["upload"]
+    assert (again["name"], again["mode"]) == (name, "append")
+    loaded = api.post(f"/api/uploads/{upload['id']}/load", json={})
+    assert loaded.status_code == 201, loaded.text
+    assert loaded.json()["action"] == "appended"
+    assert api.get(f"/api/datasets/{name}").json()["row_count"] == 2
+    # A multipart form's fields say the same; the load's own body still wins.
+    form = api.post(
+        "/api/uploads",
+        files={"file": ("other.csv", b"id,v\n3,c\n")},
+        data={"name": name, "mode": "replace"},
+    ).json()["upload"]
+    assert (form["name"], form["mode"], form["filename"]) == (name, "replace", "other.csv")
+    created = api.post(f"/api/uploads/{form['id']}/load", json={"name": name + "_new"})
+    assert created.status_code == 201 and created.json()["action"] == "created"
+    assert created.json()["dataset"]["name"] == name + "_new"
+    # Without a name sent anywhere, the file name names the dataset, as before.
+    plain = stage(api, b"x\n1\n", filename=f"{name}_file.csv").json()["upload"]
+    assert (plain["name"], plain["mode"]) == (None, "create")
+    assert api.delete(f"/api/uploads/{plain['id']}").status_code == 204

@@ -269,9 +269,15 @@ def test_a_failing_tile_shows_its_own_error_and_a_query_link_page(browser, page,
     expect(visitor.get_by_test_id("tile-chart-chart")).to_have_attribute("data-points", "2")
     assert_accessible(visitor)
     assert not errors, errors
+    visitor.get_by_test_id("tile-rows-export").locator("summary").click()
     with visitor.expect_download() as download:
-        visitor.get_by_test_id("tile-rows-export").click()
+        visitor.get_by_test_id("tile-rows-export-csv").click()
     assert download.value.path().read_text().splitlines()[0] == "city,total"
+    # The same formats as the query pages' menus, Excel among them (the menu stays open).
+    with visitor.expect_download() as download:
+        visitor.get_by_test_id("tile-rows-export-xlsx").click()
+    assert download.value.suggested_filename.endswith(".xlsx")
+    assert download.value.path().read_bytes()[:2] == b"PK"
     anonymous.close()
 
 

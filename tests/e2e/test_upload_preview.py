@@ -206,3 +206,49 @@ def test_a_workbook_previews_its_second_sheet_and_loads_it(page, all_server, tmp
     assert httpx.get(f"{all_server.url}/api/datasets/{name}").json()["source"]["sheet"] == (
         "Sales 2024"
     )
+
+
+@pytest.mark.parametrize("script", [True, False], ids=["with_js", "without_js"])
+def test_the_name_and_mode_typed_in_the_upload_form_reach_the_preview(
+    browser, all_server, tmp_path, name, script
+):
+    """What was typed above the Preview button is what the preview's load form starts with,
+    whether the page's script sends the file or the plain form does."""
+    api = f"{all_server.url}/api/datasets/{name}"
+    assert httpx.put(api, content=b"region,units\nWest,1\n").status_code == 201
+    path = tmp_path / "sales.xlsx"
+    path.write_bytes(_two_sheets())
+    context = browser.new_context(java_script_enabled=script)
+    page = context.new_page()
+    try:
+        page.goto(all_server.url + "/datasets")
+        page.set_input_files("#upload-file", str(path))
+        page.fill("#upload-name", name)
+        page.select_option("#upload-mode", "replace")
+        page.locator("#upload-form details > summary").click()
+        page.fill("#upload-sheet", "2")
+        page.get_by_test_id("preview-button").click()
+        page.get_by_test_id("upload-preview").wait_for()
+        assert page.get_by_test_id("detected-sheet").inner_text() == "Sales 2024"
+        assert page.locator("#preview-name").input_value() == name
+        assert page.locator("#preview-mode").input_value() == "replace"
+        if script:
+            # Reading it again with another option keeps them.
+            page.select_option("#preview-sheet", "Summary")
+            page.wait_for_function(
+                "() => (document.querySelector('[data-testid=detected-sheet]') || {})"
+                ".textContent === 'Summary'"
+            )
+            page.select_option("#preview-sheet", "Sales 2024")
+            page.wait_for_function(
+                "() => (document.querySelector('[data-testid=detected-sheet]') || {})"
+                ".textContent === 'Sales 2024'"
+            )
+            assert page.locator("#preview-name").input_value() == name
+            assert page.locator("#preview-mode").input_value() == "replace"
+        page.get_by_test_id("preview-load-button").click()
+        page.get_by_test_id("upload-summary").wait_for()
+    finally:
+        context.close()
+    rows = httpx.get(api + "/rows").json()["rows"]
+    assert [r[:2] for r in rows] == [["North", 12], ["South", 7]]

@@ -100,3 +100,56 @@ def test_the_download_menus_offer_excel_and_csv_for_excel(pages, all_server, bac
             "Ann",
             1,
         )
+
+
+def test_a_dashboard_tile_offers_the_same_download_formats_as_the_query_pages(
+    pages, all_server, backend_server
+):
+    import io
+    import os
+    import re
+
+    import openpyxl
+
+    tag = os.urandom(3).hex()
+    api_url = all_server.url if pages == all_server.url else backend_server.url
+    with httpx.Client(base_url=api_url + "/api", timeout=60) as api:
+        name = f"tile_{tag}"
+        body = b"city,amount\nLima,5\nOslo,7\n"
+        assert api.put(f"/datasets/{name}", content=body).status_code == 201
+        query = api.post(
+            "/queries",
+            json={
+                "title": f"tile {tag}",
+                "sql": f"SELECT city, amount FROM {name} WHERE city = $c",
+                "parameters": [{"name": "c", "type": "text", "default": "Oslo"}],
+            },
+        ).json()["slug"]
+        board = api.post(
+            "/dashboards",
+            json={
+                "title": f"tile downloads {tag}",
+                "parameters": [{"name": "city", "type": "text", "default": "Oslo"}],
+                "tiles": [{"type": "table", "query": query, "params": {"c": "city"}}],
+            },
+        ).json()
+        link = api.post(
+            "/shares", json={"kind": "dashboard", "target": board["slug"], "name": tag}
+        ).json()
+    with httpx.Client(base_url=pages, timeout=60) as client:
+        dataset_page = client.get(f"/datasets/{name}").text
+        menu = re.findall(r'data-testid="export-([a-z-]+)"', dataset_page)
+        for where in (f"/dashboards/{board['slug']}", link["path"]):
+            page = client.get(where, params={"city": "Lima"})
+            assert page.status_code == 200
+            found = re.findall(r'href="([^"]+)" data-testid="tile-t1-export-([a-z-]+)"', page.text)
+            links = {choice: href.replace("&amp;", "&") for href, choice in found}
+            assert list(links) == menu, where
+            book = client.get(links["xlsx"])
+            assert book.status_code == 200, book.text
+            values = list(openpyxl.load_workbook(io.BytesIO(book.content)).active.values)
+            # The page's parameter value travels with the download.
+            assert values == [("city", "amount"), ("Lima", 5)], where
+            marked = client.get(links["csv-bom"])
+            assert marked.content == b"\xef\xbb\xbfcity,amount\nLima,5\n", where
+            assert client.get(links["parquet"]).content[:4] == b"PAR1"

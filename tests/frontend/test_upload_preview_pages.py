@@ -64,6 +64,9 @@ def test_plain_forms_preview_change_and_load(web, api, name):
     dataset = api.get(f"/api/datasets/{name}").json()
     assert dataset["row_count"] == 2 and dataset["source"]["encoding"] == "cp1252"
     assert api.get(f"/api/uploads/{upload_id}").status_code == 404
+    # The dataset's page says how the file was read.
+    shown = html.unescape(web.get(f"/datasets/{name}").text)
+    assert '<span data-testid="dataset-source">csv, cp1252</span>' in shown
 
 
 def test_errors_stay_on_the_preview(web, api, name):
@@ -109,3 +112,24 @@ def test_a_very_wide_file_shows_its_first_columns(web):
     assert "Showing the first 200 of 300 columns" in response.text
     upload_id = re.search(r'data-upload-id="([0-9a-f]+)"', response.text)[1]
     assert web.post(f"/datasets/_uploads/{upload_id}/discard").status_code == 303
+
+
+def test_the_dataset_page_names_the_sheet_a_workbook_was_loaded_from(web, api, name):
+    import io
+
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    book.active.title = "Notes"
+    book.active.append(["n"])
+    sales = book.create_sheet("Sales 2024")
+    sales.append(["region", "units"])
+    sales.append(["North", 12])
+    out = io.BytesIO()
+    book.save(out)
+    response = api.put(
+        f"/api/datasets/{name}", content=out.getvalue(), params={"filename": "b.xlsx", "sheet": 2}
+    )
+    assert response.status_code == 201, response.text
+    shown = html.unescape(web.get(f"/datasets/{name}").text)
+    assert '<span data-testid="dataset-source">xlsx, sheet “Sales 2024”</span>' in shown

@@ -192,10 +192,15 @@ def export_shared(
     workers: WorkersDep,
     settings: SettingsDep,
     format: ExportFormatName = "csv",
+    bom: bool = Query(
+        False, description="csv/tsv: start with a UTF-8 byte-order mark (Excel on Windows)"
+    ),
     params: str | None = Query(None, description="The open parameters as a JSON object."),
     id: UUID | None = None,
 ) -> StreamingResponse:
-    return _export_shared(database, workers, settings, share, format, params, id, tile_id=None)
+    return _export_shared(
+        database, workers, settings, share, format, params, id, tile_id=None, bom=bom
+    )
 
 
 @router.post(
@@ -245,10 +250,15 @@ def export_shared_tile(
     workers: WorkersDep,
     settings: SettingsDep,
     format: ExportFormatName = "csv",
+    bom: bool = Query(
+        False, description="csv/tsv: start with a UTF-8 byte-order mark (Excel on Windows)"
+    ),
     params: str | None = Query(None, description="The open values as a JSON object."),
     id: UUID | None = None,
 ) -> StreamingResponse:
-    return _export_shared(database, workers, settings, share, format, params, id, tile_id=tile_id)
+    return _export_shared(
+        database, workers, settings, share, format, params, id, tile_id=tile_id, bom=bom
+    )
 
 
 def _export_shared(
@@ -261,6 +271,7 @@ def _export_shared(
     run_id: UUID | None,
     *,
     tile_id: str | None,
+    bom: bool = False,
 ) -> StreamingResponse:
     """The link's saved query, or one tile of its dashboard, under the link's fixed values; a
     use is counted once the values are accepted."""
@@ -284,7 +295,7 @@ def _export_shared(
         settings,
         saved,
         values,
-        export_format(format),
+        export_format(format, bom=bom),
         stem=stem,
         run_id=run_id,
         owner=None,

@@ -112,6 +112,7 @@ async def create_upload(
     query = dict(request.query_params)
     options = parse_options(query)
     filename = query.get("filename") or None
+    name = query.get("name")
     upload_id, directory = await run_in_threadpool(uploads.new_directory)
     target = directory / "upload"
     meter = LineMeter()
@@ -123,6 +124,7 @@ async def create_upload(
                 filename = form.filename or filename
                 if form.fields:
                     options = parse_options({**query, **form.fields})
+                    name = form.fields.get("name") or name
             else:
                 await receive_raw(request, target, limit, meter)
         except ClientDisconnect:
@@ -141,6 +143,7 @@ async def create_upload(
             filename=filename,
             options=options,
             longest_line=meter.longest_line,
+            name=name,
         )
     )
     return _answer(upload, 201)
@@ -201,8 +204,8 @@ def load_upload(
     """The same answer as an upload to /api/datasets; the staged upload is gone afterwards."""
     uploads = _uploads(request)
     upload = uploads.get(upload_id, actor.audit_name, _is_admin(actor))
-    if body.name:
-        name = catalog.normalise_name(body.name)
+    if body.name or upload.name:
+        name = catalog.normalise_name(body.name or upload.name)
     elif upload.filename:
         name = catalog.name_from_filename(upload.filename)
     else:
@@ -213,7 +216,7 @@ def load_upload(
         database,
         upload,
         name=name,
-        mode=body.mode,
+        mode=body.mode or upload.options.mode,
         actor=actor.audit_name,
         ip=client_address(request),
     )

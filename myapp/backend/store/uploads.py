@@ -61,6 +61,8 @@ class StagedUpload:
     options: IngestOptions
     expires_at: float
     longest_line: int | None = None
+    # The dataset name sent with the file (a form's name field): the load's default.
+    name: str | None = None
     staged: StagedFile | None = None
     source: dict[str, Any] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -84,6 +86,8 @@ class StagedUpload:
             "expires_at": datetime.fromtimestamp(self.expires_at, UTC),
             "filename": self.filename,
             "bytes": self.bytes,
+            "name": self.name,
+            "mode": self.options.mode,
             **{
                 k: read.get(k)
                 for k in (
@@ -182,6 +186,7 @@ class StagedUploads:
         filename: str | None,
         options: IngestOptions,
         longest_line: int | None,
+        name: str | None = None,
     ) -> StagedUpload:
         """Read a received file as it would load; the staged upload, registered."""
         size = upload.stat().st_size
@@ -195,6 +200,7 @@ class StagedUploads:
             options=options,
             expires_at=time.time() + self._ttl(),
             longest_line=longest_line,
+            name=(name or "").strip()[:200] or None,
         )
         try:
             self.check_room(owner, size)

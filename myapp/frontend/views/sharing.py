@@ -27,7 +27,14 @@ from ..api_client import BackendError, BackendUnavailable
 from ..security import CONTENT_SECURITY_POLICY, current_visitor, safe_next
 from . import api
 from .dashboards import choice_lists, field_values, tile_frames
-from .sql import EXPORT_READ_TIMEOUT_S, json_body, query_timeout_s, relay
+from .sql import (
+    EXPORT_FORMATS,
+    EXPORT_READ_TIMEOUT_S,
+    export_choice,
+    json_body,
+    query_timeout_s,
+    relay,
+)
 from .streaming import proxy_download
 
 bp = Blueprint("sharing", __name__)
@@ -119,6 +126,7 @@ def page(token: str):
         config=config,
         form_action=base,
         export_query=("?" + request.query_string.decode()) if request.query_string else "",
+        export_formats=EXPORT_FORMATS,
     )
 
 
@@ -149,7 +157,7 @@ def _params() -> dict[str, Any]:
 
 def _export_args() -> dict[str, Any]:
     given = {k: v for k, v in request.args.items() if not k.startswith("_") and v != ""}
-    return {"format": request.args.get("_format", "csv"), "params": json.dumps(given)}
+    return {**export_choice(request.args.get("_format", "csv")), "params": json.dumps(given)}
 
 
 @bp.get("/s/<token>/export")

@@ -26,8 +26,11 @@ bp = Blueprint("uploads", __name__, url_prefix="/datasets")
 PARTIAL_HEADER = "X-Myapp-Partial"
 PREVIEW_FRAGMENT = {"X-Myapp-Fragment": "upload-preview"}
 
-# Options the preview's first request may carry, passed to the backend as they are.
+# Options the preview's first request may carry, passed to the backend as they are (the
+# name and mode too: the backend keeps them as the load's defaults).
 STAGE_OPTIONS = (
+    "name",
+    "mode",
     "format",
     "delimiter",
     "header",
@@ -102,8 +105,10 @@ def _render(upload: dict[str, Any], status: int, *, error: BackendError | None =
         "column_types": COLUMN_TYPES,
         "shown_columns": min(len(upload.get("columns") or []), PREVIEW_COLUMNS),
         "type_field": TYPE_FIELD,
-        "load_name": extra.pop("load_name", None) or _name_from_filename(filename),
-        "load_mode": extra.pop("load_mode", "create"),
+        "load_name": extra.pop("load_name", None)
+        or upload.get("name")
+        or _name_from_filename(filename),
+        "load_mode": extra.pop("load_mode", None) or upload.get("mode") or "create",
         **extra,
     }
     if _partial():

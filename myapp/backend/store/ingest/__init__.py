@@ -2,50 +2,54 @@
 
 - `options`: what a client may say about its file (form fields, query parameters).
 - `prepare`: from the bytes that arrived to a file DuckDB reads (decompress, format, encoding).
-- `excel`: a workbook's sheet as CSV with exact column types.
+- `excel`: a workbook's sheet as CSV with exact column types, read by `sheetreader` in a
+  short-lived child process with a memory cap.
 - `csvread`: DuckDB's own dialect detection, then a load with rejects on top of it.
 - `refine`: text columns that are numbers or dates but for missing-value markers.
 - `load`: the load in a side instance, and the atomic swap into the catalog.
+
+The names below are imported on first use: the sheet reader runs as
+`python -m myapp.backend.store.ingest.sheetreader`, which imports this package, and should
+start without duckdb, pydantic and the rest of the backend (0.19 s and 17 MB instead of 0.5 s
+and 60 MB).
 """
 
-from .load import (
-    PREVIEW_ROWS,
-    StagedFile,
-    append_staged,
-    build_file,
-    check_mode_allows,
-    ingest_file,
-    name_lock,
-    nothing_loaded,
-    plain,
-    result_body,
-    sentence,
-    source_of,
-    swap_in,
-)
-from .options import FORMATS, MODES, IngestOptions, parse_options
-from .prepare import IngestError, PreparedFile, StagingFiles, prepare_file
+from __future__ import annotations
 
-__all__ = [
-    "FORMATS",
-    "MODES",
-    "PREVIEW_ROWS",
-    "IngestError",
-    "IngestOptions",
-    "PreparedFile",
-    "StagedFile",
-    "StagingFiles",
-    "append_staged",
-    "build_file",
-    "check_mode_allows",
-    "ingest_file",
-    "name_lock",
-    "nothing_loaded",
-    "parse_options",
-    "plain",
-    "prepare_file",
-    "result_body",
-    "sentence",
-    "source_of",
-    "swap_in",
-]
+import importlib
+from typing import Any
+
+_HOMES = {
+    "PREVIEW_ROWS": "load",
+    "StagedFile": "load",
+    "append_staged": "load",
+    "build_file": "load",
+    "check_mode_allows": "load",
+    "ingest_file": "load",
+    "name_lock": "load",
+    "nothing_loaded": "load",
+    "plain": "load",
+    "result_body": "load",
+    "sentence": "load",
+    "source_of": "load",
+    "swap_in": "load",
+    "FORMATS": "options",
+    "MODES": "options",
+    "IngestOptions": "options",
+    "parse_options": "options",
+    "IngestError": "prepare",
+    "PreparedFile": "prepare",
+    "StagingFiles": "prepare",
+    "prepare_file": "prepare",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{home}", __name__), name)
+    globals()[name] = value
+    return value

@@ -9,6 +9,9 @@ rows that do not fit are reported as rejects instead of failing the load.
 
 from __future__ import annotations
 
+import csv
+import io
+import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +43,9 @@ class Dialect:
     timestampformat: str | None = None
     # No dialect could be sniffed: the load lets read_csv (with rejects) detect it.
     auto: bool = False
+    # The header is wider than the rows (a report whose rows leave out empty last cells):
+    # short rows are padded with NULLs, as `read_csv(…, null_padding = true)` reads them.
+    null_padding: bool = False
 
     def public(self) -> dict[str, Any]:
         if self.auto:
@@ -95,13 +101,62 @@ CANDIDATE_DELIMITERS = (",", ";", "\t", "|")
 
 
 def _sniff(
-    conn: duckdb.DuckDBPyConnection, prepared: PreparedFile, options: IngestOptions
+    conn: duckdb.DuckDBPyConnection,
+    prepared: PreparedFile,
+    options: IngestOptions,
+    *,
+    null_padding: bool = False,
 ) -> dict[str, Any]:
     args, params = _user_args(options, prepared)
+    if null_padding:
+        args.append("null_padding = true")
     params["path"] = str(prepared.path.resolve())
     row = conn.execute(f"SELECT * FROM sniff_csv({', '.join(['$path', *args])})", params)
     names = [d[0] for d in conn.description]
     return dict(zip(names, row.fetchone(), strict=True))
+
+
+# Lines (within the first 4 million characters) looked at to compare the header's width with
+# the rows'.
+WIDTH_SAMPLE_LINES = 1000
+WIDTH_SAMPLE_CHARS = 4_000_000
+
+
+def _padded_sniff(
+    conn: duckdb.DuckDBPyConnection, prepared: PreparedFile, options: IngestOptions, delimiter: str
+) -> dict[str, Any] | None:
+    """The sniff with short rows padded, when the header is wider than most rows after it
+    (else None: rows that do not fit the header stay rejects).
+
+    Read with rejects, such a file keeps the header line's width and rejects nearly every row;
+    `read_csv(…, null_padding = true)` reads it whole, with the header's names.
+    """
+    try:
+        found = _sniff(conn, prepared, options, null_padding=True)
+    except duckdb.InvalidInputException:
+        return None
+    if not found["HasHeader"]:
+        return None
+    width = len(found["Columns"])
+    skip = int(found["SkipRows"] or 0)
+    with prepared.path.open(encoding="utf-8", errors="replace", newline="") as handle:
+        sample = handle.read(WIDTH_SAMPLE_CHARS)
+    if len(sample) == WIDTH_SAMPLE_CHARS:
+        sample = sample[: max(sample.rfind("\n"), 0)]  # no half line at the end
+    lines = csv.reader(
+        itertools.islice(io.StringIO(sample, newline=""), skip, skip + 1 + WIDTH_SAMPLE_LINES),
+        delimiter=delimiter,
+        quotechar=_empty(found["Quote"]) or '"',
+    )
+    try:
+        widths = [len(line) for line in lines if line]
+    except csv.Error:  # a field past the csv module's limit: not a table to pad
+        return None
+    if len(widths) < 2 or widths[0] != width:
+        return None  # the padded reading's width is not the header line's own
+    rows = widths[1:]
+    narrower = sum(1 for w in rows if w < width)
+    return found if narrower * 2 > len(rows) and max(rows) <= width else None
 
 
 def sniff(
@@ -112,6 +167,7 @@ def sniff(
         # A workbook's sheet, written by us: the dialect is known, the types are exact.
         dialect = Dialect(columns=dict(prepared.column_types), new_line="\\n")
     else:
+        null_padding = False
         try:
             found = _sniff(conn, prepared, options)
         except duckdb.InvalidInputException:
@@ -128,10 +184,14 @@ def sniff(
             counts = {d: name.count(d) for d in CANDIDATE_DELIMITERS}
             best = max(counts, key=lambda d: counts[d])
             if counts[best]:
+                chosen = options.with_changes(delimiter=best)
                 try:
-                    found = _sniff(conn, prepared, options.with_changes(delimiter=best))
+                    found = _sniff(conn, prepared, chosen)
                 except duckdb.InvalidInputException:
-                    return Dialect(auto=True, delimiter=best)
+                    padded = _padded_sniff(conn, prepared, chosen, best)
+                    if padded is None:
+                        return Dialect(auto=True, delimiter=best)
+                    found, null_padding = padded, True
         dialect = Dialect(
             delimiter=_empty(found["Delimiter"]),
             quote=_empty(found["Quote"]),
@@ -145,6 +205,7 @@ def sniff(
             columns={c["name"]: c["type"] for c in found["Columns"]},
             dateformat=found.get("DateFormat"),
             timestampformat=found.get("TimestampFormat"),
+            null_padding=null_padding,
         )
     if options.types:
         by_lower = {name.lower(): name for name in dialect.columns}
@@ -202,6 +263,8 @@ def read_sql(
         "header": dialect.header,
         "columns": dialect.columns,
     }
+    if dialect.null_padding:
+        args.append("null_padding = true")
     if dialect.new_line:
         args.append("new_line = $new_line")
         params["new_line"] = dialect.new_line

@@ -3,145 +3,108 @@ column types, which the CSV path then loads like any other upload.
 
 The reader is python-calamine (Rust). bench/excel.py on a 37.5 MB, 1M-row workbook: calamine
 walked every row in 3.8 s at 490 MB peak, openpyxl's read_only mode in 44 s at 123 MB. At
-openpyxl's 23k rows/s a large sheet would outlast any request, so calamine; its memory is held
-in Rust (the sheet's cells), never as a Python list of the sheet: rows are written to the CSV
-as they are walked, in batches.
-
-Cell types are exact in a workbook, so the column types come from the cells themselves rather
-than from a sample: integers, numbers, booleans, dates, date-times; a column holding text and
-numbers is text (the type step after loading turns markers like n/a into NULL).
+openpyxl's 23k rows/s a large sheet would outlast any request, so calamine. Its memory (the
+sheet's cells, ~13x the file) is why the reading happens in a child process of its own
+(`sheetreader.py`) with its address space capped at MYAPP_WORKBOOK_MEMORY_LIMIT: the serving
+process stays at its size, and a workbook that needs more than the cap (a crafted one that
+claims a million columns or expands to gigabytes of strings) is a 413, not a swelling backend.
 """
 
 from __future__ import annotations
 
-import csv
-import datetime as dt
-import io
-import math
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
-from ...errors import BadRequest
+from myapp.settings import Settings
+
+from ...errors import BadRequest, PayloadTooLarge
+from ..usersql.worker import parse_size
 from .options import IngestOptions
 from .prepare import IngestError, PreparedFile, StagingFiles, plain_reason
 
-# Rows looked at before writing, to find the header row and the table's width.
-LOOKAHEAD_ROWS = 200
-WRITE_BATCH_ROWS = 5000
-# A row above the header holds fewer filled cells than this share of the table's width
-# (a title, a merged banner, a date line).
-HEADER_FILL_SHARE = 0.5
-MAX_COLUMNS = 16384
+log = logging.getLogger("myapp.backend.ingest")
 
-_BIGINT_LIMIT = 2**63
-
-
-def _kind(value: object) -> str | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "int" if abs(value) < _BIGINT_LIMIT else "float"
-    if isinstance(value, float):
-        if math.isfinite(value) and value.is_integer() and abs(value) < _BIGINT_LIMIT:
-            return "int"
-        return "float"
-    if isinstance(value, dt.datetime):
-        return "datetime"
-    if isinstance(value, dt.date):
-        return "date"
-    if isinstance(value, dt.time):
-        return "time"
-    if isinstance(value, dt.timedelta):
-        return "interval"
-    return "str"
+# Workbooks read at once: each child may use MYAPP_WORKBOOK_MEMORY_LIMIT, so this bounds what
+# they take from the machine together; further uploads wait their turn.
+READER_SLOTS = 2
+_slots = threading.BoundedSemaphore(READER_SLOTS)
+# A child that takes longer than this is ended (a sheet of 1M rows takes well under a minute).
+READER_TIMEOUT_S = 30 * 60
+# Two malloc arenas, not 8 per core: the cap is on address space, which idle arenas reserve.
+READER_ENV = {"MALLOC_ARENA_MAX": "2"}
 
 
-def _text(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        if math.isfinite(value) and value.is_integer() and abs(value) < _BIGINT_LIMIT:
-            return str(int(value))
-        return repr(value)
-    if isinstance(value, dt.datetime):
-        return value.isoformat(sep=" ")
-    if isinstance(value, dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, dt.timedelta):
-        return f"{value.total_seconds()} seconds"
-    return str(value)
+def _sheet_list(sheets: list[str]) -> str:
+    return ", ".join(repr(s) for s in sheets[:20])
 
 
-def _column_type(kinds: set[str]) -> str:
-    if not kinds:
-        return "VARCHAR"
-    if kinds == {"int"}:
-        return "BIGINT"
-    if kinds <= {"int", "float"}:
-        return "DOUBLE"
-    if kinds == {"bool"}:
-        return "BOOLEAN"
-    if kinds == {"date"}:
-        return "DATE"
-    if kinds <= {"date", "datetime"}:
-        return "TIMESTAMP"
-    if kinds == {"time"}:
-        return "TIME"
-    if kinds == {"interval"}:
-        return "INTERVAL"
-    return "VARCHAR"
+def _too_big(settings: Settings, fmt: str) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"The workbook ({fmt}) needs more than {settings.workbook_memory_limit} of memory to "
+        "read: its sheet holds too many cells or too much text. Save the sheet as CSV and "
+        "upload that, split the workbook, or raise MYAPP_WORKBOOK_MEMORY_LIMIT.",
+        code="workbook_too_large",
+        detail={"memory_limit": settings.workbook_memory_limit},
+    )
 
 
-def _filled(row: list) -> int:
-    return sum(1 for v in row if v is not None and v != "")
-
-
-def _last_filled(row: list) -> int:
-    for i in range(len(row) - 1, -1, -1):
-        if row[i] is not None and row[i] != "":
-            return i + 1
-    return 0
-
-
-def _header_index(rows: list[list]) -> int:
-    """The first row that fills at least half of the table's width: rows above it are titles."""
-    width = max((_filled(r) for r in rows), default=0)
-    for i, row in enumerate(rows):
-        filled = _filled(row)
-        if filled and filled >= max(1, math.ceil(width * HEADER_FILL_SHARE)):
-            return i
-    return 0
-
-
-def _names(header: list, ncols: int) -> list[str]:
-    names: list[str] = []
-    seen: set[str] = set()
-    for i in range(ncols):
-        value = header[i] if i < len(header) else None
-        name = _text(value).strip() or f"column{i}"
-        base, n = name, 1
-        while name.lower() in seen:
-            name = f"{base}_{n}"
-            n += 1
-        seen.add(name.lower())
-        names.append(name)
-    return names
-
-
-def _open(path: Path, fmt: str):
-    from python_calamine import CalamineError, CalamineWorkbook
-
-    try:
-        return CalamineWorkbook.from_path(str(path))
-    except (CalamineError, OSError, ValueError) as exc:
-        raise IngestError(
-            f"The file could not be read as an Excel/OpenDocument workbook ({fmt}): "
-            f"{plain_reason(exc)}. It may be damaged, encrypted or of another format.",
-            code="unreadable_workbook",
-        ) from None
+def _run_reader(config: dict, settings: Settings, fmt: str) -> dict:
+    """Start the sheet reader, wait for its one answer; its failures as our errors."""
+    with _slots:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "myapp.backend.store.ingest.sheetreader", json.dumps(config)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            # Nothing of the backend's settings (tokens, passwords) reaches the process that
+            # parses an untrusted file.
+            env={
+                **{k: v for k, v in os.environ.items() if not k.startswith("MYAPP_")},
+                **READER_ENV,
+            },
+            close_fds=True,
+        )
+        try:
+            out, err = process.communicate(timeout=READER_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+            raise IngestError(
+                f"Reading the workbook ({fmt}) took longer than {READER_TIMEOUT_S // 60} "
+                "minutes and was stopped. Save the sheet as CSV and upload that.",
+                code="workbook_too_slow",
+            ) from None
+        except BaseException:
+            process.kill()
+            process.communicate()
+            raise
+    if process.returncode == 0:
+        try:
+            return json.loads(out)
+        except ValueError:
+            pass
+    text = err.decode("utf-8", "replace")
+    # Out of memory: Python's MemoryError (exit 3), or Rust's allocator giving up ("memory
+    # allocation of N bytes failed", then abort).
+    if process.returncode in (3, -signal.SIGABRT, -signal.SIGSEGV) or "memory allocation" in text:
+        log.info(
+            "workbook reader stopped at its memory cap (exit %s): %s",
+            process.returncode,
+            text.strip()[-300:],
+        )
+        raise _too_big(settings, fmt)
+    log.error("workbook reader failed (exit %s): %s", process.returncode, text.strip()[-2000:])
+    raise IngestError(
+        f"The workbook ({fmt}) could not be read: its reader stopped unexpectedly. It may be "
+        "damaged; open it in a spreadsheet program and save it again, or save the sheet as CSV.",
+        code="unreadable_workbook",
+    )
 
 
 def workbook_to_csv(
@@ -152,48 +115,52 @@ def workbook_to_csv(
     compression: str | None,
     upload_bytes: int,
     filename: str | None,
+    settings: Settings,
 ) -> PreparedFile:
-    book = _open(path, fmt)
-    try:
-        sheets = list(book.sheet_names)
-        if not sheets:
-            raise IngestError("The workbook has no sheets.", code="empty_file")
-        name = options.sheet or sheets[0]
-        if name not in sheets:
-            by_case = {s.lower(): s for s in sheets}
-            if name.lower() in by_case:
-                name = by_case[name.lower()]
-            elif name.isdigit() and 1 <= int(name) <= len(sheets):
-                name = sheets[int(name) - 1]
-            else:
-                raise BadRequest(
-                    f"The workbook has no sheet {name[:60]!r}; its sheets are "
-                    f"{', '.join(repr(s) for s in sheets[:20])}.",
-                    code="invalid_option",
-                    detail={"option": "sheet", "sheets": sheets},
-                )
-        try:
-            rows = iter(book.get_sheet_by_name(name).iter_rows())
-            target = staging.new("sheet.csv")
-            types = _write_sheet(rows, target, staging, options)
-        except (IngestError, BadRequest):
-            raise
-        except Exception as exc:  # calamine raises its own errors for broken parts
-            if type(exc).__name__ == "PayloadTooLarge":
-                raise
-            raise IngestError(
-                f"The sheet {name!r} could not be read: {plain_reason(exc)}.",
-                code="unreadable_workbook",
-            ) from None
-    finally:
-        book.close()
-    if types is None:
+    target = staging.new("sheet.csv")
+    config = {
+        "path": str(path),
+        "target": str(target),
+        "sheet": options.sheet,
+        "header": options.header,
+        "budget": max(0, staging.budget - staging.derived_bytes),
+        "memory_bytes": parse_size(settings.workbook_memory_limit),
+    }
+    answer = _run_reader(config, settings, fmt)
+    error = answer.get("error")
+    sheets = answer.get("sheets") or []
+    if error == "unreadable":
         raise IngestError(
-            f"The sheet {name!r} is empty: there is nothing to load. Choose another sheet "
-            f"(sheet=…); the workbook has {', '.join(repr(s) for s in sheets[:20])}.",
+            f"The file could not be read as an Excel/OpenDocument workbook ({fmt}): "
+            f"{plain_reason(Exception(answer['reason']))}. It may be damaged, encrypted or of "
+            "another format.",
+            code="unreadable_workbook",
+        )
+    if error == "no_sheets":
+        raise IngestError("The workbook has no sheets.", code="empty_file")
+    if error == "no_such_sheet":
+        raise BadRequest(
+            f"The workbook has no sheet {str(answer['sheet'])[:60]!r}; its sheets are "
+            f"{_sheet_list(sheets)}.",
+            code="invalid_option",
+            detail={"option": "sheet", "sheets": sheets},
+        )
+    if error == "unreadable_sheet":
+        raise IngestError(
+            f"The sheet {answer['sheet']!r} could not be read: "
+            f"{plain_reason(Exception(answer['reason']))}.",
+            code="unreadable_workbook",
+        )
+    if error == "too_much_output":
+        raise staging.over_budget()
+    if error == "empty_sheet":
+        raise IngestError(
+            f"The sheet {answer['sheet']!r} is empty: there is nothing to load. Choose another "
+            f"sheet (sheet=…); the workbook has {_sheet_list(sheets)}.",
             code="empty_file",
             detail={"sheets": sheets},
         )
+    staging.charge(target.stat().st_size)
     return PreparedFile(
         target,
         "csv",
@@ -201,71 +168,8 @@ def workbook_to_csv(
         compression,
         upload_bytes,
         filename,
-        sheet=name,
+        sheet=answer["sheet"],
         sheets=sheets,
-        column_types=types,
+        column_types=answer["types"],
         source_format=fmt,
     )
-
-
-def _write_sheet(rows, target: Path, staging: StagingFiles, options: IngestOptions):
-    """Write the sheet as CSV with a header line; the column types, or None for no rows."""
-    ahead: list[list] = []
-    for row in rows:
-        if not ahead and not _filled(row):
-            continue  # empty rows before the table
-        ahead.append(list(row))
-        if len(ahead) >= LOOKAHEAD_ROWS:
-            break
-    if not ahead:
-        return None
-    if options.header is False:
-        start, header = 0, []
-    else:
-        start = _header_index(ahead)
-        candidate = ahead[start]
-        # A header holds names: a first row of numbers or dates is data (no header).
-        if options.header is None and any(_kind(v) not in (None, "str") for v in candidate):
-            header = []
-        else:
-            header, start = candidate, start + 1
-    body = ahead[start:]
-    ncols = min(MAX_COLUMNS, max([_last_filled(header)] + [_last_filled(r) for r in body] + [1]))
-    names = _names(header, ncols)
-    kinds: list[set[str]] = [set() for _ in range(ncols)]
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(names)
-
-    def write_rows(batch) -> None:
-        for row in batch:
-            if not _filled(row):
-                continue
-            cells = list(row[:ncols])
-            for i, value in enumerate(cells):
-                kind = _kind(value)
-                if kind is not None:
-                    kinds[i].add(kind)
-            writer.writerow([_text(v) for v in cells] + [""] * (ncols - len(cells)))
-
-    with target.open("wb") as handle:
-
-        def flush() -> None:
-            data = buffer.getvalue().encode("utf-8")
-            staging.charge(len(data))
-            handle.write(data)
-            buffer.seek(0)
-            buffer.truncate()
-
-        write_rows(body)
-        flush()
-        batch: list = []
-        for row in rows:
-            batch.append(row)
-            if len(batch) >= WRITE_BATCH_ROWS:
-                write_rows(batch)
-                batch.clear()
-                flush()
-        write_rows(batch)
-        flush()
-    return {name: _column_type(k) for name, k in zip(names, kinds, strict=True)}

@@ -120,13 +120,16 @@ class StagingFiles:
     def charge(self, n: int) -> None:
         self.derived_bytes += n
         if self.derived_bytes > self.budget:
-            raise PayloadTooLarge(
-                f"The file expands to more than {self.budget // (1024 * 1024)} MB when "
-                "decompressed, converted or re-encoded; upload it uncompressed, as UTF-8, or "
-                "split it.",
-                code="decompressed_too_large",
-                detail={"limit_bytes": self.budget},
-            )
+            raise self.over_budget()
+
+    def over_budget(self) -> PayloadTooLarge:
+        return PayloadTooLarge(
+            f"The file expands to more than {self.budget // (1024 * 1024)} MB when "
+            "decompressed, converted or re-encoded; upload it uncompressed, as UTF-8, or "
+            "split it.",
+            code="decompressed_too_large",
+            detail={"limit_bytes": self.budget},
+        )
 
     def cleanup(self) -> None:
         for path in self.paths:
@@ -294,7 +297,9 @@ _CONTROL_CHARS = dict.fromkeys(_CONTROL)
 
 
 def _looks_binary(head: bytes) -> bool:
-    sample = head[:65536]
+    # NUL bytes after the text (a file written into a preallocated, zero-filled block) are
+    # padding, not content.
+    sample = head[:65536].rstrip(b"\x00")
     if not sample:
         return False
     controls = len(sample) - len(sample.translate(None, _CONTROL))
@@ -412,7 +417,7 @@ def prepare_file(
     if fmt in WORKBOOK_FORMATS:
         from .excel import workbook_to_csv
 
-        return workbook_to_csv(staging, path, fmt, options, compression, size, filename)
+        return workbook_to_csv(staging, path, fmt, options, compression, size, filename, settings)
 
     bom = _bom_encoding(head)
     encoding = options.encoding

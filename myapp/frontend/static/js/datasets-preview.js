@@ -63,7 +63,8 @@ function answer(status, kind, html) {
 function stage(file) {
   const params = new URLSearchParams();
   params.set("filename", file.name);
-  ["format", "delimiter", "header", "encoding", "nullstr", "types", "sheet", "skip"].forEach((key) => {
+  // The name and mode typed above travel too: the preview's load form starts with them.
+  ["name", "mode", "format", "delimiter", "header", "encoding", "nullstr", "types", "sheet", "skip"].forEach((key) => {
     const field = uploadForm.elements[key];
     if (field && field.value) {
       params.set(key, field.value);
