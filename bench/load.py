@@ -11,7 +11,9 @@ generated `events` table (--rows, default 1M) and a 10k-row `customers` table, w
 with DuckDB into bench/.work/load/ (git-ignored) and uploaded through the API into a fresh data
 directory on every run.
 
-Each client signs in once (its own session cookie for pages, the API token for /api) and then
+Each client is a person with an editor account of its own (so the per-account allowances,
+MYAPP_MAX_QUERIES_PER_USER and MYAPP_MAX_EXPORTS_PER_USER, apply per client as they would to
+people) and signs in once (a session cookie for pages, an API token for /api), and then
 sends requests back to back (no think time, unless --think-ms), each kind drawn by weight:
 table pages (/datasets/events with sorts, filters, search and facets in the query string), the
 facets and profile APIs, POST /api/query of five shapes, 50k-row CSV and Parquet exports (the
@@ -366,6 +368,8 @@ class Run:
     deadline: float
     think_s: float
     api_token: str
+    # Each client's own API token (its own account), by client index.
+    client_tokens: list[str] = field(default_factory=list)
     started: float = 0.0
     tallies: dict[str, Tally] = field(default_factory=lambda: {k: Tally() for k in KINDS})
     issued: int = 0
@@ -388,7 +392,7 @@ class Client:
             event_hooks={"request": [self._tag]},
         )
         self.sent = 0
-        self.api_headers = {"Authorization": f"Bearer {run.api_token}"}
+        self.api_headers = {"Authorization": f"Bearer {run.client_tokens[index]}"}
         self.page_headers = {"Origin": run.url}
         self.dataset = f"load_client_{index:03d}"
         self.uploads = 0
@@ -654,15 +658,41 @@ async def sample_rss(
             pass
 
 
+def client_name(index: int) -> str:
+    return f"load-client-{index:03d}"
+
+
+def make_accounts(url: str, admin_token: str, count: int) -> list[str]:
+    """An editor account per client and an API token of its own; the tokens, by index."""
+    tokens = []
+    with httpx.Client(base_url=url, timeout=60) as http:
+        admin = {"Authorization": f"Bearer {admin_token}"}
+        for index in range(count):
+            name = client_name(index)
+            http.post(
+                "/api/users",
+                json={"username": name, "password": ADMIN_PASSWORD, "role": "editor"},
+                headers=admin,
+            ).raise_for_status()
+            credentials = {"username": name, "password": ADMIN_PASSWORD}
+            login = http.post("/api/auth/login", json=credentials)
+            login.raise_for_status()
+            own = {"Authorization": f"Bearer {login.json()['token']}"}
+            made = http.post("/api/tokens", json={"name": "load", "scope": "editor"}, headers=own)
+            made.raise_for_status()
+            tokens.append(made.json()["token"])
+    return tokens
+
+
 async def sign_in(url: str, count: int) -> list[httpx.Cookies]:
     """One browser session per client, through the sign-in page (as people get theirs)."""
     jars = []
     async with httpx.AsyncClient(base_url=url, timeout=60) as http:
-        for _ in range(count):
+        for index in range(count):
             http.cookies.clear()
             response = await http.post(
                 "/login",
-                data={"username": "admin", "password": ADMIN_PASSWORD, "next": "/"},
+                data={"username": client_name(index), "password": ADMIN_PASSWORD, "next": "/"},
                 headers={"Origin": url},
             )
             if response.status_code != 302 or "myapp_session" not in http.cookies:
@@ -679,11 +709,19 @@ async def drive(
     rows: int,
     think_s: float,
     api_token: str,
+    client_tokens: list[str],
     pid: int,
     rss_every_s: float,
 ) -> tuple[Run, list[tuple[float, float]], float]:
     jars = await sign_in(url, clients)
-    run = Run(url=url, rows=rows, deadline=0.0, think_s=think_s, api_token=api_token)
+    run = Run(
+        url=url,
+        rows=rows,
+        deadline=0.0,
+        think_s=think_s,
+        api_token=api_token,
+        client_tokens=client_tokens,
+    )
     people = [Client(run, i, jar) for i, jar in enumerate(jars)]
     # The clock starts once every client exists (each builds its own connection pool).
     started = run.started = time.monotonic()
@@ -809,8 +847,9 @@ def leftover_files(data_dir: Path) -> int:
     )
 
 
-def seed(url: str, work: Path, rows: int) -> str:
-    """Upload the tables through the API as the admin; returns an editor API token."""
+def seed(url: str, work: Path, rows: int) -> tuple[str, str]:
+    """Upload the tables through the API as the admin; returns the admin's session token and an
+    editor API token."""
     events = work / f"events-{rows}.csv"
     customers = work / "customers.csv"
     generate_events(events, rows)
@@ -832,7 +871,7 @@ def seed(url: str, work: Path, rows: int) -> str:
                 )
             if answer.status_code != 201:
                 raise RuntimeError(f"seeding {name} failed: {answer.text[:500]}")
-    return token
+    return login.json()["token"], token
 
 
 def print_report(result: dict) -> None:
@@ -940,7 +979,8 @@ def main() -> int:
     exit_codes: dict[str, int | None] = {}
     try:
         stack.start()
-        token = seed(stack.url, WORK, args.rows)
+        admin_token, token = seed(stack.url, WORK, args.rows)
+        client_tokens = make_accounts(stack.url, admin_token, args.clients)
         pid = worker_pid(stack.backend_master)
         time.sleep(1.0)
         idle = rss_mb(pid)
@@ -953,6 +993,7 @@ def main() -> int:
                 rows=args.rows,
                 think_s=args.think_ms / 1000,
                 api_token=token,
+                client_tokens=client_tokens,
                 pid=pid,
                 rss_every_s=args.rss_every,
             )
