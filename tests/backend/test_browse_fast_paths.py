@@ -9,6 +9,10 @@ types are in the data on purpose.
 
 from __future__ import annotations
 
+import threading
+import time
+
+import duckdb
 import pytest
 
 from myapp.backend.store import browse, storage
@@ -242,3 +246,30 @@ def test_the_cache_forgets_the_oldest(db):
     for i in range(3):
         cache.put(("k", i), i)
     assert cache.get(("k", 0)) is None and cache.get(("k", 2)) == 2
+
+
+def test_time_budgets_interrupt_their_own_block_only(db):
+    """One watcher thread serves every budget: a query past its budget is interrupted soon
+    after it, a query within its budget beside it is not, and once a block has ended nothing
+    interrupts a later query on the same cursor."""
+    slow = "SELECT count(*) FROM range(100000000000) t(i) WHERE i % 7 = 3"
+    outcome: dict[str, object] = {}
+
+    def patient() -> None:
+        with db.cursor() as cur, browse.time_budget(cur, 30):
+            outcome["patient"] = cur.execute("SELECT count(*) FROM range(20000000)").fetchone()
+
+    with db.cursor() as cur:
+        beside = threading.Thread(target=patient)
+        beside.start()
+        started = time.monotonic()
+        with pytest.raises(duckdb.InterruptException), browse.time_budget(cur, 0.3):
+            cur.execute(slow).fetchall()
+        assert 0.3 <= time.monotonic() - started < 3
+        beside.join()
+        assert outcome["patient"] == (20000000,)
+        for _ in range(3):
+            with browse.time_budget(cur, 0.05):
+                assert cur.execute("SELECT 42").fetchone() == (42,)
+        time.sleep(0.3)
+        assert cur.execute("SELECT count(*) FROM range(30000000)").fetchone() == (30000000,)

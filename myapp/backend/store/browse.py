@@ -15,9 +15,10 @@ import hashlib
 import json
 import re
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,29 +78,65 @@ class InvalidFilter(AppError):
     status_code, code = 400, "invalid_filter"
 
 
+class _Budgets:
+    """One thread that interrupts the cursors whose time is up, for every `time_budget` block.
+
+    A thread of its own per block cost a start and a join per page, facets or count (py-spy on
+    unsorted pages of 1M rows: 16% of the request's samples waiting in Thread.join under load).
+    A block's cursor is interrupted only while the block runs: leaving takes the lock the
+    interrupts are sent under, so no interrupt reaches a later query on the same cursor.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._entries: dict[int, tuple[float, duckdb.DuckDBPyConnection]] = {}
+        self._next_id = 0
+        self._thread: threading.Thread | None = None
+
+    def add(self, cur: duckdb.DuckDBPyConnection, seconds: float) -> int:
+        with self._lock:
+            self._next_id += 1
+            self._entries[self._next_id] = (time.monotonic() + seconds, cur)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="query-budget", daemon=True)
+                self._thread.start()
+            self._wake.notify()
+            return self._next_id
+
+    def remove(self, entry: int) -> None:
+        with self._lock:
+            self._entries.pop(entry, None)
+
+    def _run(self) -> None:
+        with self._lock:
+            while True:
+                now = time.monotonic()
+                wait = None
+                for deadline, cur in self._entries.values():
+                    if deadline <= now:
+                        # Repeated until the block ends: an interrupt that arrives before
+                        # DuckDB has started the query is lost.
+                        with suppress(Exception):  # a closed cursor
+                            cur.interrupt()
+                        wait = INTERRUPT_REPEAT_S if wait is None else min(wait, INTERRUPT_REPEAT_S)
+                    else:
+                        wait = deadline - now if wait is None else min(wait, deadline - now)
+                self._wake.wait(wait)
+
+
+_BUDGETS = _Budgets()
+
+
 @contextmanager
 def time_budget(cur: duckdb.DuckDBPyConnection, seconds: float) -> Iterator[None]:
-    """Interrupt the cursor's query after `seconds` (the configuration is locked: no SET).
-
-    An interrupt that arrives before DuckDB has started the query is lost, so once the time is
-    up the interrupt is repeated until the block ends.
-    """
-    done = threading.Event()
-
-    def watch() -> None:
-        if done.wait(seconds):
-            return
-        while not done.is_set():
-            cur.interrupt()
-            done.wait(INTERRUPT_REPEAT_S)
-
-    watcher = threading.Thread(target=watch, name="query-budget", daemon=True)
-    watcher.start()
+    """Interrupt the cursor's query after `seconds` (the configuration is locked: no SET),
+    again and again until the block ends."""
+    entry = _BUDGETS.add(cur, seconds)
     try:
         yield
     finally:
-        done.set()
-        watcher.join()
+        _BUDGETS.remove(entry)
 
 
 @dataclass
