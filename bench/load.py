@@ -249,8 +249,9 @@ class Stack:
     nginx_port: int = 0
     backend_master: int = 0
     site_source: str = ""
-    # Settings of the backend beyond the compose file's (--export-threads).
+    # Settings beyond the compose file's (--export-threads, --web-threads).
     backend_env: dict[str, str] = field(default_factory=dict)
+    frontend_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -295,6 +296,7 @@ class Stack:
                 "MYAPP_BACKEND_URL": f"http://127.0.0.1:{self.backend_port}",
                 "MYAPP_SECRET_KEY": SECRET_KEY,
                 "MYAPP_PROXY_HOPS": "1",
+                **self.frontend_env,
             },
         )
         conf, self.site_source = nginx_prefix(
@@ -964,6 +966,7 @@ def main() -> int:
     parser.add_argument("--think-ms", type=float, default=0.0, help="pause after each request")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     parser.add_argument("--export-threads", type=int, help="MYAPP_EXPORT_WORKER_THREADS")
+    parser.add_argument("--web-threads", type=int, help="MYAPP_WEB_THREADS of the frontend")
     args = parser.parse_args()
     if args.clients < 1 or args.duration <= 0:
         parser.error("--clients and --duration must be positive")
@@ -976,6 +979,8 @@ def main() -> int:
     stack = Stack(run_dir)
     if args.export_threads:
         stack.backend_env["MYAPP_EXPORT_WORKER_THREADS"] = str(args.export_threads)
+    if args.web_threads:
+        stack.frontend_env["MYAPP_WEB_THREADS"] = str(args.web_threads)
     exit_codes: dict[str, int | None] = {}
     try:
         stack.start()
@@ -1014,6 +1019,7 @@ def main() -> int:
             "rss_every_s": args.rss_every,
             "think_ms": args.think_ms,
             "export_threads": args.export_threads,
+            "web_threads": args.web_threads,
             "weights": WEIGHTS,
             "nginx": nginx_version(),
             "nginx_site": f"nginx/{stack.site_source}",
