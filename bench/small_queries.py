@@ -12,9 +12,12 @@ INTEGER PRIMARY KEY. All three answer every case in turn, run by run, so they sh
 Cases: a point lookup (the same text each time, as a client with parameters sends it; and a new
 id in the text each time, which the gate has not seen), a 1,000-row and a 10,000-row result.
 The HTTP clients keep their connection: httpx (what bench/query.py and the tests use) and
-http.client (the least a Python client adds). Printed per case: medians with the range of the
---rounds round medians, the API's overhead (myapp minus DuckDB) and its ratio to DuckDB, and
-the load average.
+http.client (the least a Python client adds), which also runs without decoding the JSON
+("bytes": the time to the last byte, what serving costs; DuckDB in-process hands over Python
+objects, an HTTP client has to decode them, and json.loads of 10,000 rows takes ~3 ms).
+Printed per case: medians with the range of the --rounds round medians, the API's overhead
+(myapp minus DuckDB) and its ratio to DuckDB, both with and without the decoding, and the load
+average.
 """
 
 from __future__ import annotations
@@ -187,6 +190,13 @@ def main() -> None:
                 "row_count"
             ]
 
+        def myapp_bytes(sql: str) -> bytes:
+            return lean.post_json("/api/query", {"sql": sql, "limit": 10000})
+
+        def lite_bytes(sql: str) -> bytes:
+            assert lite_lean is not None
+            return lite_lean.get(f"/{db_name}.json?{urlencode({'sql': sql, '_shape': 'array'})}")
+
         def lite_httpx(sql: str) -> int:
             assert lite_client is not None
             answer = lite_client.get(f"/{db_name}.json", params={"sql": sql, "_shape": "array"})
@@ -205,10 +215,12 @@ def main() -> None:
             "DuckDB in-process": duck,
             "myapp (httpx)": myapp_httpx,
             "myapp (http.client)": myapp_lean,
+            "myapp (bytes)": myapp_bytes,
         }
         if lite_client is not None:
             runners["Datasette (httpx)"] = lite_httpx
             runners["Datasette (http.client)"] = lite_lean_call
+            runners["Datasette (bytes)"] = lite_bytes
         times = {(case, name): [] for case in CASES for name in runners}
         round_medians = {(case, name): [] for case in CASES for name in runners}
         loads = [os.getloadavg()[0]]
@@ -216,6 +228,9 @@ def main() -> None:
             for name, fn in runners.items():
                 for _ in range(3):
                     got = fn(text(case))
+                if isinstance(got, bytes):
+                    decoded = json.loads(got)
+                    got = len(decoded["rows"] if isinstance(decoded, dict) else decoded)
                 assert got == EXPECTED_ROWS[case], (case, name, got)
         for _ in range(args.rounds):
             this_round = {key: [] for key in times}
@@ -241,16 +256,22 @@ def main() -> None:
         f"medians), ms; load average {min(loads):.1f}-{max(loads):.1f} on {os.cpu_count()} cores"
     )
     names = list(runners)
-    print(f"{'case':<22}" + "".join(f"{n:>26}" for n in names) + f"{'overhead':>12}{'ratio':>8}")
+    print(
+        f"{'case':<22}"
+        + "".join(f"{n:>26}" for n in names)
+        + f"{'overhead':>12}{'ratio':>8}{'bytes ovh':>12}{'ratio':>8}"
+    )
     figures: dict[str, dict] = {}
     for case in CASES:
         cells = [median_range(times[case, n], round_medians[case, n]) for n in names]
         duck_ms = statistics.median(times[case, "DuckDB in-process"])
         lean_ms = statistics.median(times[case, "myapp (http.client)"])
+        bytes_ms = statistics.median(times[case, "myapp (bytes)"])
         print(
             f"{case:<22}"
             + "".join(f"{c:>26}" for c in cells)
             + f"{lean_ms - duck_ms:>9.2f} ms{lean_ms / duck_ms:>7.2f}x"
+            + f"{bytes_ms - duck_ms:>9.2f} ms{bytes_ms / duck_ms:>7.2f}x"
         )
         figures[case] = {
             name: {
@@ -259,7 +280,10 @@ def main() -> None:
             }
             for name in names
         }
-    print("overhead and ratio: myapp (http.client) against DuckDB in-process")
+    print(
+        "overhead and ratio: myapp (http.client) against DuckDB in-process; bytes: the same "
+        "without decoding the JSON"
+    )
     if args.json:
         args.json.write_text(
             json.dumps({"rows": args.rows, "load": loads, "cases": figures}, indent=1)

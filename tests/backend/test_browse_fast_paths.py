@@ -2,12 +2,17 @@
 
 Each optimisation of store/browse.py is checked against DuckDB's own ORDER BY … NULLS LAST,
 rowid and count(*): the sort key's text computed after the LIMIT, the first page and its count
-in one scan (max_by/min_by), the keyset range, totals carried by cursors, and cached counts
-and facets. Ties, NULLs, NaN and several types are in the data on purpose.
+in one scan (max_by/min_by), the keyset range, cursors that count the ties already shown, totals
+carried by cursors, and cached counts and facets. Ties, NULLs, NaN, -0.0 beside 0.0 and several
+types are in the data on purpose.
 """
 
 from __future__ import annotations
 
+import threading
+import time
+
+import duckdb
 import pytest
 
 from myapp.backend.store import browse, storage
@@ -39,6 +44,7 @@ def db(tmp_path_factory):
             f"""CREATE TABLE data AS SELECT
                 i AS id,
                 CASE WHEN i % 9 = 0 THEN NULL WHEN i % 13 = 0 THEN 'nan'::DOUBLE
+                     WHEN i % 17 = 0 THEN -0.0::DOUBLE WHEN i % 19 = 0 THEN 0.0::DOUBLE
                      ELSE ((i * 37) % 11) - 5.5 END AS v,
                 CASE WHEN i % 5 = 0 THEN NULL ELSE ['a', 'b', 'ab', 'B', ''][1 + i % 4] END AS s,
                 CASE WHEN i % 7 = 0 THEN NULL
@@ -115,6 +121,40 @@ def test_every_page_matches_duckdbs_order_and_count(db, sort):
                     assert set(totals) == {(count, True)}, (sort, items, q)
                 ids, totals = _page_through(cur, record, sort, items, q, None, limit=50)
                 assert ids == expected and set(totals) == {(count, True)}
+
+
+@pytest.mark.parametrize("sort", ["v", "-v", "s", "-s", "b", "-b", "d", "-d", "ts", "dec", "-dec"])
+@pytest.mark.parametrize("limit", [1, 3, 7])
+def test_cursors_that_count_ties_give_the_pages_of_the_rowid_range(db, sort, limit):
+    """A cursor that counts the ties already shown pages with a range and OFFSET; the same
+    cursor without that count pages by rowid. Every page must be the same either way, also
+    where ties run over several pages and into NULLs; and the count must really be used."""
+    with db.cursor() as cur:
+        record = catalog.get_dataset(cur, "mixed")
+        for items, q in [([], None), ([("s__ne", "b")], None), ([], "a")]:
+            expected, _ = _reference(cur, record, sort, items, q)
+            ids: list[int] = []
+            cursor, counted = None, 0
+            while True:
+                page = browse.read_rows(cur, record, items=items, limit=limit, cursor=cursor,
+                                        offset=None, sort=sort, q=q, timeout_s=60)  # fmt: skip
+                if cursor is not None:
+                    state = browse.decode_cursor(cursor)
+                    if "e" in state:
+                        counted += 1
+                        del state["e"]
+                        by_rowid = browse.read_rows(
+                            cur, record, items=items, limit=limit,
+                            cursor=browse.encode_cursor(state), offset=None, sort=sort, q=q,
+                            timeout_s=60,
+                        )  # fmt: skip
+                        assert by_rowid == {**page, "next": by_rowid["next"]}, (sort, ids)
+                ids += [row[0] for row in page["rows"]]
+                cursor = page["next"]
+                if cursor is None:
+                    break
+            assert ids == expected, (sort, items, q)
+            assert counted, "no cursor counted its ties"
 
 
 def test_the_one_scan_first_page_gives_the_separate_answer(db):
@@ -206,3 +246,30 @@ def test_the_cache_forgets_the_oldest(db):
     for i in range(3):
         cache.put(("k", i), i)
     assert cache.get(("k", 0)) is None and cache.get(("k", 2)) == 2
+
+
+def test_time_budgets_interrupt_their_own_block_only(db):
+    """One watcher thread serves every budget: a query past its budget is interrupted soon
+    after it, a query within its budget beside it is not, and once a block has ended nothing
+    interrupts a later query on the same cursor."""
+    slow = "SELECT count(*) FROM range(100000000000) t(i) WHERE i % 7 = 3"
+    outcome: dict[str, object] = {}
+
+    def patient() -> None:
+        with db.cursor() as cur, browse.time_budget(cur, 30):
+            outcome["patient"] = cur.execute("SELECT count(*) FROM range(20000000)").fetchone()
+
+    with db.cursor() as cur:
+        beside = threading.Thread(target=patient)
+        beside.start()
+        started = time.monotonic()
+        with pytest.raises(duckdb.InterruptException), browse.time_budget(cur, 0.3):
+            cur.execute(slow).fetchall()
+        assert 0.3 <= time.monotonic() - started < 3
+        beside.join()
+        assert outcome["patient"] == (20000000,)
+        for _ in range(3):
+            with browse.time_budget(cur, 0.05):
+                assert cur.execute("SELECT 42").fetchone() == (42,)
+        time.sleep(0.3)
+        assert cur.execute("SELECT count(*) FROM range(30000000)").fetchone() == (30000000,)

@@ -72,11 +72,8 @@ def running(
     owner: str | None,
     timeout_ms: int | None,
 ) -> Iterator[tuple[Worker, Run]]:
-    """A registered run holding a worker of `pool`: killed at its time limit or on cancel.
-
-    Errors leave as 4xx: the run's own stop (timeout, cancel) wins over whatever the killed
-    worker said; a worker that died otherwise ran out of memory (the address-space cap).
-    """
+    """A registered run holding a worker of `pool`: killed at its time limit or on cancel;
+    its errors as `ended` gives them."""
     limit_ms = effective_timeout_ms(settings, timeout_ms)
     caller = CALLER.get()
     admitted = CALLERS.admit(settings, caller)
@@ -86,56 +83,77 @@ def running(
     except BaseException:
         admitted()
         raise
-    state = "failed"
     try:
-        # Waiting for a worker (and for the caller's own share of them) counts against the
-        # time limit, and never lasts longer.
-        started = time.monotonic()
-        held = CALLERS.hold(
-            settings,
-            caller,
-            worker_share(pool.config.size),
-            limit_ms / 1000,
-            lambda: run.stop_reason is not None,
-        )
-        if held is None:
-            if run.stop_reason == "timeout":
-                # It never started: the caller's own other runs held its share all along.
-                raise own_share_busy(settings)
-            raise run.stopped_error()
-        try:
-            left_s = max(0.0, limit_ms / 1000 - (time.monotonic() - started))
-            worker = pool.acquire(left_s, lambda: run.stop_reason is not None)
-        except WorkerNotNeeded:
-            if run.stop_reason == "timeout":
-                # It never started: the server is busy, not the query slow.
-                raise busy(pool) from None
-            raise run.stopped_error() from None
-        if run.stop_reason:
-            pool.release(worker)
-            raise run.stopped_error()
-        try:
-            run.use(worker.kill)
-            yield worker, run
-            run.raise_if_stopped()
-            state = "finished"
-        finally:
-            run.use(None)
-            pool.release(worker)
-    except WorkerDied:
-        if run.stop_reason:
-            state = "timed_out" if run.stop_reason == "timeout" else "cancelled"
-            raise run.stopped_error() from None
-        raise too_large({"message": "the query ran out of memory"}) from None
-    except AppError as exc:
-        if exc.code in ("query_timeout", "query_cancelled"):
-            state = "timed_out" if exc.code == "query_timeout" else "cancelled"
-        raise
+        with ended(run, "query") as outcome:
+            # Waiting for a worker (and for the caller's own share of them) counts against
+            # the time limit, and never lasts longer.
+            started = time.monotonic()
+            held = CALLERS.hold(
+                settings,
+                caller,
+                worker_share(pool.config.size),
+                limit_ms / 1000,
+                lambda: run.stop_reason is not None,
+            )
+            if held is None:
+                if run.stop_reason == "timeout":
+                    # It never started: the caller's own other runs held its share all along.
+                    raise own_share_busy(settings)
+                raise run.stopped_error()
+            try:
+                left_s = max(0.0, limit_ms / 1000 - (time.monotonic() - started))
+                worker = pool.acquire(left_s, lambda: run.stop_reason is not None)
+            except WorkerNotNeeded:
+                if run.stop_reason == "timeout":
+                    # It never started: the server is busy, not the query slow.
+                    raise busy(pool) from None
+                raise run.stopped_error() from None
+            if run.stop_reason:
+                pool.release(worker)
+                raise run.stopped_error()
+            try:
+                run.use(worker.kill)
+                yield worker, run
+                run.raise_if_stopped()
+                outcome.finished()
+            finally:
+                run.use(None)
+                pool.release(worker)
     finally:
         if held is not None:
             held()
         admitted()
-        REGISTRY.finish(run, state)
+
+
+class _Outcome:
+    """How a run ended, as the registry records it."""
+
+    def __init__(self) -> None:
+        self.state = "failed"
+
+    def finished(self) -> None:
+        self.state = "finished"
+
+
+@contextmanager
+def ended(run: Run, kind: str) -> Iterator[_Outcome]:
+    """Records how `run` ended when the block leaves. Errors leave as 4xx: the run's own stop
+    (timeout, cancel) wins over whatever the killed worker said; a worker that died otherwise
+    ran out of memory (the address-space cap)."""
+    outcome = _Outcome()
+    try:
+        yield outcome
+    except WorkerDied:
+        if run.stop_reason:
+            outcome.state = "timed_out" if run.stop_reason == "timeout" else "cancelled"
+            raise run.stopped_error() from None
+        raise too_large({"message": f"the {kind} ran out of memory"}) from None
+    except AppError as exc:
+        if exc.code in ("query_timeout", "query_cancelled"):
+            outcome.state = "timed_out" if exc.code == "query_timeout" else "cancelled"
+        raise
+    finally:
+        REGISTRY.finish(run, outcome.state)
 
 
 def _error(exc: DuckError, settings: Settings, run: Run, *, text: str, body: str) -> AppError:
@@ -321,9 +339,8 @@ async def _run_on_loop(
         "fetch": cap,
         "max_bytes": settings.max_result_bytes,
     }
-    state = "failed"
     started = time.perf_counter()
-    try:
+    with ended(run, "query") as outcome:
         try:
             run.use(worker.kill)
             result: bytes | bytearray
@@ -340,21 +357,10 @@ async def _run_on_loop(
                     call, database, settings, worker, run, request, text=text, body=vetted.body
                 )
             run.raise_if_stopped()
-            state = "finished"
+            outcome.finished()
         finally:
             run.use(None)
             pool.release(worker)
-    except WorkerDied:
-        if run.stop_reason:
-            state = "timed_out" if run.stop_reason == "timeout" else "cancelled"
-            raise run.stopped_error() from None
-        raise too_large({"message": "the query ran out of memory"}) from None
-    except AppError as exc:
-        if exc.code in ("query_timeout", "query_cancelled"):
-            state = "timed_out" if exc.code == "query_timeout" else "cancelled"
-        raise
-    finally:
-        REGISTRY.finish(run, state)
     return _result_body(run_id, result, round((time.perf_counter() - started) * 1000, 1))
 
 
@@ -550,24 +556,14 @@ def running_on(
     """Like `running`, for a worker already leased (an export's)."""
     limit_ms = effective_timeout_ms(settings, timeout_ms)
     run = REGISTRY.start(run_id, kind="export", owner=owner, limit_ms=limit_ms)
-    state = "failed"
-    try:
-        run.use(worker.kill)
-        yield run
-        run.raise_if_stopped()
-        state = "finished"
-    except WorkerDied:
-        if run.stop_reason:
-            state = "timed_out" if run.stop_reason == "timeout" else "cancelled"
-            raise run.stopped_error() from None
-        raise too_large({"message": "the export ran out of memory"}) from None
-    except AppError as exc:
-        if exc.code in ("query_timeout", "query_cancelled"):
-            state = "timed_out" if exc.code == "query_timeout" else "cancelled"
-        raise
-    finally:
-        run.use(None)
-        REGISTRY.finish(run, state)
+    with ended(run, "export") as outcome:
+        try:
+            run.use(worker.kill)
+            yield run
+            run.raise_if_stopped()
+            outcome.finished()
+        finally:
+            run.use(None)
 
 
 class _RunStopper:
