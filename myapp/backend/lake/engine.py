@@ -1,0 +1,210 @@
+"""The backend's DuckDB connection in the lake mode, and what the shared store code asks of it.
+
+Shape (measured choices in docs/deployment/lake.md):
+
+- The connection is an in-memory DuckDB. PostgreSQL's schema `myapp_internal` is attached
+  under that very name with DuckDB's postgres extension, so every statement of the store
+  (`myapp_internal.accounts`, ...) reaches PostgreSQL unchanged: one store implementation for
+  both modes. Three things that extension cannot do are done here instead: sequences (created
+  and advanced in PostgreSQL itself), `RETURNING`, and writing to two attached databases in one
+  transaction.
+- The DuckLake is attached read-write as `myapp_lake`. A dataset version is a lake table named
+  by its file id (as the embedded mode names a file); the dataset's name is a view in the
+  in-memory `main`, kept in step with the catalog by `sync_views`, because a transaction that
+  writes the catalog in PostgreSQL cannot also create a view in another database.
+- Loads still build their data in a side instance's local file (all their checks and reports
+  unchanged); `publish` copies it into a new lake table in one DuckLake transaction before the
+  catalog transaction points the dataset at it. Until then no one names that table.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from pathlib import Path
+
+import duckdb
+
+from myapp.settings import Settings
+
+from . import attach
+from .catalog import INTERNAL, prepare_catalog
+
+log = logging.getLogger("myapp.backend.lake")
+
+# The datasets' tables in the lake live in its default schema.
+LAKE_SCHEMA = "main"
+# Lake tables that hold a dataset version are named by a prefix and the version's file id.
+TABLE_PREFIX = "ds_"
+
+
+class _Mode:
+    """Which mode this process serves: set when the backend's database opens.
+
+    One backend per process, so a process-wide switch is what the store's few mode-specific
+    statements consult (they have no settings at hand)."""
+
+    def __init__(self) -> None:
+        self.settings: Settings | None = None
+        # Every read gives a new value: see Database.write_generation.
+        self._ticks = itertools.count(1)
+        self.views_lock = threading.Lock()
+
+    @property
+    def active(self) -> bool:
+        return self.settings is not None
+
+    def tick(self) -> int:
+        return next(self._ticks)
+
+
+MODE = _Mode()
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def table_name(file_id: str) -> str:
+    return TABLE_PREFIX + file_id
+
+
+def table_of(file_id: str) -> str:
+    """The quoted, qualified lake table of a dataset version."""
+    return f"{quote(attach.ALIAS)}.{LAKE_SCHEMA}.{quote(table_name(file_id))}"
+
+
+def connect(settings: Settings, config: dict) -> duckdb.DuckDBPyConnection:
+    """The backend's connection: PostgreSQL's schema as `myapp_internal`, the lake as
+    `myapp_lake`. Raises duckdb.Error when either cannot be attached."""
+    prepare_catalog(settings)
+    conn = duckdb.connect(":memory:", config=config)
+    try:
+        attach.load_extensions(conn)
+        conn.execute(
+            f"ATTACH {literal(settings.catalog_libpq)} AS {quote(INTERNAL)} "
+            f"(TYPE postgres, SCHEMA {literal(INTERNAL)})"
+        )
+        conn.execute(attach.attach_sql(settings, read_only=False))
+    except BaseException:
+        conn.close()
+        raise
+    MODE.settings = settings
+    return conn
+
+
+def close() -> None:
+    MODE.settings = None
+
+
+def allowed_directories(settings: Settings) -> list[str]:
+    assert settings.lake_data_path is not None
+    return [settings.lake_data_path]
+
+
+# -- sequences ---------------------------------------------------------------------------------
+def nextval_sql(sequence: str) -> str:
+    """An SQL expression for the next value of `myapp_internal.<sequence>`.
+
+    The postgres extension neither creates nor advances sequences; a scalar subquery over
+    `postgres_query` asks PostgreSQL's own `nextval`, so the statements stay one statement."""
+    inner = f"SELECT nextval({literal(INTERNAL + '.' + sequence)})"
+    return f"(SELECT * FROM postgres_query({literal(INTERNAL)}, {literal(inner)}))"
+
+
+# -- datasets ----------------------------------------------------------------------------------
+def publish(cur: duckdb.DuckDBPyConnection, local_file: Path, file_id: str) -> None:
+    """Copy a load's finished local file into the lake table of `file_id`: one DuckLake
+    transaction, so the table is there whole or not at all."""
+    source = f"myapp_publish_{file_id}"
+    cur.execute(f"ATTACH {literal(str(local_file.resolve()))} AS {quote(source)} (READ_ONLY)")
+    try:
+        cur.execute(f"CREATE TABLE {table_of(file_id)} AS SELECT * FROM {quote(source)}.main.data")
+    finally:
+        cur.execute(f"DETACH {quote(source)}")
+
+
+def attach_base(
+    cur: duckdb.DuckDBPyConnection, settings: Settings, file_id: str, alias: str
+) -> str | None:
+    """In a load's side instance: attach the lake read-only as `alias` and return the table
+    of `file_id` in it (an append reads the dataset's rows from there); None in the embedded
+    mode."""
+    if not MODE.active:
+        return None
+    attach.attach(cur, settings, read_only=True, alias=alias)
+    return f"{quote(alias)}.{LAKE_SCHEMA}.{quote(table_name(file_id))}"
+
+
+def drop_table(cur: duckdb.DuckDBPyConnection, file_id: str) -> None:
+    """A version's lake table that no dataset or history names (a load that was not swapped
+    in). Its Parquet files go when DuckLake next cleans up old files."""
+    cur.execute(f"DROP TABLE IF EXISTS {table_of(file_id)}")
+
+
+def in_history(cur: duckdb.DuckDBPyConnection, file_id: str) -> bool:
+    row = cur.execute(
+        f"SELECT count(*) FROM {quote(INTERNAL)}.dataset_history WHERE file_id = $f",
+        {"f": file_id},
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def columns_by_name(
+    cur: duckdb.DuckDBPyConnection, names: list[str] | None
+) -> dict[str, list[dict[str, str]]]:
+    """Each dataset's columns, from its current lake table (the catalog names it)."""
+    sql = f"SELECT name, file_id FROM {quote(INTERNAL)}.datasets WHERE file_id IS NOT NULL"
+    params: dict = {}
+    if names is not None:
+        sql += " AND list_contains($names, name)"
+        params["names"] = names
+    by_table = {table_name(f): n for n, f in cur.execute(sql, params).fetchall()}
+    out: dict[str, list[dict[str, str]]] = {}
+    if not by_table:
+        return out
+    rows = cur.execute(
+        "SELECT table_name, column_name, data_type FROM duckdb_columns() "
+        "WHERE database_name = $db AND schema_name = $schema "
+        "AND list_contains($tables, table_name) ORDER BY table_name, column_index",
+        {"db": attach.ALIAS, "schema": LAKE_SCHEMA, "tables": list(by_table)},
+    ).fetchall()
+    for table, column, dtype in rows:
+        out.setdefault(by_table[table], []).append({"name": column, "type": dtype})
+    return out
+
+
+def view_sql(name: str, file_id: str) -> str:
+    return f"CREATE OR REPLACE VIEW main.{quote(name)} AS SELECT * FROM {table_of(file_id)}"
+
+
+def sync_views(cur: duckdb.DuckDBPyConnection) -> None:
+    """Make the in-memory views in `main` match the catalog in PostgreSQL: another backend may
+    have created, replaced, renamed or deleted datasets since."""
+    with MODE.views_lock:
+        rows = cur.execute(
+            f"SELECT name, file_id FROM {quote(INTERNAL)}.datasets WHERE file_id IS NOT NULL"
+        ).fetchall()
+        wanted = dict(rows)
+        present = dict(
+            cur.execute(
+                "SELECT view_name, sql FROM duckdb_views() WHERE database_name = "
+                "current_database() AND schema_name = 'main' AND NOT internal AND NOT temporary"
+            ).fetchall()
+        )
+        for name in present.keys() - wanted.keys():
+            cur.execute(f"DROP VIEW IF EXISTS main.{quote(name)}")
+        for name, file_id in wanted.items():
+            if quote(table_name(file_id)) in (present.get(name) or ""):
+                continue
+            try:
+                cur.execute(view_sql(name, file_id))
+            except duckdb.CatalogException as exc:
+                # Its table is gone (replaced and cleaned up meanwhile): the next sync sees
+                # the catalog's newer answer.
+                log.warning("dataset %s: its lake table is missing: %s", name, exc)
