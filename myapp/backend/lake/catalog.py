@@ -128,6 +128,14 @@ HISTORY: list[Migration] = [
             "row_count BIGINT NOT NULL, PRIMARY KEY (name, version))",
         ),
     ),
+    Migration(
+        "lake-0002-login-failures",
+        # Failed sign-ins of the last window, counted by every backend (lake/limiter.py).
+        (
+            f"CREATE TABLE IF NOT EXISTS {INTERNAL}.login_failures "
+            '("key" VARCHAR NOT NULL, "at" DOUBLE NOT NULL)',
+        ),
+    ),
 ]
 MIGRATIONS: list[Migration] = [*schema.MIGRATIONS, *HISTORY]
 

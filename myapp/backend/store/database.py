@@ -59,6 +59,7 @@ class Database:
         # out of date (the token lookups of auth/authenticator.py cache by it).
         self._write_generation = 0
         self._query_cursors: queue.SimpleQueue[duckdb.DuckDBPyConnection] = queue.SimpleQueue()
+        self._follower: lake.ViewFollower | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
     def open(self) -> None:
@@ -100,6 +101,8 @@ class Database:
                     with lake_catalog.migration_lock(settings):
                         apply_migrations(cur, lake_catalog.MIGRATIONS, in_postgres=True)
                     lake.sync_views(cur)
+                    self._follower = lake.ViewFollower(self._conn)
+                    self._follower.start()
                 else:
                     apply_migrations(cur)
                     open_datasets(cur, settings)
@@ -163,6 +166,9 @@ class Database:
         conn, self._conn = self._conn, None
         if conn is None:
             return
+        if self._follower is not None:
+            self._follower.stop()
+            self._follower = None
         while not self._query_cursors.empty():
             self._query_cursors.get_nowait().close()
         try:

@@ -1,0 +1,123 @@
+"""Two backends over one lake (one PostgreSQL catalog, one data path, a data directory each),
+standing for two machines behind a load balancer: what one does, the other answers at once."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from myapp.backend.auth.limiter import LOGIN_FAILURES_PER_ACCOUNT
+from tests.support.accounts import ADMIN_HEADERS, Accounts, bearer
+
+pytestmark = pytest.mark.lake
+
+CSV = b"id,region,amount\n1,north,10\n2,south,20\n3,north,30\n"
+
+
+def query(url: str, headers: dict, sql: str) -> httpx.Response:
+    return httpx.post(f"{url}/api/query", headers=headers, json={"sql": sql}, timeout=60)
+
+
+def test_a_token_revoked_on_one_backend_is_refused_by_the_other(lake_backends):
+    one, two = lake_backends.start(), lake_backends.start()
+    accounts = Accounts(one)
+    try:
+        name = accounts.user("editor")
+        made = accounts.token(name, "editor")
+        headers = bearer(made["token"])
+        # Made on one, accepted by the other; a session made on the other works on the first.
+        assert httpx.get(f"{two.url}/api/datasets", headers=headers).status_code == 200
+        other = Accounts(two)
+        try:
+            session = other.session(name)
+        finally:
+            other.close()
+        assert httpx.get(f"{one.url}/api/datasets", headers=bearer(session)).status_code == 200
+
+        revoked = httpx.delete(f"{one.url}/api/tokens/{made['id']}", headers=ADMIN_HEADERS)
+        assert revoked.status_code == 204, revoked.text
+        refused = httpx.get(f"{two.url}/api/datasets", headers=headers)
+        assert refused.status_code == 401, refused.text
+        assert refused.json()["error"]["code"] == "token_revoked"
+
+        # A password changed on the second ends the sessions everywhere, the first included.
+        changed = httpx.patch(
+            f"{two.url}/api/users/{name}",
+            headers=ADMIN_HEADERS,
+            json={"password": "another-password-42"},
+        )
+        assert changed.status_code == 200, changed.text
+        ended = httpx.get(f"{one.url}/api/datasets", headers=bearer(session))
+        assert ended.status_code == 401, ended.text
+
+        # Failed sign-ins count across the backends: half on each reach the limit.
+        for attempt in range(LOGIN_FAILURES_PER_ACCOUNT):
+            server = one if attempt % 2 else two
+            wrong = httpx.post(
+                f"{server.url}/api/auth/login",
+                json={"username": name, "password": f"wrong-{attempt}"},
+                headers={"X-Forwarded-For": f"198.51.100.{attempt}"},
+            )
+            assert wrong.status_code == 401, wrong.text
+        for server in (one, two):
+            throttled = httpx.post(
+                f"{server.url}/api/auth/login",
+                json={"username": name, "password": "another-password-42"},
+            )
+            assert throttled.status_code == 429, throttled.text
+            assert int(throttled.headers["Retry-After"]) > 0
+    finally:
+        accounts.close()
+
+
+def test_what_one_backend_loads_the_other_serves(lake_backends):
+    one, two = lake_backends.start(), lake_backends.start()
+    h = ADMIN_HEADERS
+    put = httpx.put(f"{one.url}/api/datasets/sales", headers=h, content=CSV, timeout=60)
+    assert put.status_code == 201, put.text
+
+    # The catalog and the rows are shared: listed and browsed on the other at once.
+    listed = httpx.get(f"{two.url}/api/datasets", headers=h).json()["datasets"]
+    assert [(d["name"], d["row_count"], len(d["columns"])) for d in listed] == [("sales", 3, 3)]
+    rows = httpx.get(f"{two.url}/api/datasets/sales/rows", headers=h, params={"sort": "id"})
+    assert rows.status_code == 200 and rows.json()["rows"][2] == [3, "north", 30]
+
+    # User SQL there admits the name once that backend's views have followed the catalog
+    # (within half a second; see lake/engine.py).
+    deadline = time.monotonic() + 10
+    while True:
+        answer = query(two.url, h, "SELECT region, sum(amount) FROM sales GROUP BY 1 ORDER BY 1")
+        if answer.status_code == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["rows"] == [["north", 40], ["south", 20]]
+
+    # A saved query saved on one runs on the other at once.
+    saved = httpx.post(
+        f"{one.url}/api/queries",
+        headers=h,
+        json={"title": "By region", "sql": "SELECT count(*) AS n FROM sales"},
+    )
+    assert saved.status_code == 201, saved.text
+    ran = httpx.post(f"{two.url}/api/queries/{saved.json()['slug']}/run", headers=h, json={})
+    assert ran.status_code == 200, ran.text
+    assert ran.json()["rows"] == [[3]]
+
+    # An append on the second lands on top of the first's load; the first sees all rows.
+    more = httpx.put(
+        f"{two.url}/api/datasets/sales",
+        headers=h,
+        params={"mode": "append"},
+        content=b"id,region,amount\n4,east,40\n",
+        timeout=60,
+    )
+    assert more.status_code == 201, more.text
+    assert query(one.url, h, "SELECT count(*) FROM sales").json()["rows"] == [[4]]
+
+    # The audit log is one for the cluster.
+    actions = httpx.get(f"{one.url}/api/audit", headers=h).json()
+    found = {e["action"] for e in actions["events"]}
+    assert {"dataset.created", "dataset.appended"} <= found, found
