@@ -152,6 +152,26 @@ def drop_table(cur: duckdb.DuckDBPyConnection, file_id: str) -> None:
     cur.execute(f"DROP TABLE IF EXISTS {table_of(file_id)}")
 
 
+# Lake tables to drop once the catalog transaction that stopped naming them commits (a deleted
+# dataset's versions); per thread, as each transaction runs on one.
+_pending = threading.local()
+
+
+def drop_after_commit(file_ids: list[str]) -> None:
+    _pending.__dict__.setdefault("ids", []).extend(file_ids)
+
+
+def after_transaction(cur: duckdb.DuckDBPyConnection, *, committed: bool) -> None:
+    ids, _pending.ids = _pending.__dict__.get("ids", []), []
+    if not committed:
+        return
+    for file_id in ids:
+        try:
+            drop_table(cur, file_id)
+        except duckdb.Error as exc:
+            log.warning("could not drop lake table of %s: %s", file_id, exc)
+
+
 def in_history(cur: duckdb.DuckDBPyConnection, file_id: str) -> bool:
     row = cur.execute(
         f"SELECT count(*) FROM {quote(INTERNAL)}.dataset_history WHERE file_id = $f",

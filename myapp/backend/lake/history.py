@@ -3,13 +3,15 @@ the list a dataset page shows, and what an older version is read or restored fro
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
 
+from ..errors import Conflict, NotFound
 from .catalog import INTERNAL
-from .engine import MODE
+from .engine import MODE, drop_after_commit, table_of
 
 _TABLE = f'"{INTERNAL}".dataset_history'
 
@@ -47,13 +49,14 @@ def renamed(cur: duckdb.DuckDBPyConnection, old: str, new: str) -> None:
         cur.execute(f"UPDATE {_TABLE} SET name = $new WHERE name = $old", {"new": new, "old": old})
 
 
-def forget(cur: duckdb.DuckDBPyConnection, name: str) -> list[str]:
-    """A deleted dataset's history goes with it; returns the lake tables of its versions."""
+def forget(cur: duckdb.DuckDBPyConnection, name: str) -> None:
+    """A deleted dataset's history goes with it, and its versions' lake tables once the
+    deletion commits."""
     if not MODE.active:
-        return []
+        return
     rows = cur.execute(f"SELECT file_id FROM {_TABLE} WHERE name = $n", {"n": name}).fetchall()
     cur.execute(f"DELETE FROM {_TABLE} WHERE name = $n", {"n": name})
-    return [row[0] for row in rows]
+    drop_after_commit([row[0] for row in rows])
 
 
 def versions(cur: duckdb.DuckDBPyConnection, name: str) -> list[dict[str, Any]]:
@@ -74,3 +77,64 @@ def file_of(cur: duckdb.DuckDBPyConnection, name: str, version: int) -> str | No
         {"n": name, "v": version},
     ).fetchone()
     return row[0] if row else None
+
+
+def at_version(cur: duckdb.DuckDBPyConnection, record: Any, version: int | None) -> Any:
+    """The dataset as it was at `version` (its rows, row count and columns then); the record
+    itself for None or its current version. 404 for a version the dataset never had."""
+    if version is None or version == record.version:
+        return record
+    file_id = file_of(cur, record.name, version) if MODE.active else None
+    if file_id is None:
+        raise NotFound(
+            f"The dataset {record.name!r} has no version {version}"
+            + ("." if MODE.active else ": older versions are kept in the lake mode only."),
+            code="version_not_found",
+            detail={"name": record.name, "version": version},
+        )
+    row = cur.execute(
+        f"SELECT row_count FROM {_TABLE} WHERE name = $n AND version = $v",
+        {"n": record.name, "v": version},
+    ).fetchone()
+    columns = [
+        {"name": r[0], "type": r[1]}
+        for r in cur.execute(f"DESCRIBE {table_of(file_id)}").fetchall()
+    ]
+    return replace(record, file_id=file_id, version=version, row_count=row[0], columns=columns)
+
+
+def restore(cur: duckdb.DuckDBPyConnection, dataset: Any, version: int, actor: str | None) -> str:
+    """Make `version` the current data of the dataset, inside the caller's transaction, as a
+    new version reading the same lake table (nothing is copied); returns the file id it
+    replaced (kept: the history names it)."""
+    from ..store.datasets import drop_profiles, update_record
+
+    old = at_version(cur, dataset, version)
+    if old is dataset:
+        raise Conflict(
+            f"Version {version} is already the current data of {dataset.name!r}.",
+            code="already_current",
+            detail={"name": dataset.name, "version": version},
+        )
+    update_record(
+        cur,
+        name=dataset.name,
+        row_count=old.row_count,
+        source=None,
+        actor=actor,
+        file_id=old.file_id,
+    )
+    drop_profiles(cur, dataset.name)
+    row = cur.execute(
+        f'SELECT version FROM "{INTERNAL}".datasets WHERE name = $n', {"n": dataset.name}
+    ).fetchone()
+    record(
+        cur,
+        name=dataset.name,
+        version=row[0],
+        file_id=old.file_id,
+        action="restored",
+        actor=actor,
+        row_count=old.row_count,
+    )
+    return dataset.file_id

@@ -235,12 +235,19 @@ class Database:
                 yield cur
             except BaseException:
                 cur.execute("ROLLBACK")
+                if lake.MODE.active:
+                    lake.after_transaction(cur, committed=False)
                 raise
             if not lake.MODE.active:
                 cur.execute("COMMIT")
                 self._write_generation += 1
                 return
-            lake_catalog.commit(cur)
+            try:
+                lake_catalog.commit(cur)
+            except BaseException:
+                lake.after_transaction(cur, committed=False)
+                raise
+            lake.after_transaction(cur, committed=True)
             # The catalog may have changed: this backend's views follow at once.
             lake.sync_views(cur)
 
