@@ -3,15 +3,19 @@ the list a dataset page shows, and what an older version is read or restored fro
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
 
-from ..errors import Conflict, NotFound
+from ..errors import BadRequest, Conflict, NotFound
+from .attach import ALIAS
 from .catalog import INTERNAL
-from .engine import MODE, drop_after_commit, table_of
+from .engine import LAKE_SCHEMA, MODE, drop_after_commit, table_name, table_of
 
 _TABLE = f'"{INTERNAL}".dataset_history'
 
@@ -138,3 +142,94 @@ def restore(cur: duckdb.DuckDBPyConnection, dataset: Any, version: int, actor: s
         row_count=old.row_count,
     )
     return dataset.file_id
+
+
+def resolve_versions(cur: duckdb.DuckDBPyConnection, sql: str) -> str:
+    """User SQL that reads an older version of a dataset, `FROM sales AT (VERSION => 3)` or
+    `AT (TIMESTAMP => '2026-01-01')`, made to read that version's lake table.
+
+    A dataset is a view in the workers, and DuckDB refuses time travel on views, so the
+    statement the gate passed is parsed again (`json_serialize_sql`), each such table
+    reference is pointed at the version's table (the gate has already checked the name is a
+    dataset) and the text is rebuilt (`json_deserialize_sql`). Versions are the numbers
+    `/versions` lists; a timestamp picks the version current then. Text without `AT` is
+    returned as it is, unparsed."""
+    if not MODE.active or not _AT.search(sql):
+        return sql
+    tree = json.loads(cur.execute("SELECT json_serialize_sql($s)", {"s": sql}).fetchone()[0])
+    if tree.get("error"):
+        return sql  # DuckDB will say what is wrong with it, with positions
+    changed = False
+    for node in _table_refs(tree):
+        clause = node.get("at_clause")
+        if not clause or node.get("catalog_name") or node.get("schema_name") not in ("", "main"):
+            continue
+        name = node["table_name"]
+        expr = clause.get("expr") or {}
+        if expr.get("class") != "CONSTANT" or (expr.get("value") or {}).get("is_null"):
+            raise BadRequest(
+                f"AT ({clause.get('unit')} => …) on {name!r} takes a constant.",
+                code="invalid_version",
+            )
+        value = expr["value"]["value"]
+        file_id = _file_at(cur, name, str(clause.get("unit", "")).upper(), value)
+        node["at_clause"] = None
+        node["catalog_name"], node["schema_name"] = ALIAS, LAKE_SCHEMA
+        node["table_name"] = table_name(file_id)
+        if not node.get("alias"):
+            # Column references written as `sales.amount` keep working.
+            node["alias"] = name
+        changed = True
+    if not changed:
+        return sql
+    rebuilt = cur.execute("SELECT json_deserialize_sql($t::JSON)", {"t": json.dumps(tree)})
+    return rebuilt.fetchone()[0]
+
+
+_AT = re.compile(r"\bAT\s*\(", re.IGNORECASE)
+
+
+def _table_refs(obj: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(obj, dict):
+        if obj.get("type") == "BASE_TABLE":
+            yield obj
+        for value in obj.values():
+            yield from _table_refs(value)
+    elif isinstance(obj, list):
+        for value in obj:
+            yield from _table_refs(value)
+
+
+def _file_at(cur: duckdb.DuckDBPyConnection, name: str, unit: str, value: Any) -> str:
+    lowered = name.lower()
+    if unit == "VERSION":
+        try:
+            version = int(value)
+        except (TypeError, ValueError):
+            version = -1
+        row = cur.execute(
+            f"SELECT file_id FROM {_TABLE} WHERE lower(name) = $n AND version = $v",
+            {"n": lowered, "v": version},
+        ).fetchone()
+        what = f"version {value}"
+    elif unit == "TIMESTAMP":
+        try:
+            row = cur.execute(
+                f'SELECT file_id FROM {_TABLE} WHERE lower(name) = $n AND "at" <= $t::TIMESTAMPTZ '
+                'ORDER BY "at" DESC LIMIT 1',
+                {"n": lowered, "t": str(value)},
+            ).fetchone()
+        except duckdb.ConversionException:
+            raise BadRequest(
+                f"{str(value)[:80]!r} is not a timestamp.", code="invalid_version"
+            ) from None
+        what = f"a version as of {value}"
+    else:
+        raise BadRequest(f"AT ({unit} => …) is not supported.", code="invalid_version")
+    if row is None:
+        raise BadRequest(
+            f"The dataset {name!r} has no {what} (GET /api/datasets/{name}/versions lists them).",
+            code="version_not_found",
+            detail={"name": name},
+        )
+    return row[0]

@@ -22,6 +22,8 @@ from starlette.concurrency import run_in_threadpool
 from myapp.settings import Settings
 
 from ...errors import AppError
+from ...lake import engine as lake
+from ...lake import history
 from ..database import Database
 from ..exports import ExportFile, ExportFormat, Watch, stream_export
 from ..sql import internal
@@ -170,6 +172,10 @@ def call(
     for fresh in (False, True):
         generation = database.write_generation
         message = dict(request)
+        if lake.MODE.active:
+            # The lake mode reads older versions of datasets (lake/history.py).
+            with database.cursor() as cur:
+                message["sql"] = history.resolve_versions(cur, message["sql"])
         if fresh or worker.catalog_generation != generation:
             message["catalog"] = _catalog(database)
             message["generation"] = generation
