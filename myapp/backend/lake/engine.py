@@ -88,11 +88,12 @@ def connect(settings: Settings, config: dict) -> duckdb.DuckDBPyConnection:
     """The backend's connection: PostgreSQL's schema as `myapp_internal`, the lake as
     `myapp_lake`. Raises duckdb.Error when either cannot be attached."""
     prepare_catalog(settings)
+    attach.use_password(settings)
     conn = duckdb.connect(":memory:", config=config)
     try:
         attach.load_extensions(conn)
         conn.execute(
-            f"ATTACH {literal(settings.catalog_libpq)} AS {quote(INTERNAL)} "
+            f"ATTACH {literal(attach.libpq(settings))} AS {quote(INTERNAL)} "
             f"(TYPE postgres, SCHEMA {literal(INTERNAL)})"
         )
         conn.execute(attach.attach_sql(settings, read_only=False))
@@ -275,3 +276,26 @@ class ViewFollower:
                 if not failing:
                     log.warning("cannot follow the catalog: %s", " ".join(str(exc).split()))
                 failing = True
+
+
+# What DuckDB's postgres extension says when PostgreSQL cannot be reached or went away.
+_UNREACHABLE = (
+    "unable to connect to postgres",
+    "server closed the connection",
+    "connection refused",
+    "could not connect to server",
+    "terminating connection",
+    "no connection to the server",
+    "connection to server",
+    "the database system is starting up",
+    "the database system is shutting down",
+)
+
+
+def catalog_unreachable(exc: BaseException) -> bool:
+    """A failure that is PostgreSQL being away, not the request: answered 503 while it lasts;
+    the extension reconnects by itself once PostgreSQL answers again."""
+    if not MODE.active or not isinstance(exc, duckdb.Error):
+        return False
+    text = str(exc).lower()
+    return any(marker in text for marker in _UNREACHABLE)
