@@ -4,6 +4,7 @@ standing for two machines behind a load balancer: what one does, the other answe
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -121,3 +122,45 @@ def test_what_one_backend_loads_the_other_serves(lake_backends):
     actions = httpx.get(f"{one.url}/api/audit", headers=h).json()
     found = {e["action"] for e in actions["events"]}
     assert {"dataset.created", "dataset.appended"} <= found, found
+
+
+def test_appends_through_both_backends_at_once_land_or_are_refused_whole(lake_backends):
+    one, two = lake_backends.start(), lake_backends.start()
+    h = ADMIN_HEADERS
+    made = httpx.put(f"{one.url}/api/datasets/events", headers=h, content=b"who,n\nstart,0\n")
+    assert made.status_code == 201, made.text
+    per_backend = 4
+
+    def append(server, who: str) -> list[tuple[int, str]]:
+        out = []
+        for n in range(per_backend):
+            body = f"who,n\n{who},{n}\n{who},{n}\n".encode()
+            answer = httpx.put(
+                f"{server.url}/api/datasets/events",
+                headers=h,
+                params={"mode": "append"},
+                content=body,
+                timeout=120,
+            )
+            code = answer.json()["error"]["code"] if answer.status_code != 201 else ""
+            out.append((answer.status_code, code))
+        return out
+
+    with ThreadPoolExecutor(2) as pool:
+        results = dict(
+            zip(("one", "two"), pool.map(append, (one, two), ("one", "two")), strict=True)
+        )
+    landed = {who: sum(1 for status, _ in r if status == 201) for who, r in results.items()}
+    for answers in results.values():
+        # Each append lands whole, or is a 409 to retry with nothing changed.
+        assert all(
+            status == 201 or (status == 409 and code in ("dataset_changed", "concurrent_change"))
+            for status, code in answers
+        ), results
+    counted = query(
+        one.url, h, "SELECT who, count(*) FROM events GROUP BY who ORDER BY who"
+    ).json()["rows"]
+    expected = [["start", 1]] + [[w, 2 * landed[w]] for w in ("one", "two") if landed[w]]
+    assert sorted(counted) == sorted(expected), (counted, results)
+    assert landed["one"] + landed["two"] >= per_backend, results
+    print(f"appends landed: {landed}; answers: {results}")
