@@ -138,11 +138,11 @@ def serve(
 def _check_lake(settings: Settings) -> None:
     """The lake settings name a catalog and extensions this backend can use, before anything
     binds."""
-    from myapp.backend.lake.catalog import CatalogUnavailable, check_catalog, check_extensions
+    from myapp.backend.lake.catalog import CatalogUnavailable, check_catalog, check_lake
 
     try:
         check_catalog(settings)
-        check_extensions()
+        check_lake(settings)
     except CatalogUnavailable as exc:
         raise SettingsError(str(exc)) from None
 

@@ -4,10 +4,13 @@ and worker processes."""
 
 from __future__ import annotations
 
+import subprocess
+
 import httpx
 import pytest
 
 from tests.support.accounts import ADMIN_HEADERS
+from tests.support.servers import clean_env, free_port
 
 pytestmark = pytest.mark.lake
 
@@ -118,3 +121,21 @@ def test_user_sql_cannot_reach_the_lake_or_the_catalog_directly(lake_backends):
             refused = sql(client, text)
             assert refused.status_code == 400, (text, refused.text)
             assert refused.json()["error"]["code"], text
+
+
+def test_a_backend_given_another_data_path_exits_2_in_one_line(lake_backends, tmp_path):
+    first = lake_backends.start()
+    assert first.proc is not None and first.proc.poll() is None
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    env = clean_env(lake_backends.env(MYAPP_LAKE_DATA_PATH=str(other)))
+    env["MYAPP_DATA_DIR"] = str(tmp_path / "second-data")
+    done = subprocess.run(
+        [str(lake_backends.python), "-m", "myapp", "serve", "--role", "backend",
+         "--port", str(free_port())],
+        capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert len(lines) == 1 and lines[0].startswith("myapp: MYAPP_LAKE_DATA_PATH"), lines
+    assert lake_backends.catalog.password not in lines[0]

@@ -164,3 +164,49 @@ def test_appends_through_both_backends_at_once_land_or_are_refused_whole(lake_ba
     assert sorted(counted) == sorted(expected), (counted, results)
     assert landed["one"] + landed["two"] >= per_backend, results
     print(f"appends landed: {landed}; answers: {results}")
+
+
+def test_two_backends_started_together_and_one_killed_during_an_upload(lake_backends):
+    one, two = lake_backends.start_together(2)
+    h = ADMIN_HEADERS
+    assert httpx.get(f"{two.url}/api/datasets", headers=h).status_code == 200
+    migrations = lake_backends.psql("SELECT id, count(*) FROM myapp_internal.migrations GROUP BY 1")
+    assert migrations and all(count == "1" for _, count in migrations)
+
+    rows = 300_000
+    body = b"id,label\n" + b"".join(b"%d,row %d\n" % (i, i) for i in range(rows))
+    uploading = ThreadPoolExecutor(1)
+    try:
+        sent = uploading.submit(
+            lambda: httpx.put(f"{one.url}/api/datasets/big", headers=h, content=body, timeout=120)
+        )
+        # Kill -9 the first backend (and its workers) once it has the whole upload in hand.
+        deadline = time.monotonic() + 60
+        while "upload received" not in one.log_text():
+            assert time.monotonic() < deadline and not sent.done(), one.log_text()[-2000:]
+            time.sleep(0.01)
+        time.sleep(0.05)
+        one.kill()
+        with pytest.raises(httpx.HTTPError):
+            sent.result(timeout=120).raise_for_status()
+    finally:
+        uploading.shutdown(wait=True)
+
+    # The other backend keeps serving: the dataset is whole or absent, never part of it.
+    listed = {
+        d["name"]: d for d in httpx.get(f"{two.url}/api/datasets", headers=h).json()["datasets"]
+    }
+    if "big" in listed:
+        assert listed["big"]["row_count"] == rows
+        counted = query(two.url, h, "SELECT count(*), max(id) FROM big").json()["rows"]
+        assert counted == [[rows, rows - 1]]
+    print(f"after kill -9: {'whole' if 'big' in listed else 'absent'}")
+    again = httpx.put(
+        f"{two.url}/api/datasets/big",
+        headers=h,
+        params={"mode": "replace"},
+        content=b"id,label\n1,x\n",
+        timeout=120,
+    )
+    assert again.status_code == 201, again.text
+    assert query(two.url, h, "SELECT count(*) FROM big").json()["rows"] == [[1]]

@@ -82,9 +82,11 @@ class LakeBackends:
 
     def env(self, **extra: str) -> dict[str, str]:
         return secured_env(
-            MYAPP_CATALOG_URL=self.catalog.url,
-            MYAPP_LAKE_DATA_PATH=str(self.data_path),
-            **extra,
+            **{
+                "MYAPP_CATALOG_URL": self.catalog.url,
+                "MYAPP_LAKE_DATA_PATH": str(self.data_path),
+                **extra,
+            }
         )
 
     def start(self, **extra: str) -> ServerProcess:
@@ -97,6 +99,23 @@ class LakeBackends:
         self.servers.append(server)
         server.start()
         return server
+
+    def start_together(self, count: int) -> list[ServerProcess]:
+        """Start `count` backends at the same moment (a fresh catalog: one applies the
+        migrations and makes the lake, the others wait for it), then wait for all."""
+        servers = []
+        for _ in range(count):
+            server = ServerProcess(
+                "backend",
+                self.root / f"backend-{len(self.servers) + 1}",
+                env=self.env(),
+                python=self.python,
+            )
+            self.servers.append(server)
+            servers.append(server.start(wait=False))
+        for server in servers:
+            server.wait_healthy(timeout_s=120)
+        return servers
 
     def stop_all(self) -> None:
         for server in self.servers:

@@ -67,21 +67,37 @@ def check_catalog(settings: Settings) -> str:
     return str(row[0]) if row else "unknown"
 
 
-def check_extensions() -> None:
-    """DuckDB's ducklake and postgres extensions load here; raise CatalogUnavailable if not."""
-    from .attach import EXTENSIONS, load_extensions
+def check_lake(settings: Settings) -> None:
+    """DuckDB's ducklake and postgres extensions load here and the lake attaches (made on the
+    first start); raise CatalogUnavailable with one line if not, e.g. a data path other than
+    the one the lake was made with."""
+    from .attach import EXTENSIONS, attach, load_extensions
 
     conn = duckdb.connect()
     try:
-        load_extensions(conn)
-    except duckdb.Error as exc:
-        reason = " ".join(str(exc).split())[:300]
-        raise CatalogUnavailable(
-            f"MYAPP_CATALOG_URL: the lake mode needs DuckDB's {' and '.join(EXTENSIONS)} "
-            f"extensions (DuckDB {duckdb.__version__}): {reason}"
-        ) from None
+        try:
+            load_extensions(conn)
+        except duckdb.Error as exc:
+            raise CatalogUnavailable(
+                f"MYAPP_CATALOG_URL: the lake mode needs DuckDB's {' and '.join(EXTENSIONS)} "
+                f"extensions (DuckDB {duckdb.__version__}): {_one_line(exc)}"
+            ) from None
+        try:
+            prepare_catalog(settings)
+            # Backends starting together: one makes the lake, the others then find it.
+            with migration_lock(settings):
+                attach(conn, settings, read_only=False)
+        except duckdb.Error as exc:
+            raise CatalogUnavailable(
+                f"MYAPP_LAKE_DATA_PATH: cannot open the lake in the catalog at "
+                f"{describe(settings)}: {_one_line(exc)}"
+            ) from None
     finally:
         conn.close()
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300]
 
 
 def _connect(settings: Settings):  # type: ignore[no-untyped-def]
