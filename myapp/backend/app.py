@@ -21,6 +21,7 @@ from myapp.settings import Settings
 from .auth import install_security
 from .auth.startup import bootstrap
 from .errors import install_error_handlers
+from .lake.runs import SharedRuns
 from .metrics import Metrics, MetricsMiddleware
 from .middleware import BodyLimit, RequestLogMiddleware
 from .routes import (
@@ -86,7 +87,11 @@ def create_api(settings: Settings, *, role: str = "backend") -> FastAPI:
         # User SQL runs in worker processes (store/usersql/workers.py), started before the
         # first request so that no query pays their start-up.
         workers = Workers(settings)
+        # The lake mode: this backend's query runs are seen and cancelled through the others.
+        shared_runs = SharedRuns(lambda: database) if settings.lake_mode else None
         try:
+            if shared_runs is not None:
+                shared_runs.start()
             await run_in_threadpool(workers.start)
             app.state.workers = workers
             app.state.metrics.workers = workers
@@ -104,6 +109,8 @@ def create_api(settings: Settings, *, role: str = "backend") -> FastAPI:
         finally:
             # The run counts not written yet; a failure is logged, the rest still closes.
             await run_in_threadpool(app.state.results.run_log.flush)
+            if shared_runs is not None:
+                await run_in_threadpool(shared_runs.stop)
             await run_in_threadpool(workers.close)
             await run_in_threadpool(database.close)
 

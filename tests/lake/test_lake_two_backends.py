@@ -4,6 +4,7 @@ standing for two machines behind a load balancer: what one does, the other answe
 from __future__ import annotations
 
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -210,3 +211,52 @@ def test_two_backends_started_together_and_one_killed_during_an_upload(lake_back
     )
     assert again.status_code == 201, again.text
     assert query(two.url, h, "SELECT count(*) FROM big").json()["rows"] == [[1]]
+
+
+def test_a_query_started_on_one_backend_is_watched_and_cancelled_through_the_other(
+    lake_backends,
+):
+    one, two = lake_backends.start(), lake_backends.start()
+    h = ADMIN_HEADERS
+    query_id = str(uuid.uuid4())
+    slow = "SELECT sum(range % 7) FROM range(50000000000)"
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(
+            httpx.post,
+            f"{one.url}/api/query",
+            headers=h,
+            json={"sql": slow, "id": query_id},
+            timeout=120,
+        )
+        status_url = f"{two.url}/api/query/{query_id}"
+        deadline = time.monotonic() + 30
+        while True:
+            seen = httpx.get(status_url, headers=h)
+            if seen.status_code == 200 and seen.json()["state"] == "running":
+                break
+            assert time.monotonic() < deadline and not pending.done(), seen.text
+            time.sleep(0.1)
+        assert seen.json()["id"] == query_id and seen.json()["kind"] == "query"
+
+        started = time.monotonic()
+        cancelled = httpx.delete(status_url, headers=h)
+        assert cancelled.status_code == 204, cancelled.text
+        answer = pending.result(timeout=60)
+    assert time.monotonic() - started < 5
+    assert answer.status_code == 409, answer.text
+    assert answer.json()["error"]["code"] == "query_cancelled"
+
+    deadline = time.monotonic() + 10
+    while httpx.get(status_url, headers=h).json()["state"] != "cancelled":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    again = httpx.delete(status_url, headers=h)
+    assert again.status_code == 409 and again.json()["error"]["code"] == "query_not_running"
+    # Another caller cannot see or cancel it through either backend.
+    stranger = Accounts(two)
+    try:
+        other = bearer(stranger.user_token("viewer"))
+    finally:
+        stranger.close()
+    assert httpx.get(status_url, headers=other).status_code == 404
+    assert httpx.delete(f"{one.url}/api/query/{query_id}", headers=other).status_code == 404

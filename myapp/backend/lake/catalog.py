@@ -152,6 +152,15 @@ HISTORY: list[Migration] = [
             '("key" VARCHAR NOT NULL, "at" DOUBLE NOT NULL)',
         ),
     ),
+    Migration(
+        "lake-0003-query-runs",
+        # Runs of user SQL as their backend last published them (lake/runs.py).
+        (
+            f"CREATE TABLE IF NOT EXISTS {INTERNAL}.query_runs (id VARCHAR PRIMARY KEY, "
+            "backend VARCHAR NOT NULL, owner VARCHAR, caller VARCHAR, state VARCHAR NOT NULL, "
+            "status VARCHAR NOT NULL, cancel BOOLEAN NOT NULL, updated_at DOUBLE NOT NULL)",
+        ),
+    ),
 ]
 MIGRATIONS: list[Migration] = [*schema.MIGRATIONS, *HISTORY]
 
