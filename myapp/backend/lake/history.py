@@ -203,15 +203,15 @@ def _table_refs(obj: Any) -> Iterator[dict[str, Any]]:
 def _file_at(cur: duckdb.DuckDBPyConnection, name: str, unit: str, value: Any) -> str:
     lowered = name.lower()
     if unit == "VERSION":
-        try:
-            version = int(value)
-        except (TypeError, ValueError):
-            version = -1
-        row = cur.execute(
-            f"SELECT file_id FROM {_TABLE} WHERE lower(name) = $n AND version = $v",
-            {"n": lowered, "v": version},
-        ).fetchone()
-        what = f"version {value}"
+        # A constant too large for BIGINT arrives as a HUGEINT's parts: no such version.
+        version = value if isinstance(value, int) and 0 < value < 2**62 else None
+        row = None
+        if version is not None:
+            row = cur.execute(
+                f"SELECT file_id FROM {_TABLE} WHERE lower(name) = $n AND version = $v",
+                {"n": lowered, "v": version},
+            ).fetchone()
+        what = f"version {version}" if version is not None else "such version"
     elif unit == "TIMESTAMP":
         try:
             row = cur.execute(

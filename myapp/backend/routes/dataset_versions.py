@@ -8,9 +8,9 @@ to read an older one. The embedded mode keeps only the current data: its list ha
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel, Field
 
 from myapp.models import ErrorBody
@@ -80,7 +80,7 @@ def list_versions(name: str, database: DatabaseDep, actor: ViewerDep) -> dict[st
 )
 def restore_version(
     name: str,
-    version: int,
+    version: Annotated[int, Path(ge=1, le=2**62, description="the version to restore")],
     request: Request,
     settings: SettingsDep,
     database: DatabaseDep,

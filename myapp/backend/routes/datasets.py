@@ -322,7 +322,8 @@ def read_rows(
     sort: Annotated[str | None, Query(description="column, or -column for descending")] = None,
     q: Annotated[str | None, Query(description="text searched in the text columns")] = None,
     version: Annotated[
-        int | None, Query(description="an older version to read (see /versions)")
+        int | None,
+        Query(ge=1, le=2**62, description="an older version to read (see /versions)"),
     ] = None,
 ) -> dict[str, Any]:
     """Filters: `column__op=value` with op in eq ne gt gte lt lte contains startswith in
@@ -360,7 +361,8 @@ def read_facets(
     ] = browse.DEFAULT_FACET_SIZE,
     q: Annotated[str | None, Query(description="text searched in the text columns")] = None,
     version: Annotated[
-        int | None, Query(description="an older version to read (see /versions)")
+        int | None,
+        Query(ge=1, le=2**62, description="an older version to read (see /versions)"),
     ] = None,
 ) -> dict[str, Any]:
     with callers.admitted(settings), database.cursor() as cur:
@@ -407,7 +409,8 @@ def export_dataset(
     sort: Annotated[str | None, Query(description="column, or -column for descending")] = None,
     q: Annotated[str | None, Query(description="text searched in the text columns")] = None,
     version: Annotated[
-        int | None, Query(description="an older version to read (see /versions)")
+        int | None,
+        Query(ge=1, le=2**62, description="an older version to read (see /versions)"),
     ] = None,
 ) -> Response:
     fmt = export_format(format, bom=bom)
