@@ -173,6 +173,40 @@ def after_transaction(cur: duckdb.DuckDBPyConnection, *, committed: bool) -> Non
             log.warning("could not drop lake table of %s: %s", file_id, exc)
 
 
+# A lake table no dataset or history names, older than this, was left by a backend that died
+# between publishing a load and committing it; younger ones may be a load about to commit.
+ORPHAN_AGE_S = 3600
+
+
+def drop_orphans(cur: duckdb.DuckDBPyConnection) -> list[str]:
+    """Drop the lake tables of loads that never reached the catalog (a backend killed between
+    the two transactions); returns their names."""
+    meta = quote(f"__ducklake_metadata_{attach.ALIAS}")
+    rows = cur.execute(
+        f"SELECT t.table_name FROM {meta}.{quote(attach.METADATA_SCHEMA)}.ducklake_table t "
+        f"JOIN {meta}.{quote(attach.METADATA_SCHEMA)}.ducklake_snapshot s "
+        "ON s.snapshot_id = t.begin_snapshot "
+        "WHERE t.end_snapshot IS NULL AND starts_with(t.table_name, $prefix) "
+        "AND s.snapshot_time < now() - to_seconds($age)",
+        {"prefix": TABLE_PREFIX, "age": ORPHAN_AGE_S},
+    ).fetchall()
+    referenced = {
+        table_name(row[0])
+        for row in cur.execute(
+            f"SELECT file_id FROM {quote(INTERNAL)}.datasets WHERE file_id IS NOT NULL "
+            f"UNION SELECT file_id FROM {quote(INTERNAL)}.dataset_history"
+        ).fetchall()
+    }
+    dropped = []
+    for (name,) in rows:
+        if name in referenced:
+            continue
+        log.info("dropping lake table %s: no dataset or version names it", name)
+        cur.execute(f"DROP TABLE IF EXISTS {quote(attach.ALIAS)}.{LAKE_SCHEMA}.{quote(name)}")
+        dropped.append(name)
+    return dropped
+
+
 def in_history(cur: duckdb.DuckDBPyConnection, file_id: str) -> bool:
     row = cur.execute(
         f"SELECT count(*) FROM {quote(INTERNAL)}.dataset_history WHERE file_id = $f",

@@ -100,6 +100,7 @@ class Database:
                 if settings.lake_mode:
                     with lake_catalog.migration_lock(settings):
                         apply_migrations(cur, lake_catalog.MIGRATIONS, in_postgres=True)
+                        lake.drop_orphans(cur)
                     lake.sync_views(cur)
                     self._follower = lake.ViewFollower(self._conn)
                     self._follower.start()
