@@ -178,3 +178,12 @@ def commit(cur: duckdb.DuckDBPyConnection) -> None:
                 code="concurrent_change",
             ) from None
         raise
+
+
+def advance_sequences(settings: Settings, highest: dict[str, int]) -> None:
+    """Make each sequence continue after `highest[name]` (an import copied ids up to it)."""
+    with _connect(settings) as conn:
+        for name, value in highest.items():
+            assert name in SEQUENCES
+            if value:
+                conn.execute(f"SELECT setval('{INTERNAL}.{name}', %s)", (int(value),))
