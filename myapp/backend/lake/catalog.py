@@ -165,18 +165,31 @@ HISTORY: list[Migration] = [
 MIGRATIONS: list[Migration] = [*schema.MIGRATIONS, *HISTORY]
 
 
+def concurrent_change(exc: BaseException) -> bool:
+    """PostgreSQL refused a statement or a commit because another backend changed the same
+    rows first (the postgres extension's transactions are REPEATABLE READ)."""
+    text = str(exc)
+    return isinstance(exc, duckdb.Error) and (
+        "could not serialize access" in text or "deadlock detected" in text
+    )
+
+
+def conflict() -> Conflict:
+    return Conflict(
+        "Someone else changed the same thing at the same moment; nothing was changed by this "
+        "request. Try again.",
+        code="concurrent_change",
+    )
+
+
 def commit(cur: duckdb.DuckDBPyConnection) -> None:
     """COMMIT a transaction that wrote the catalog; a conflict with another backend's commit
-    (PostgreSQL refuses the later one) is a 409 to retry, never a lost change."""
+    is a 409 to retry, never a lost change."""
     try:
         cur.execute("COMMIT")
     except duckdb.Error as exc:
-        if "could not serialize access" in str(exc) or "deadlock detected" in str(exc):
-            raise Conflict(
-                "Someone else changed the same thing at the same moment; nothing was changed "
-                "by this request. Try again.",
-                code="concurrent_change",
-            ) from None
+        if concurrent_change(exc):
+            raise conflict() from None
         raise
 
 

@@ -234,10 +234,12 @@ class Database:
             cur.execute("BEGIN TRANSACTION")
             try:
                 yield cur
-            except BaseException:
+            except BaseException as exc:
                 cur.execute("ROLLBACK")
                 if lake.MODE.active:
                     lake.after_transaction(cur, committed=False)
+                    if lake_catalog.concurrent_change(exc):
+                        raise lake_catalog.conflict() from None
                 raise
             if not lake.MODE.active:
                 cur.execute("COMMIT")
