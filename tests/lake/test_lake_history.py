@@ -6,7 +6,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.support.accounts import ADMIN_HEADERS, Accounts, bearer
+from tests.support.accounts import ADMIN_HEADERS, PASSWORD, Accounts, bearer
+from tests.support.servers import ServerProcess
 
 pytestmark = pytest.mark.lake
 
@@ -121,3 +122,46 @@ def test_versions_are_listed_read_exported_and_restored(lake_backends):
         "SELECT count(*) FROM ducklake.ducklake_table WHERE end_snapshot IS NULL"
     )
     assert live == [["0"]]
+
+
+def test_the_dataset_pages_list_browse_and_restore_versions(lake_backends, tmp_path):
+    backend = lake_backends.start()
+    accounts = Accounts(backend)
+    try:
+        editor = accounts.user("editor", "pages")
+    finally:
+        accounts.close()
+    h = ADMIN_HEADERS
+    url = f"{backend.url}/api/datasets/sales"
+    assert httpx.put(url, headers=h, content=b"id,v\n1,old\n").status_code == 201
+    replaced = httpx.put(url, headers=h, params={"mode": "replace"}, content=b"id,v\n2,new\n")
+    assert replaced.status_code == 201, replaced.text
+    versions = httpx.get(f"{url}/versions", headers=h).json()["versions"]
+    first = versions[-1]["version"]
+
+    web = ServerProcess(
+        "frontend",
+        tmp_path / "frontend",
+        env={"MYAPP_BACKEND_URL": backend.url, "MYAPP_SECRET_KEY": "k" * 32},
+    ).start()
+    try:
+        with httpx.Client(base_url=web.url, headers={"Origin": web.url}, timeout=60) as client:
+            assert client.get("/login").status_code == 200
+            signed = client.post("/login", data={"username": editor, "password": PASSWORD})
+            assert signed.status_code == 302, signed.text[:300]
+            table = client.get("/datasets/sales")
+            assert 'data-testid="versions-link"' in table.text
+            page = client.get("/datasets/sales/versions")
+            assert page.status_code == 200, page.text[:500]
+            assert f'data-testid="version-{first}"' in page.text and "replaced" in page.text
+            old = client.get("/datasets/sales", params={"version": first})
+            assert old.status_code == 200 and 'data-testid="old-version"' in old.text
+            assert ">old<" in old.text and ">new<" not in old.text
+            restored = client.post(f"/datasets/sales/versions/{first}/restore")
+            assert restored.status_code == 302, restored.text[:300]
+            after = client.get("/datasets/sales/versions")
+            assert "restored" in after.text and "is the current data again" in after.text
+        rows = httpx.get(f"{url}/rows", headers=h).json()["rows"]
+        assert rows == [[1, "old"]]
+    finally:
+        web.kill()
