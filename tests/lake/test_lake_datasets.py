@@ -90,6 +90,14 @@ def test_a_dataset_lives_in_the_lake_from_upload_to_delete(lake_backends):
         assert lake_backends.psql("SELECT count(*) FROM myapp_internal.datasets") == [["0"]]
 
 
+def test_the_embedded_backup_is_refused_with_what_to_do_instead(lake_backends):
+    backend = lake_backends.start()
+    refused = httpx.post(f"{backend.url}/api/admin/backup", headers=ADMIN_HEADERS, timeout=60)
+    assert refused.status_code == 409, refused.text
+    error = refused.json()["error"]
+    assert error["code"] == "backup_not_in_lake_mode" and "pg_dump" in error["message"]
+
+
 def test_a_load_that_fails_changes_nothing(lake_backends):
     backend = lake_backends.start()
     with httpx.Client(base_url=backend.url, headers=ADMIN_HEADERS, timeout=60) as client:
