@@ -21,6 +21,7 @@ from myapp.settings import Settings
 from .auth import install_security
 from .auth.startup import bootstrap
 from .errors import install_error_handlers
+from .lake.breaker import CatalogBreaker
 from .lake.runs import SharedRuns
 from .metrics import Metrics, MetricsMiddleware
 from .middleware import BodyLimit, RequestLogMiddleware
@@ -164,6 +165,8 @@ def create_api(settings: Settings, *, role: str = "backend") -> FastAPI:
     install_security(app, settings, docs_path=f"{API_PREFIX}/docs")
     # Innermost, after the access gate: a caller without access is refused before any body.
     app.user_middleware.append(Middleware(BodyLimit))
+    if settings.lake_mode:
+        app.user_middleware.append(Middleware(CatalogBreaker))
     # Right inside the request log, outside the access gate (see metrics.py).
     app.state.metrics = Metrics()
     token = settings.metrics_token.get_secret_value() if settings.metrics_token else None

@@ -195,10 +195,11 @@ CATALOG_UNAVAILABLE_MESSAGE = (
 async def _storage_error(request: Request, exc: BaseException) -> JSONResponse | None:
     """The answer for a full disk, a stopped database or an unreachable catalog; None for
     anything else."""
-    from .lake.engine import catalog_unreachable  # the lake package imports this module
+    from .lake.engine import MODE, catalog_unreachable  # the lake package imports this module
 
     if catalog_unreachable(exc):
         # The lake mode's PostgreSQL is away: a 503 until it answers again (no restart needed).
+        MODE.note_unreachable()
         log.error("catalog unreachable on %s %s: %s", request.method, request.url.path, exc)
         return error_response(503, "catalog_unavailable", CATALOG_UNAVAILABLE_MESSAGE)
     # A stopped side instance (a load or an export of its own) is gone with its request; only

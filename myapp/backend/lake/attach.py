@@ -28,6 +28,9 @@ ALIAS = "myapp_lake"
 # The PostgreSQL schema of DuckLake's own metadata tables.
 METADATA_SCHEMA = "ducklake"
 EXTENSIONS = ("ducklake", "postgres")
+# Far above what any outage uses: DuckDB 1.4.4's postgres extension keeps a pool slot for
+# every failed connection attempt (see engine.py).
+PG_CONNECTION_LIMIT = 1_000_000
 
 
 def extension_directory() -> Path | None:
@@ -98,6 +101,7 @@ def attach(
 ) -> None:
     use_password(settings)
     load_extensions(conn)
+    conn.execute(f"SET pg_connection_limit = {PG_CONNECTION_LIMIT}")
     conn.execute(attach_sql(settings, read_only=read_only, alias=alias))
 
 

@@ -22,12 +22,14 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+import time
 from pathlib import Path
 
 import duckdb
 
 from myapp.settings import Settings
 
+from ..errors import AppError
 from . import attach
 from .catalog import INTERNAL, prepare_catalog
 
@@ -39,6 +41,12 @@ LAKE_SCHEMA = "main"
 TABLE_PREFIX = "ds_"
 # How often a backend brings its views in line with the catalog (ViewFollower).
 FOLLOW_INTERVAL_S = 0.5
+# Measured with DuckDB 1.4.4's postgres extension: each failed connection attempt keeps one
+# of the pool's `pg_connection_limit` slots (64 by default) for ever, so 64 requests during an
+# outage left the catalog unusable after PostgreSQL came back. The limit is raised far beyond
+# what an outage uses (attach.PG_CONNECTION_LIMIT), and for BREAKER_S after each failure
+# requests are answered 503 without trying (breaker.py); documented in docs/deployment/lake.md.
+BREAKER_S = 1.0
 # Columns of lake tables by file id (columns_by_name); a bound on this process's memory.
 MAX_CACHED_COLUMNS = 10_000
 _COLUMNS: dict[str, list[dict[str, str]]] = {}
@@ -62,6 +70,17 @@ class _Mode:
 
     def tick(self) -> int:
         return next(self._ticks)
+
+    # While PostgreSQL is away, requests are answered 503 without trying it for
+    # BREAKER_S after each failure (see catalog_unreachable): DuckDB's postgres extension
+    # 1.4.4 never gives back a pool slot that a failed connection attempt took.
+    _down_until = 0.0
+
+    def note_unreachable(self) -> None:
+        self._down_until = time.monotonic() + BREAKER_S
+
+    def down(self) -> bool:
+        return time.monotonic() < self._down_until
 
 
 MODE = _Mode()
@@ -92,6 +111,7 @@ def connect(settings: Settings, config: dict) -> duckdb.DuckDBPyConnection:
     conn = duckdb.connect(":memory:", config=config)
     try:
         attach.load_extensions(conn)
+        conn.execute(f"SET pg_connection_limit = {attach.PG_CONNECTION_LIMIT}")
         conn.execute(
             f"ATTACH {literal(attach.libpq(settings))} AS {quote(INTERNAL)} "
             f"(TYPE postgres, SCHEMA {literal(INTERNAL)})"
@@ -297,6 +317,8 @@ class ViewFollower:
     def _run(self) -> None:
         failing = False
         while not self._stop.wait(FOLLOW_INTERVAL_S):
+            if MODE.down():
+                continue
             try:
                 cur = self._conn.cursor()
                 try:
@@ -307,6 +329,8 @@ class ViewFollower:
                     log.info("the catalog answers again; views follow it")
                 failing = False
             except duckdb.Error as exc:
+                if catalog_unreachable(exc):
+                    MODE.note_unreachable()
                 if not failing:
                     log.warning("cannot follow the catalog: %s", " ".join(str(exc).split()))
                 failing = True
@@ -315,7 +339,9 @@ class ViewFollower:
 # What DuckDB's postgres extension says when PostgreSQL cannot be reached or went away.
 _UNREACHABLE = (
     "unable to connect to postgres",
+    "failed to get connection from postgresconnectionpool",
     "server closed the connection",
+    "terminated abnormally",
     "connection refused",
     "could not connect to server",
     "terminating connection",
@@ -331,5 +357,21 @@ def catalog_unreachable(exc: BaseException) -> bool:
     the extension reconnects by itself once PostgreSQL answers again."""
     if not MODE.active or not isinstance(exc, duckdb.Error):
         return False
-    text = str(exc).lower()
+    return unreachable_text(str(exc))
+
+
+def unreachable_text(message: str) -> bool:
+    """The same, from a message only (a worker's error crosses as text)."""
+    text = message.lower()
     return any(marker in text for marker in _UNREACHABLE)
+
+
+def unavailable() -> AppError:
+    from ..errors import CATALOG_UNAVAILABLE_MESSAGE
+
+    return AppError(
+        CATALOG_UNAVAILABLE_MESSAGE,
+        code="catalog_unavailable",
+        status_code=503,
+        headers={"Retry-After": "1"},
+    )

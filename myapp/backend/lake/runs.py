@@ -24,6 +24,7 @@ from ..errors import Conflict, NotFound
 from ..store.usersql.callers import CALLER
 from ..store.usersql.runs import FINISHED_RUN_TTL_S, REGISTRY
 from .catalog import INTERNAL
+from .engine import MODE, catalog_unreachable
 
 log = logging.getLogger("myapp.backend.lake")
 
@@ -54,10 +55,14 @@ class SharedRuns:
     def _run(self) -> None:
         failing = False
         while not self._stop.wait(PUBLISH_INTERVAL_S):
+            if MODE.down():
+                continue
             try:
                 self.tick()
                 failing = False
             except duckdb.Error as exc:
+                if catalog_unreachable(exc):
+                    MODE.note_unreachable()
                 if not failing:
                     log.warning("cannot share query runs: %s", " ".join(str(exc).split()))
                 failing = True

@@ -26,6 +26,7 @@ def worker_config(settings: Settings) -> dict[str, Any] | None:
     return {
         "extension_directory": str(folder) if folder is not None else None,
         "extensions": list(attach.EXTENSIONS),
+        "settings": [f"SET pg_connection_limit = {attach.PG_CONNECTION_LIMIT}"],
         "attach": attach.attach_sql(settings, read_only=True),
         "data_path": settings.lake_data_path,
         # The table a dataset's view reads: `<alias>.<schema>."<prefix><file id>"`.

@@ -189,6 +189,10 @@ def call(
                 worker.catalog_generation = generation
             if not run.stop_reason and not fresh and _catalog_missed(exc):
                 continue
+            if lake.MODE.active and lake.unreachable_text(str(exc)):
+                # The worker lost the lake's PostgreSQL: a 503 like the backend's own.
+                lake.MODE.note_unreachable()
+                raise lake.unavailable() from None
             raise _error(exc, settings, run, text=text, body=body) from None
     raise AssertionError("unreachable")
 

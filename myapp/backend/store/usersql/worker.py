@@ -317,6 +317,8 @@ def attach_lake(db: duckdb.DuckDBPyConnection, lake: dict[str, Any]) -> None:
         db.execute("SET extension_directory = $d", {"d": folder})
     for name in lake["extensions"]:
         db.execute(f"{'' if folder else 'INSTALL ' + name + '; '}LOAD {name}")
+    for statement in lake["settings"]:
+        db.execute(statement)
     db.execute(lake["attach"])
 
 
