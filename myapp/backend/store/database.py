@@ -114,7 +114,7 @@ class Database:
             raise
         log.info(
             "database open: %s (schema version %s, %d migrations)",
-            self.path,
+            lake_catalog.describe(settings) + " (lake)" if settings.lake_mode else self.path,
             SCHEMA_VERSION,
             len(MIGRATIONS),
         )
