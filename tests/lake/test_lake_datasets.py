@@ -84,6 +84,10 @@ def test_a_dataset_lives_in_the_lake_from_upload_to_delete(lake_backends):
             "9,z,90",
         ]
 
+        # Its Parquet file by URL (made once per version, from the lake table).
+        parquet = client.get("/api/datasets/revenue/data.parquet")
+        assert parquet.status_code == 200 and parquet.content[:4] == b"PAR1", parquet.text[:200]
+
         assert client.delete("/api/datasets/revenue").status_code == 204
         assert client.get("/api/datasets").json()["datasets"] == []
         assert client.get("/api/datasets/revenue/rows").status_code == 404
