@@ -8,8 +8,6 @@ import click
 
 from myapp.settings import SettingsError, load_settings
 
-from .client import fail
-
 
 @click.group("lake")
 def lake() -> None:
@@ -52,8 +50,9 @@ def import_(source: Path | None) -> None:
         )
         report = import_workspace(embedded, settings)
     except (SettingsError, CatalogUnavailable, ImportRefused) as exc:
-        fail(str(exc), code=2)
-        return
+        # One line and exit 2, as every refusal of the command line.
+        click.echo(f"myapp: {exc}", err=True)
+        raise SystemExit(2) from None
     rows = sum(d["row_count"] for d in report["datasets"])
     click.echo(f"Imported {len(report['datasets'])} datasets ({rows:,} rows) into the lake.")
     for table, count in report["tables"].items():
