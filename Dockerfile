@@ -19,12 +19,16 @@ WORKDIR /src
 # README.md is part of the package metadata (pyproject's readme), so the build needs it.
 COPY pyproject.toml README.md ./
 COPY myapp ./myapp
-RUN /opt/myapp/bin/pip install --no-cache-dir . \
+# Packages some deployments add, e.g. the lake mode's (docker-compose.lake.yml).
+ARG MYAPP_EXTRA_PACKAGES=""
+RUN /opt/myapp/bin/pip install --no-cache-dir . ${MYAPP_EXTRA_PACKAGES} \
     && /opt/myapp/bin/myapp --version
 
 # --- runtime: the same Python, the venv, no compilers, no pip cache, no root -------------------
 FROM ${PYTHON_IMAGE}
 
+# /app/lake: where the lake mode's shared volume is mounted (docker-compose.lake.yml); a new
+# named volume takes its owner from it.
 # A fixed numeric id, so a bind-mounted data directory can be given to it with
 # `chown 10001:10001 data` (or the compose file's `user:` set to the directory's owner).
 ARG APP_UID=10001
@@ -39,8 +43,8 @@ ENV PATH=/opt/myapp/bin:$PATH \
 RUN groupadd --system --gid "${APP_GID}" myapp \
     && useradd --system --uid "${APP_UID}" --gid myapp --home-dir /app --no-create-home \
         --shell /usr/sbin/nologin myapp \
-    && mkdir -p /app/data \
-    && chown "${APP_UID}:${APP_GID}" /app/data
+    && mkdir -p /app/data /app/lake \
+    && chown "${APP_UID}:${APP_GID}" /app/data /app/lake
 
 COPY --from=build /opt/myapp /opt/myapp
 COPY docker/healthcheck.py /app/healthcheck.py

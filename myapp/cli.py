@@ -135,21 +135,15 @@ def serve(
 
 
 def _check_lake(settings: Settings) -> None:
-    """The lake settings name a catalog this backend can use, before anything binds."""
-    from myapp.backend.lake.catalog import CatalogUnavailable, check_catalog, describe
+    """The lake settings name a catalog and extensions this backend can use, before anything
+    binds."""
+    from myapp.backend.lake.catalog import CatalogUnavailable, check_catalog, check_lake
 
     try:
         check_catalog(settings)
+        check_lake(settings)
     except CatalogUnavailable as exc:
         raise SettingsError(str(exc)) from None
-    # Serving from the lake is not built yet: starting the embedded mode instead would let
-    # several backends each keep a workspace of their own while their operator believes
-    # they share one.
-    raise SettingsError(
-        f"MYAPP_CATALOG_URL: the catalog at {describe(settings)} answers, but this version "
-        "of myapp cannot serve a lake yet (docs/deployment/lake.md); unset MYAPP_CATALOG_URL "
-        "and MYAPP_LAKE_DATA_PATH to run the embedded mode"
-    )
 
 
 def _register_client_commands() -> None:

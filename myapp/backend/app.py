@@ -21,6 +21,8 @@ from myapp.settings import Settings
 from .auth import install_security
 from .auth.startup import bootstrap
 from .errors import install_error_handlers
+from .lake.breaker import CatalogBreaker
+from .lake.runs import SharedRuns
 from .metrics import Metrics, MetricsMiddleware
 from .middleware import BodyLimit, RequestLogMiddleware
 from .routes import (
@@ -29,6 +31,7 @@ from .routes import (
     backups,
     dashboards,
     data_urls,
+    dataset_versions,
     datasets,
     health,
     metrics,
@@ -58,6 +61,7 @@ ROUTERS = (
     users,
     tokens,
     datasets,
+    dataset_versions,
     uploads,
     data_urls,
     query,
@@ -84,7 +88,11 @@ def create_api(settings: Settings, *, role: str = "backend") -> FastAPI:
         # User SQL runs in worker processes (store/usersql/workers.py), started before the
         # first request so that no query pays their start-up.
         workers = Workers(settings)
+        # The lake mode: this backend's query runs are seen and cancelled through the others.
+        shared_runs = SharedRuns(lambda: database) if settings.lake_mode else None
         try:
+            if shared_runs is not None:
+                shared_runs.start()
             await run_in_threadpool(workers.start)
             app.state.workers = workers
             app.state.metrics.workers = workers
@@ -102,6 +110,8 @@ def create_api(settings: Settings, *, role: str = "backend") -> FastAPI:
         finally:
             # The run counts not written yet; a failure is logged, the rest still closes.
             await run_in_threadpool(app.state.results.run_log.flush)
+            if shared_runs is not None:
+                await run_in_threadpool(shared_runs.stop)
             await run_in_threadpool(workers.close)
             await run_in_threadpool(database.close)
 
@@ -155,6 +165,8 @@ def create_api(settings: Settings, *, role: str = "backend") -> FastAPI:
     install_security(app, settings, docs_path=f"{API_PREFIX}/docs")
     # Innermost, after the access gate: a caller without access is refused before any body.
     app.user_middleware.append(Middleware(BodyLimit))
+    if settings.lake_mode:
+        app.user_middleware.append(Middleware(CatalogBreaker))
     # Right inside the request log, outside the access gate (see metrics.py).
     app.state.metrics = Metrics()
     token = settings.metrics_token.get_secret_value() if settings.metrics_token else None

@@ -184,8 +184,21 @@ def _validation_message(exc: RequestValidationError) -> str:
     return f"Invalid request: {where}: {msg}." if where else f"Invalid request: {msg}."
 
 
+CATALOG_UNAVAILABLE_MESSAGE = (
+    "The shared catalog (PostgreSQL) cannot be reached right now; try again in a moment."
+)
+
+
 async def _storage_error(request: Request, exc: BaseException) -> JSONResponse | None:
-    """The answer for a full disk or a stopped database; None for anything else."""
+    """The answer for a full disk, a stopped database or an unreachable catalog; None for
+    anything else."""
+    from .lake.engine import MODE, catalog_unreachable  # the lake package imports this module
+
+    if catalog_unreachable(exc):
+        # The lake mode's PostgreSQL is away: a 503 until it answers again (no restart needed).
+        MODE.note_unreachable()
+        log.error("catalog unreachable on %s %s: %s", request.method, request.url.path, exc)
+        return error_response(503, "catalog_unavailable", CATALOG_UNAVAILABLE_MESSAGE)
     # A stopped side instance (a load or an export of its own) is gone with its request; only
     # the process's database staying unusable needs a restart.
     if is_database_stopped(exc) and not await _database_usable(request):

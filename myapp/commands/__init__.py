@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import click
 
-from . import accounts, backups, dashboards, datasets, datasets_admin, query, saved_queries
+from . import (
+    accounts,
+    backups,
+    dashboards,
+    datasets,
+    datasets_admin,
+    lake,
+    query,
+    saved_queries,
+)
 
 COMMANDS: list[click.Command] = [
     *datasets.COMMANDS,
@@ -14,4 +23,5 @@ COMMANDS: list[click.Command] = [
     *dashboards.COMMANDS,
     *accounts.COMMANDS,
     *backups.COMMANDS,
+    *lake.COMMANDS,
 ]

@@ -52,6 +52,8 @@ EXPECTED.update(
         ("get", "/api/datasets/{name}/rows"): "viewer",
         ("get", "/api/datasets/{name}/facets"): "viewer",
         ("get", "/api/datasets/{name}/profile"): "viewer",
+        ("get", "/api/datasets/{name}/versions"): "viewer",
+        ("post", "/api/datasets/{name}/versions/{version}/restore"): "editor",
         ("post", "/api/query"): "viewer",
         ("get", "/api/query/export"): "viewer",
         ("post", "/api/query/export"): "viewer",

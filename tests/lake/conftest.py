@@ -14,7 +14,7 @@ from dataclasses import replace
 import pytest
 
 from tests.support import duckdb_env, postgres
-from tests.support.lake import LakeEnv
+from tests.support.lake import LakeBackends, LakeEnv
 
 _databases = itertools.count(1)
 
@@ -66,3 +66,14 @@ def lake(lake_python, catalog, tmp_path) -> LakeEnv:
     data_path = tmp_path / "lake-data"
     data_path.mkdir()
     return LakeEnv(python, extensions, catalog, data_path)
+
+
+@pytest.fixture
+def lake_backends(lake_python, catalog, tmp_path) -> Iterator[LakeBackends]:
+    """Starts backends in the lake mode (DuckDB 1.4.4) over one catalog and one data path,
+    each with a local data directory of its own, as on separate machines; all stopped after."""
+    backends = LakeBackends(lake_python[0], catalog, tmp_path)
+    try:
+        yield backends
+    finally:
+        backends.stop_all()

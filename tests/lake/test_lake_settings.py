@@ -76,17 +76,11 @@ def test_a_backend_that_cannot_reach_postgresql_exits_2(tmp_path):
     assert not (tmp_path / "data" / "app.db").exists()
 
 
-def test_wrong_password_and_a_reachable_catalog(postgres_cluster, tmp_path):
+def test_wrong_password_exits_2(postgres_cluster, tmp_path):
     wrong = postgres_cluster.url.replace(postgres_cluster.password, SECRET)
     env = {"MYAPP_CATALOG_URL": wrong, "MYAPP_LAKE_DATA_PATH": str(tmp_path / "lake")}
     line = one_line(serve(env, tmp_path))
     assert "cannot reach the PostgreSQL catalog" in line and "password" in line
-
-    # Reachable: the lake mode is refused as not built yet, never served as embedded.
-    env["MYAPP_CATALOG_URL"] = postgres_cluster.url
-    line = one_line(serve(env, tmp_path))
-    assert postgres_cluster.password not in line
-    assert "answers, but this version of myapp cannot serve a lake yet" in line
     assert not (tmp_path / "data" / "app.db").exists()
 
 

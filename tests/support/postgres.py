@@ -83,6 +83,45 @@ def _runner() -> tuple[dict, int | None]:
     return {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}, account.pw_uid
 
 
+def _start_command(bin_dir: Path, directory: Path, port: int) -> list[str]:
+    options = (
+        f"-c listen_addresses=127.0.0.1 -p {port} -k {directory} "
+        "-c fsync=off -c full_page_writes=off -c max_connections=50"
+    )
+    return [
+        str(bin_dir / "pg_ctl"),
+        "-D",
+        str(directory / "data"),
+        "-l",
+        str(directory / "server.log"),
+        "-o",
+        options,
+        "-w",
+        "-t",
+        str(START_TIMEOUT_S),
+        "start",
+    ]
+
+
+def _pg_ctl(args: list[str]) -> None:
+    as_user, _ = _runner()
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
+    done = subprocess.run(args, capture_output=True, text=True, env=env, timeout=120, **as_user)
+    if done.returncode != 0:
+        raise RuntimeError(f"pg_ctl failed: {done.stderr.strip() or done.stdout}")
+
+
+def stop(cluster: Cluster) -> None:
+    """Stop the server at once, as a crash or a lost host would (`immediate`)."""
+    data = str(cluster.directory / "data")
+    _pg_ctl([str(server_bin() / "pg_ctl"), "-D", data, "-m", "immediate", "-w", "stop"])
+
+
+def start(cluster: Cluster) -> None:
+    """Start a stopped cluster again on its port."""
+    _pg_ctl(_start_command(server_bin(), cluster.directory, cluster.port))
+
+
 @contextlib.contextmanager
 def running_cluster() -> Iterator[Cluster]:
     """Start a fresh cluster; stop it and delete its directory afterwards, whatever happens."""
@@ -119,24 +158,8 @@ def running_cluster() -> Iterator[Cluster]:
             "--encoding=UTF8",
             "--no-sync",
         )
-        options = (
-            f"-c listen_addresses=127.0.0.1 -p {port} -k {directory} "
-            "-c fsync=off -c full_page_writes=off -c max_connections=50"
-        )
         started = True
-        run(
-            str(bin_dir / "pg_ctl"),
-            "-D",
-            str(data),
-            "-l",
-            str(directory / "server.log"),
-            "-o",
-            options,
-            "-w",
-            "-t",
-            str(START_TIMEOUT_S),
-            "start",
-        )
+        run(*_start_command(bin_dir, directory, port))
         run(
             str(bin_dir / "psql"),
             f"postgresql://{USER}:{password}@127.0.0.1:{port}/postgres",

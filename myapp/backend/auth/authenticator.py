@@ -18,6 +18,7 @@ from fastapi import FastAPI, Request
 from myapp.settings import Settings, is_loopback
 
 from ..errors import AppError, Unauthorized
+from ..lake.limiter import SharedLoginLimiter
 from ..store import accounts as account_store
 from ..store import tokens as token_store
 from ..store.engine import Cursor, DatabaseError
@@ -63,7 +64,10 @@ class Authenticator:
     def __init__(self, app: FastAPI, settings: Settings) -> None:
         self._app = app
         self.settings = settings
-        self.limiter = LoginLimiter()
+        # In the lake mode every backend counts the same failures (lake/limiter.py).
+        self.limiter = (
+            SharedLoginLimiter(lambda: self.database) if settings.lake_mode else LoginLimiter()
+        )
         admin = settings.admin_token.get_secret_value() if settings.admin_token else ""
         self._admin_token = admin.encode("utf-8") if admin else None
         self._has_accounts: bool | None = None

@@ -14,7 +14,9 @@ Measured with DuckDB 1.4.4 against PostgreSQL 15 (tests/lake/test_lake_attach.py
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import duckdb
 
@@ -26,6 +28,9 @@ ALIAS = "myapp_lake"
 # The PostgreSQL schema of DuckLake's own metadata tables.
 METADATA_SCHEMA = "ducklake"
 EXTENSIONS = ("ducklake", "postgres")
+# Far above what any outage uses: DuckDB 1.4.4's postgres extension keeps a pool slot for
+# every failed connection attempt (see engine.py).
+PG_CONNECTION_LIMIT = 1_000_000
 
 
 def extension_directory() -> Path | None:
@@ -54,6 +59,29 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def libpq(settings: Settings) -> str:
+    """The catalog's libpq string without its password, which goes to the environment instead
+    (`PGPASSWORD`, set by `use_password`): DuckDB's postgres extension quotes the whole string
+    in its connection errors, and those reach logs and, from a worker, users."""
+    assert settings.catalog_url is not None
+    parts = urlsplit(settings.catalog_url.get_secret_value())
+    bare = parts._replace(netloc=parts.netloc.rpartition("@")[2])
+    if parts.username:
+        bare = bare._replace(netloc=f"{parts.username}@{bare.netloc}")
+    return Settings(
+        catalog_url=urlunsplit(bare), lake_data_path=settings.lake_data_path
+    ).catalog_libpq
+
+
+def use_password(settings: Settings) -> None:
+    """Put the catalog URL's password where libpq reads it, for this process and the worker
+    processes it starts (the URL itself is in the environment already)."""
+    assert settings.catalog_url is not None
+    password = urlsplit(settings.catalog_url.get_secret_value()).password
+    if password:
+        os.environ["PGPASSWORD"] = unquote(password)
+
+
 def attach_sql(settings: Settings, *, read_only: bool, alias: str = ALIAS) -> str:
     assert settings.lake_mode and settings.lake_data_path is not None
     options = [
@@ -63,7 +91,7 @@ def attach_sql(settings: Settings, *, read_only: bool, alias: str = ALIAS) -> st
     if read_only:
         options.append("READ_ONLY")
     return (
-        f"ATTACH {_literal('ducklake:postgres:' + settings.catalog_libpq)} "
+        f"ATTACH {_literal('ducklake:postgres:' + libpq(settings))} "
         f'AS "{alias}" ({", ".join(options)})'
     )
 
@@ -71,7 +99,9 @@ def attach_sql(settings: Settings, *, read_only: bool, alias: str = ALIAS) -> st
 def attach(
     conn: duckdb.DuckDBPyConnection, settings: Settings, *, read_only: bool, alias: str = ALIAS
 ) -> None:
+    use_password(settings)
     load_extensions(conn)
+    conn.execute(f"SET pg_connection_limit = {PG_CONNECTION_LIMIT}")
     conn.execute(attach_sql(settings, read_only=read_only, alias=alias))
 
 

@@ -28,6 +28,7 @@ from myapp.models.datasets import (
 
 from ..auth.dependencies import client_address
 from ..deps import DatabaseDep, EditorDep, SettingsDep, ViewerDep, WorkersDep
+from ..lake import history
 from ..metrics import observe_upload
 from ..responses import export_response
 from ..services import datasets
@@ -263,6 +264,12 @@ def delete_dataset(
     return Response(status_code=204)
 
 
+def _filters(request: Request) -> list[tuple[str, str]]:
+    """The query's filters: every parameter but `version`, which chooses what is read (a
+    column named `version` is filtered with `version__eq`)."""
+    return [(k, v) for k, v in request.query_params.multi_items() if k != "version"]
+
+
 def _browse_cache(request: Request) -> browse.BrowseCache:
     """The app's cache of counts and facets (made on first use, one per app)."""
     state = request.app.state
@@ -292,15 +299,19 @@ def read_rows(
     ] = None,
     sort: Annotated[str | None, Query(description="column, or -column for descending")] = None,
     q: Annotated[str | None, Query(description="text searched in the text columns")] = None,
+    version: Annotated[
+        int | None,
+        Query(ge=1, le=2**62, description="an older version to read (see /versions)"),
+    ] = None,
 ) -> dict[str, Any]:
     """Filters: `column__op=value` with op in eq ne gt gte lt lte contains startswith in
     isnull notnull, combined with AND; `in` takes comma-separated values."""
     with callers.admitted(settings), database.cursor() as cur:
-        record = catalog.get_dataset(cur, name)
+        record = history.at_version(cur, catalog.get_dataset(cur, name), version)
         return browse.read_rows(
             cur,
             record,
-            items=request.query_params.multi_items(),
+            items=_filters(request),
             limit=limit,
             cursor=cursor,
             offset=offset,
@@ -327,14 +338,18 @@ def read_facets(
         int, Query(ge=1, description="values per column (at most 100)")
     ] = browse.DEFAULT_FACET_SIZE,
     q: Annotated[str | None, Query(description="text searched in the text columns")] = None,
+    version: Annotated[
+        int | None,
+        Query(ge=1, le=2**62, description="an older version to read (see /versions)"),
+    ] = None,
 ) -> dict[str, Any]:
     with callers.admitted(settings), database.cursor() as cur:
-        record = catalog.get_dataset(cur, name)
+        record = history.at_version(cur, catalog.get_dataset(cur, name), version)
         return browse.read_facets(
             cur,
             record,
             columns=column,
-            items=request.query_params.multi_items(),
+            items=_filters(request),
             q=q,
             size=size,
             cache=_browse_cache(request),
@@ -371,12 +386,16 @@ def export_dataset(
     ] = False,
     sort: Annotated[str | None, Query(description="column, or -column for descending")] = None,
     q: Annotated[str | None, Query(description="text searched in the text columns")] = None,
+    version: Annotated[
+        int | None,
+        Query(ge=1, le=2**62, description="an older version to read (see /versions)"),
+    ] = None,
 ) -> Response:
     fmt = export_format(format, bom=bom)
     with database.cursor() as cur:
-        record = catalog.get_dataset(cur, name)
+        record = history.at_version(cur, catalog.get_dataset(cur, name), version)
         select_sql, params = browse.export_select(
-            cur, record, items=request.query_params.multi_items(), sort=sort, q=q
+            cur, record, items=_filters(request), sort=sort, q=q
         )
     # Written by an export worker, like every export (store/usersql/execute.py).
     export = usersql.export_sql(

@@ -24,7 +24,9 @@ from myapp.models.query import (
 )
 
 from ..deps import DatabaseDep, SettingsDep, ViewerDep, WorkersDep
-from ..errors import BadRequest, Conflict
+from ..errors import BadRequest, Conflict, NotFound
+from ..lake import engine as lake
+from ..lake import runs as shared_runs
 from ..metrics import query_run
 from ..responses import export_response
 from ..store.exports import download_filename
@@ -212,8 +214,15 @@ def export_query_post(
     response_model=QueryStatus,
     summary="State and progress of a query run (running or recently ended)",
 )
-def read_query_status(query_id: UUID, actor: ViewerDep) -> dict[str, Any]:
-    run = runs.get_run(str(query_id), actor_name=actor.username, is_admin=actor.can("admin"))
+def read_query_status(query_id: UUID, database: DatabaseDep, actor: ViewerDep) -> dict[str, Any]:
+    who = {"actor_name": actor.username, "is_admin": actor.can("admin")}
+    try:
+        run = runs.get_run(str(query_id), **who)
+    except NotFound:
+        if not lake.MODE.active:
+            raise
+        # The lake mode: a run of another backend (lake/runs.py).
+        return shared_runs.status(database, str(query_id), **who)
     return run.status()
 
 
@@ -223,8 +232,15 @@ def read_query_status(query_id: UUID, actor: ViewerDep) -> dict[str, Any]:
     responses={409: {"model": ErrorBody, "description": "The query has already ended"}},
     summary="Cancel a running query; its own request answers 409 query_cancelled",
 )
-def cancel_query(query_id: UUID, actor: ViewerDep) -> Response:
-    run = runs.get_run(str(query_id), actor_name=actor.username, is_admin=actor.can("admin"))
+def cancel_query(query_id: UUID, database: DatabaseDep, actor: ViewerDep) -> Response:
+    who = {"actor_name": actor.username, "is_admin": actor.can("admin")}
+    try:
+        run = runs.get_run(str(query_id), **who)
+    except NotFound:
+        if not lake.MODE.active:
+            raise
+        shared_runs.cancel(database, str(query_id), **who)
+        return Response(status_code=204)
     if not run.stop("cancel"):
         raise Conflict(
             f"The query has already ended ({run.state.replace('_', ' ')}).",

@@ -11,7 +11,7 @@ import duckdb
 
 from myapp.models import usernames
 
-from .sql import INTERNAL_SCHEMA, internal
+from .sql import INTERNAL_SCHEMA, internal, nextval
 
 _COLUMNS = "id, username, role, password_hash, created_at, updated_at, last_login_at"
 
@@ -94,7 +94,7 @@ def create_account(
     cur.execute(
         f"INSERT INTO {internal('accounts')} "
         "(id, username, role, password_hash, created_at, updated_at) "
-        f"VALUES (nextval('{INTERNAL_SCHEMA}.account_seq'), $u, $role, $hash, $now, $now)",
+        f"VALUES ({nextval('account_seq')}, $u, $role, $hash, $now, $now)",
         {"u": normalize_username(username), "role": role, "hash": password_hash, "now": now},
     )
     account = get_account(cur, username)

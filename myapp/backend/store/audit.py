@@ -11,7 +11,7 @@ from typing import Any
 
 import duckdb
 
-from .sql import INTERNAL_SCHEMA, internal
+from .sql import internal, nextval
 
 
 def record(
@@ -31,7 +31,7 @@ def record(
     """
     cur.execute(
         f'INSERT INTO {internal("audit_log")} (id, "at", actor, action, target, ip, detail) '
-        f"VALUES (nextval('{INTERNAL_SCHEMA}.audit_seq'), $at, $actor, $action, $target, $ip, "
+        f"VALUES ({nextval('audit_seq')}, $at, $actor, $action, $target, $ip, "
         "$detail)",
         {
             "at": datetime.now(UTC),

@@ -53,6 +53,12 @@ def backup_root(settings: Settings) -> Path:
 
 def create_backup(database: Database, settings: Settings) -> dict[str, Any]:
     """Write a backup of everything now, while reads and writes go on; return its manifest."""
+    if settings.lake_mode:
+        raise Conflict(
+            "In the lake mode everything lives in PostgreSQL and the lake's data path: back up "
+            "the catalog with pg_dump, then copy the data path (docs/deployment/lake.md).",
+            code="backup_not_in_lake_mode",
+        )
     root = backup_root(settings)
     root.mkdir(parents=True, exist_ok=True)
     now = datetime.now(UTC)

@@ -21,6 +21,9 @@ import duckdb
 
 from myapp.settings import Settings
 
+# Lake mode (MYAPP_CATALOG_URL): the connection, sequences and views come from there.
+from ..lake import catalog as lake_catalog
+from ..lake import engine as lake
 from .datasets import open_datasets
 from .file_format import check_readable
 from .lockfile import (
@@ -57,8 +60,9 @@ class Database:
         self.write_lock = threading.RLock()
         # Counts committed write transactions: what was read before it last changed may be
         # out of date (the token lookups of auth/authenticator.py cache by it).
-        self.write_generation = 0
+        self._write_generation = 0
         self._query_cursors: queue.SimpleQueue[duckdb.DuckDBPyConnection] = queue.SimpleQueue()
+        self._follower: lake.ViewFollower | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
     def open(self) -> None:
@@ -74,8 +78,12 @@ class Database:
             directory.mkdir(parents=True, exist_ok=True)
         # The serving process checked the files before forking (server.py); other callers
         # (the CLI's offline commands) get the same one line instead of DuckDB's paragraph.
-        check_readable([self.path])
-        self._conn = self._connect_with_retry()
+        if settings.lake_mode:
+            config = instance_config(settings, settings.memory_limit, settings.spill_dir)
+            self._conn = lake.connect(settings, config)
+        else:
+            check_readable([self.path])
+            self._conn = self._connect_with_retry()
         # Only now, holding the file lock (an old backend may still be finishing during a
         # rolling handover), clear the leftovers of a crash: staging uploads and unfinished
         # exports are never resumed, and side instances' spill directories (storage.py) belong
@@ -92,15 +100,24 @@ class Database:
         try:
             self._apply_sandbox(self._conn)
             with self.cursor() as cur:
-                apply_migrations(cur)
-                open_datasets(cur, settings)
+                if settings.lake_mode:
+                    with lake_catalog.migration_lock(settings):
+                        apply_migrations(cur, lake_catalog.MIGRATIONS, in_postgres=True)
+                        lake.drop_orphans(cur)
+                    lake.sync_views(cur)
+                    self._follower = lake.ViewFollower(self._conn)
+                    self._follower.start()
+                else:
+                    apply_migrations(cur)
+                    open_datasets(cur, settings)
         except BaseException:
             self._conn.close()
             self._conn = None
+            lake.close()
             raise
         log.info(
             "database open: %s (schema version %s, %d migrations)",
-            self.path,
+            lake_catalog.describe(settings) + " (lake)" if settings.lake_mode else self.path,
             SCHEMA_VERSION,
             len(MIGRATIONS),
         )
@@ -137,6 +154,8 @@ class Database:
                 str(self.path.parent.resolve()) + "/",
             }
         )
+        if self.settings.lake_mode:
+            allowed += lake.allowed_directories(self.settings)
         conn.execute("SET allowed_directories = $dirs", {"dirs": allowed})
         conn.execute("SET enable_external_access = false")
         for _ in range(QUERY_CURSORS):
@@ -151,6 +170,9 @@ class Database:
         conn, self._conn = self._conn, None
         if conn is None:
             return
+        if self._follower is not None:
+            self._follower.stop()
+            self._follower = None
         while not self._query_cursors.empty():
             self._query_cursors.get_nowait().close()
         try:
@@ -160,9 +182,17 @@ class Database:
             log.warning("checkpoint at shutdown failed: %s", exc)
         finally:
             conn.close()
+            lake.close()
         log.info("database closed: %s", self.path)
 
     # -- use --------------------------------------------------------------------------------
+    @property
+    def write_generation(self) -> int:
+        """Changes whenever what was read before may be out of date. In the lake mode other
+        backends write too and nothing here sees their commits, so it changes on every read:
+        nothing is reused from an earlier read (a token revoked elsewhere is refused at once)."""
+        return lake.MODE.tick() if lake.MODE.active else self._write_generation
+
     @property
     def is_open(self) -> bool:
         return self._conn is not None
@@ -207,11 +237,25 @@ class Database:
             cur.execute("BEGIN TRANSACTION")
             try:
                 yield cur
-            except BaseException:
+            except BaseException as exc:
                 cur.execute("ROLLBACK")
+                if lake.MODE.active:
+                    lake.after_transaction(cur, committed=False)
+                    if lake_catalog.concurrent_change(exc):
+                        raise lake_catalog.conflict() from None
                 raise
-            cur.execute("COMMIT")
-            self.write_generation += 1
+            if not lake.MODE.active:
+                cur.execute("COMMIT")
+                self._write_generation += 1
+                return
+            try:
+                lake_catalog.commit(cur)
+            except BaseException:
+                lake.after_transaction(cur, committed=False)
+                raise
+            lake.after_transaction(cur, committed=True)
+            # The catalog may have changed: this backend's views follow at once.
+            lake.sync_views(cur)
 
     def healthy(self) -> bool:
         if self._conn is None:

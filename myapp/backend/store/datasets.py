@@ -19,8 +19,10 @@ from myapp.contract import names as name_rules
 from myapp.settings import Settings
 
 from ..errors import AppError, Conflict, NotFound
+from ..lake import engine as lake
+from ..lake import history
 from . import storage
-from .sql import INTERNAL_SCHEMA, internal, qualified, quote_ident
+from .sql import internal, nextval, qualified, quote_ident
 
 log = logging.getLogger("myapp.backend.datasets")
 
@@ -100,6 +102,9 @@ _SELECT_RECORDS = (
 def _columns_by_table(
     cur: duckdb.DuckDBPyConnection, names: list[str] | None
 ) -> dict[str, list[dict[str, str]]]:
+    if lake.MODE.active:
+        # Read from the lake tables: the views follow the catalog only after its commit.
+        return lake.columns_by_name(cur, names)
     sql = (
         "SELECT table_name, column_name, data_type FROM duckdb_columns() "
         "WHERE schema_name = $schema AND database_name = current_database()"
@@ -184,7 +189,7 @@ def _not_found(name: str) -> NotFound:
 
 
 def next_version(cur: duckdb.DuckDBPyConnection) -> int:
-    return cur.execute(f"SELECT nextval('{INTERNAL_SCHEMA}.dataset_version_seq')").fetchone()[0]
+    return cur.execute(f"SELECT {nextval('dataset_version_seq')}").fetchone()[0]
 
 
 def insert_record(
@@ -197,7 +202,7 @@ def insert_record(
     file_id: str,
 ) -> None:
     now = datetime.now(UTC)
-    cur.execute(storage.view_sql(name, file_id))
+    storage.set_view(cur, name, file_id)
     cur.execute(
         f"INSERT INTO {internal('datasets')} (name, row_count, version, source_filename, "
         "source_format, source_compression, source_bytes, created_at, updated_at, created_by, "
@@ -232,7 +237,7 @@ def update_record(
 ) -> None:
     """A changed dataset: its new data file, row count and version, and the file it was last
     loaded from; the view follows the data file."""
-    cur.execute(storage.view_sql(name, file_id))
+    storage.set_view(cur, name, file_id)
     params: dict[str, Any] = {
         "name": name,
         "rows": row_count,
@@ -280,7 +285,8 @@ def rename_dataset(
             code="dataset_exists",
             detail={"name": new},
         )
-    cur.execute(f"ALTER VIEW {qualified(DATASET_SCHEMA, record.name)} RENAME TO {quote_ident(new)}")
+    storage.rename_view(cur, record.name, new)
+    history.renamed(cur, record.name, new)
     cur.execute(
         f"UPDATE {internal('datasets')} SET name = $new, updated_at = $now, updated_by = $actor "
         "WHERE name = $old",
@@ -296,8 +302,9 @@ def delete_dataset(cur: duckdb.DuckDBPyConnection, name: str) -> DatasetRecord:
     """Drop the view and the catalog entry inside the caller's transaction; once committed,
     the caller lets the data file go (`release_file`)."""
     record = get_dataset(cur, name)
-    cur.execute(f"DROP VIEW IF EXISTS {qualified(DATASET_SCHEMA, record.name)}")
+    storage.drop_view(cur, record.name)
     cur.execute(f"DELETE FROM {internal('datasets')} WHERE name = $name", {"name": record.name})
+    history.forget(cur, record.name)
     drop_profiles(cur, record.name)
     return record
 

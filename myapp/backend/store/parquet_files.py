@@ -32,6 +32,7 @@ from typing import IO, Any
 from myapp.settings import Settings
 
 from ..errors import AppError, Conflict
+from ..lake.engine import attach_base
 from . import datasets as catalog
 from . import storage
 from .database import Database
@@ -127,9 +128,13 @@ class ParquetFiles:
         temp = path.with_name(f"{_TEMP_PREFIX}{uuid.uuid4().hex}{PARQUET_SUFFIX}")
         try:
             with storage.side_instance(self.settings) as conn:
-                storage.attach(conn, self.settings, file_id)
+                # In the lake mode the version is a lake table (lake/engine.py).
+                table = attach_base(conn, self.settings, file_id, "myapp_source")
+                if table is None:
+                    storage.attach(conn, self.settings, file_id)
+                    table = storage.table_of(file_id)
                 conn.execute(
-                    f"COPY (SELECT * FROM {storage.table_of(file_id)}) "
+                    f"COPY (SELECT * FROM {table}) "
                     f"TO {storage.sql_literal(temp)} ({PARQUET_OPTIONS})"
                 )
             os.replace(temp, path)

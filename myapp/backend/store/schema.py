@@ -167,15 +167,24 @@ MIGRATIONS: list[Migration] = [*CORE, *DATASETS, *QUERIES, *AUTH, *DASHBOARDS, *
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def apply_migrations(cur: duckdb.DuckDBPyConnection) -> list[str]:
-    """Apply every migration not yet recorded; return the ids applied now."""
-    cur.execute(f"CREATE SCHEMA IF NOT EXISTS {INTERNAL_SCHEMA}")
+def apply_migrations(
+    cur: duckdb.DuckDBPyConnection,
+    migrations: list[Migration] = MIGRATIONS,
+    *,
+    in_postgres: bool = False,
+) -> list[str]:
+    """Apply every migration not yet recorded; return the ids applied now.
+
+    `in_postgres`: the internal schema is PostgreSQL's (the lake mode), which already holds
+    the schema and the sequences (DuckDB's postgres extension cannot create sequences)."""
+    if not in_postgres:
+        cur.execute(f"CREATE SCHEMA IF NOT EXISTS {INTERNAL_SCHEMA}")
     cur.execute(
         f"CREATE TABLE IF NOT EXISTS {internal('migrations')} "
         "(id VARCHAR PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL)"
     )
     done = {row[0] for row in cur.execute(f"SELECT id FROM {internal('migrations')}").fetchall()}
-    known = {m.id for m in MIGRATIONS}
+    known = {m.id for m in migrations}
     unknown = done - known
     if unknown:
         raise RuntimeError(
@@ -184,12 +193,14 @@ def apply_migrations(cur: duckdb.DuckDBPyConnection) -> list[str]:
             + "); upgrade myapp to open it"
         )
     applied = []
-    for migration in MIGRATIONS:
+    for migration in migrations:
         if migration.id in done:
             continue
         cur.execute("BEGIN TRANSACTION")
         try:
             for statement in migration.statements:
+                if in_postgres and statement.startswith("CREATE SEQUENCE"):
+                    continue
                 cur.execute(statement)
             cur.execute(
                 f"INSERT INTO {internal('migrations')} VALUES ($id, $at)",

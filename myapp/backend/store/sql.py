@@ -24,3 +24,12 @@ def qualified(schema: str, name: str) -> str:
 def internal(name: str) -> str:
     """The quoted, schema-qualified name of an internal table."""
     return qualified(INTERNAL_SCHEMA, name)
+
+
+def nextval(sequence: str) -> str:
+    """An SQL expression for the next value of the internal sequence `sequence`."""
+    from ..lake.engine import MODE, nextval_sql
+
+    if MODE.active:
+        return nextval_sql(sequence)
+    return f"nextval('{INTERNAL_SCHEMA}.{sequence}')"

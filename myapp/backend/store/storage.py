@@ -37,6 +37,7 @@ import duckdb
 from myapp.settings import Settings
 
 from ..errors import AppError
+from ..lake import engine as lake
 from .file_format import STORAGE_VERSION
 from .sql import quote_ident
 
@@ -78,7 +79,10 @@ def alias(file_id: str) -> str:
 
 
 def table_of(file_id: str) -> str:
-    """The quoted, fully qualified table of a dataset file attached under its alias."""
+    """The quoted, fully qualified table of a dataset file attached under its alias (in the
+    lake mode: the lake table of that version)."""
+    if lake.MODE.active:
+        return lake.table_of(file_id)
     return f"{quote_ident(alias(file_id))}.main.{quote_ident(TABLE)}"
 
 
@@ -235,7 +239,16 @@ def attach(cur: duckdb.DuckDBPyConnection, settings: Settings, file_id: str) -> 
     Plain ATTACH, never `ATTACH IF NOT EXISTS`: with the file attached in another instance of
     the process, DuckDB 2.0.1's IF NOT EXISTS path was seen to spin forever after a few dozen
     exports (reproduced outside myapp); every caller attaches a file new to its instance.
+
+    In the lake mode the file is a load's local result: it is copied into the lake table of
+    `file_id` and removed, and the lake table is what the dataset then reads.
     """
+    if lake.MODE.active:
+        try:
+            lake.publish(cur, path_of(settings, file_id), file_id)
+        finally:
+            remove_file(settings, file_id)
+        return
     cur.execute(
         f"ATTACH {sql_literal(path_of(settings, file_id))} "
         f"AS {quote_ident(alias(file_id))} (READ_ONLY)"
@@ -243,11 +256,34 @@ def attach(cur: duckdb.DuckDBPyConnection, settings: Settings, file_id: str) -> 
 
 
 def detach(cur: duckdb.DuckDBPyConnection, file_id: str) -> None:
+    if lake.MODE.active:
+        # A version the history names stays readable; one it does not was never a dataset's.
+        if not lake.in_history(cur, file_id):
+            lake.drop_table(cur, file_id)
+        return
     cur.execute(f"DETACH DATABASE IF EXISTS {quote_ident(alias(file_id))}")
 
 
 def view_sql(name: str, file_id: str) -> str:
     return f"CREATE OR REPLACE VIEW main.{quote_ident(name)} AS SELECT * FROM {table_of(file_id)}"
+
+
+def set_view(cur: duckdb.DuckDBPyConnection, name: str, file_id: str) -> None:
+    """Point the dataset's view at its data, inside the catalog's transaction. In the lake
+    mode that transaction writes PostgreSQL, which excludes writing the in-memory views too:
+    they follow the catalog once it is committed (Database.transaction)."""
+    if not lake.MODE.active:
+        cur.execute(view_sql(name, file_id))
+
+
+def rename_view(cur: duckdb.DuckDBPyConnection, old: str, new: str) -> None:
+    if not lake.MODE.active:
+        cur.execute(f"ALTER VIEW main.{quote_ident(old)} RENAME TO {quote_ident(new)}")
+
+
+def drop_view(cur: duckdb.DuckDBPyConnection, name: str) -> None:
+    if not lake.MODE.active:
+        cur.execute(f"DROP VIEW IF EXISTS main.{quote_ident(name)}")
 
 
 def unreferenced_files(settings: Settings, referenced: set[str]) -> list[Path]:

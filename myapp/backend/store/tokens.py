@@ -151,19 +151,27 @@ def revoke_account_tokens(
 ) -> list[str]:
     """Revoke the account's live tokens (of one kind, or all); return the revoked ids."""
     where = ["account_id = $account", "revoked_at IS NULL"]
-    params: dict[str, Any] = {"account": account_id, "now": datetime.now(UTC)}
+    params: dict[str, Any] = {"account": account_id}
     if kind is not None:
         where.append("kind = $kind")
         params["kind"] = kind
     if except_id is not None:
         where.append("id <> $except")
         params["except"] = except_id
-    rows = cur.execute(
-        f"UPDATE {internal('tokens')} SET revoked_at = $now WHERE {' AND '.join(where)} "
-        "RETURNING id",
-        params,
-    ).fetchall()
-    return [row[0] for row in rows]
+    # Selected, then updated, rather than UPDATE ... RETURNING: PostgreSQL's tables in the
+    # lake mode are reached through DuckDB's postgres extension, which has no RETURNING.
+    ids = [
+        row[0]
+        for row in cur.execute(
+            f"SELECT id FROM {internal('tokens')} WHERE {' AND '.join(where)}", params
+        ).fetchall()
+    ]
+    if ids:
+        cur.execute(
+            f"UPDATE {internal('tokens')} SET revoked_at = $now WHERE list_contains($ids, id)",
+            {"now": datetime.now(UTC), "ids": ids},
+        )
+    return ids
 
 
 def delete_account_tokens(cur: duckdb.DuckDBPyConnection, account_id: int) -> None:
@@ -179,9 +187,10 @@ def touch_token(cur: duckdb.DuckDBPyConnection, token_id: str, at: datetime) -> 
 
 def purge_sessions(cur: duckdb.DuckDBPyConnection, before: datetime) -> int:
     """Forget sign-in sessions that ended (expired or revoked) before `before`."""
-    rows = cur.execute(
-        f"DELETE FROM {internal('tokens')} WHERE kind = 'session' AND "
-        "(expires_at < $before OR revoked_at < $before) RETURNING id",
-        {"before": before},
-    ).fetchall()
-    return len(rows)
+    ended = "kind = 'session' AND (expires_at < $before OR revoked_at < $before)"
+    # Counted, then deleted: no RETURNING in the lake mode (see revoke_account_tokens).
+    row = cur.execute(
+        f"SELECT count(*) FROM {internal('tokens')} WHERE {ended}", {"before": before}
+    ).fetchone()
+    cur.execute(f"DELETE FROM {internal('tokens')} WHERE {ended}", {"before": before})
+    return int(row[0]) if row else 0

@@ -615,3 +615,28 @@ def delete(name: str):
         flash(f"Deleted the dataset {dataset['name']}.", "success")
         return redirect(url_for("datasets.index"))
     return render_template("datasets/delete.html", dataset=dataset, error=None)
+
+
+# -- versions -----------------------------------------------------------------------------
+
+
+@bp.get("/<name>/versions")
+def versions(name: str):
+    dataset = api().get(_path(name))
+    if dataset["name"] != name:
+        return redirect(url_for("datasets.versions", name=dataset["name"]))
+    listed = api().get(_path(name, "versions"))
+    return render_template("datasets/versions.html", dataset=dataset, listed=listed)
+
+
+@bp.post("/<name>/versions/<int:version>/restore")
+def restore_version(name: str, version: int):
+    try:
+        api().post(_path(name, "versions", str(version), "restore"))
+    except BackendError as exc:
+        if isinstance(exc, BackendUnavailable) or exc.status in (401, 403):
+            raise
+        flash(exc.message, "error")
+        return redirect(url_for("datasets.versions", name=name))
+    flash(f"Version {version} of {name} is the current data again.", "success")
+    return redirect(url_for("datasets.versions", name=name))

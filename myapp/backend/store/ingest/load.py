@@ -32,6 +32,8 @@ from myapp.contract.types import is_numeric
 from myapp.settings import Settings
 
 from ...errors import AppError, BadRequest, Conflict, Unprocessable
+from ...lake import history
+from ...lake.engine import attach_base
 from .. import audit, storage
 from ..database import Database
 from ..datasets import (
@@ -403,11 +405,14 @@ def _append_onto(
     returns the row count. The dataset's own file is only read."""
     _check_append(cur, incoming, base)
     source = "myapp_base"
-    cur.execute(
-        f"ATTACH {storage.sql_literal(storage.path_of(settings, base.file_id))} "
-        f"AS {source} (READ_ONLY)"
-    )
-    base_table = f"{source}.main.{quote_ident(storage.TABLE)}"
+    # In the lake mode the dataset's rows are a lake table (lake/engine.py).
+    base_table = attach_base(cur, settings, base.file_id, source)
+    if base_table is None:
+        cur.execute(
+            f"ATTACH {storage.sql_literal(storage.path_of(settings, base.file_id))} "
+            f"AS {source} (READ_ONLY)"
+        )
+        base_table = f"{source}.main.{quote_ident(storage.TABLE)}"
     data = qualified("main", storage.TABLE)
     try:
         cur.execute(f"CREATE TABLE {data} AS SELECT * FROM {base_table}")
@@ -598,6 +603,16 @@ def swap_in(
                 },
             )
             record = find_dataset(cur, name)
+            assert record is not None
+            history.record(
+                cur,
+                name=name,
+                version=record.version,
+                file_id=record.file_id,
+                action=action,
+                actor=actor,
+                row_count=record.row_count,
+            )
     except BaseException:
         with database.cursor() as cur:
             release_file(cur, settings, staged.file_id)

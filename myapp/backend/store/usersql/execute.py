@@ -22,6 +22,8 @@ from starlette.concurrency import run_in_threadpool
 from myapp.settings import Settings
 
 from ...errors import AppError
+from ...lake import engine as lake
+from ...lake import history
 from ..database import Database
 from ..exports import ExportFile, ExportFormat, Watch, stream_export
 from ..sql import internal
@@ -188,6 +190,10 @@ def call(
     for fresh in (False, True):
         generation = database.write_generation
         message = dict(request)
+        if lake.MODE.active:
+            # The lake mode reads older versions of datasets (lake/history.py).
+            with database.cursor() as cur:
+                message["sql"] = history.resolve_versions(cur, message["sql"])
         if fresh or worker.catalog_generation != generation:
             message["catalog"] = _catalog(database)
             message["generation"] = generation
@@ -201,6 +207,10 @@ def call(
                 worker.catalog_generation = generation
             if not run.stop_reason and not fresh and _catalog_missed(exc):
                 continue
+            if lake.MODE.active and lake.unreachable_text(str(exc)):
+                # The worker lost the lake's PostgreSQL: a 503 like the backend's own.
+                lake.MODE.note_unreachable()
+                raise lake.unavailable() from None
             raise _error(exc, settings, run, text=text, body=body) from None
     raise AssertionError("unreachable")
 

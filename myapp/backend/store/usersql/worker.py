@@ -91,6 +91,10 @@ class Worker:
         if name.lower() != "memory":
             self.db.execute(f"ATTACH ':memory:' AS {quote(name)}")
             self.cur.execute(f"USE {quote(name)}")
+        # The lake mode: the datasets are the lake's tables, attached read-only (lake/workers.py).
+        self.lake = config.get("lake")
+        if self.lake:
+            attach_lake(self.db, self.lake)
         # Progress is tracked only where the connection's own setting is on, and nothing can
         # be set once the configuration is locked.
         self.cur.execute("SET enable_progress_bar = true")
@@ -135,6 +139,13 @@ class Worker:
             if self.views.get(name) == file_id:
                 continue
             try:
+                if self.lake:
+                    self.cur.execute(
+                        f"CREATE OR REPLACE VIEW main.{quote(name)} AS SELECT * FROM "
+                        f'{self.lake["table_prefix"]}{file_id}"'
+                    )
+                    self.views[name] = file_id
+                    continue
                 if file_id not in self.attached:
                     path = os.path.join(self.datasets_dir, f"{file_id}.duckdb")
                     self.cur.execute(
@@ -298,6 +309,17 @@ def untag(obj: dict[str, Any]) -> Any:
 def error_message(kind: str, message: str) -> bytes:
     # The standard encoder: a message may quote a lone surrogate the user sent.
     return json.dumps({"kind": kind, "message": message}).encode()
+
+
+def attach_lake(db: duckdb.DuckDBPyConnection, lake: dict[str, Any]) -> None:
+    folder = lake["extension_directory"]
+    if folder:
+        db.execute("SET extension_directory = $d", {"d": folder})
+    for name in lake["extensions"]:
+        db.execute(f"{'' if folder else 'INSTALL ' + name + '; '}LOAD {name}")
+    for statement in lake["settings"]:
+        db.execute(statement)
+    db.execute(lake["attach"])
 
 
 def quote(name: str) -> str:

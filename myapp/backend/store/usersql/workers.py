@@ -44,6 +44,7 @@ import orjson
 from myapp.settings import Settings
 
 from ...errors import AppError
+from ...lake.workers import worker_config as lake_worker_config
 from .errors import DuckError
 
 log = logging.getLogger("myapp.backend.workers")
@@ -128,6 +129,12 @@ class Worker:
             "database_name": settings.database_path.stem,
             "as_margin": AS_MARGIN_BYTES + settings.max_result_bytes,
         }
+        lake = lake_worker_config(settings)
+        if lake is not None:
+            child_config["lake"] = lake
+            child_config["allowed_dirs"] = [*allowed, lake["data_path"]]
+            # The backend's datasets are views in its in-memory database.
+            child_config["database_name"] = "memory"
         started = time.perf_counter()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "myapp.backend.store.usersql.worker", json.dumps(child_config)],

@@ -1,0 +1,145 @@
+"""Query runs shared between the backends of a lake: a run started through one backend can be
+watched and cancelled through any other.
+
+A run executes where it started (its worker is that backend's child process). Each backend
+publishes the status of its runs to `myapp_internal.query_runs` every PUBLISH_INTERVAL_S and
+at their end, and stops the runs another backend has marked for cancelling there. A backend
+asked about a run it does not have reads that table (store/usersql/runs.py answers for its
+own runs, as in the embedded mode).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import duckdb
+
+from ..errors import Conflict, NotFound
+from ..store.usersql.callers import CALLER
+from ..store.usersql.runs import FINISHED_RUN_TTL_S, REGISTRY
+from .catalog import INTERNAL
+from .engine import MODE, catalog_unreachable
+
+log = logging.getLogger("myapp.backend.lake")
+
+_TABLE = f'"{INTERNAL}".query_runs'
+# How stale a status read through another backend may be, and how soon a cancel made through
+# another backend reaches the run.
+PUBLISH_INTERVAL_S = 0.25
+
+
+class SharedRuns:
+    """This backend's side: publishes its runs and obeys cancels made elsewhere."""
+
+    def __init__(self, database: Callable[[], Any]) -> None:
+        self._database = database
+        self.backend = uuid.uuid4().hex[:12]
+        self._tracked: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lake-runs", daemon=True)
+        self._last_purge = 0.0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        failing = False
+        while not self._stop.wait(PUBLISH_INTERVAL_S):
+            if MODE.down():
+                continue
+            try:
+                self.tick()
+                failing = False
+            except duckdb.Error as exc:
+                if catalog_unreachable(exc):
+                    MODE.note_unreachable()
+                if not failing:
+                    log.warning("cannot share query runs: %s", " ".join(str(exc).split()))
+                failing = True
+
+    def tick(self) -> None:
+        active = {run.id: run for run in REGISTRY.active()}
+        ended = [REGISTRY.get(run_id) for run_id in self._tracked - active.keys()]
+        runs = [*active.values(), *(r for r in ended if r is not None)]
+        now = time.time()
+        with self._database().cursor() as cur:
+            for run in runs:
+                cur.execute(
+                    f"INSERT INTO {_TABLE} (id, backend, owner, caller, state, status, "
+                    "cancel, updated_at) VALUES ($id, $backend, $owner, $caller, $state, "
+                    "$status, false, $now) ON CONFLICT (id) DO UPDATE SET "
+                    "state = excluded.state, status = excluded.status, "
+                    "updated_at = excluded.updated_at",
+                    {
+                        "id": run.id,
+                        "backend": self.backend,
+                        "owner": run.owner,
+                        "caller": run.caller,
+                        "state": run.state,
+                        "status": json.dumps(run.status()),
+                        "now": now,
+                    },
+                )
+            self._tracked = set(active)
+            cancelled = cur.execute(
+                f"SELECT id FROM {_TABLE} WHERE backend = $b AND cancel AND state = 'running'",
+                {"b": self.backend},
+            ).fetchall()
+            for (run_id,) in cancelled:
+                run = active.get(run_id)
+                if run is not None:
+                    run.stop("cancel")
+            if now - self._last_purge > 60:
+                self._last_purge = now
+                cur.execute(
+                    f"DELETE FROM {_TABLE} WHERE updated_at < $old",
+                    {"old": now - FINISHED_RUN_TTL_S},
+                )
+
+
+def _find(cur: duckdb.DuckDBPyConnection, run_id: str, actor_name: str | None, is_admin: bool):
+    row = cur.execute(
+        f"SELECT owner, caller, state, status FROM {_TABLE} WHERE id = $id", {"id": run_id}
+    ).fetchone()
+    mine = row is not None and (
+        (row[0] is not None and row[0] == actor_name)
+        or (row[1] is not None and row[1] == CALLER.get())
+    )
+    if row is None or not (is_admin or mine):
+        raise NotFound(
+            f"There is no query with id {run_id}: it never ran here, or finished a while ago.",
+            code="query_not_found",
+        )
+    return row
+
+
+def status(database: Any, run_id: str, *, actor_name: str | None, is_admin: bool) -> dict:
+    """The status of a run of another backend, as it last published it."""
+    with database.cursor() as cur:
+        row = _find(cur, run_id, actor_name, is_admin)
+    status = row[3] if isinstance(row[3], dict) else json.loads(row[3])
+    return status
+
+
+def cancel(database: Any, run_id: str, *, actor_name: str | None, is_admin: bool) -> None:
+    """Mark a run of another backend for cancelling; its backend stops it within
+    PUBLISH_INTERVAL_S (its own request then answers 409 query_cancelled)."""
+    with database.transaction() as cur:
+        row = _find(cur, run_id, actor_name, is_admin)
+        if row[2] != "running":
+            raise Conflict(
+                f"The query has already ended ({row[2].replace('_', ' ')}).",
+                code="query_not_running",
+                detail={"state": row[2]},
+            )
+        cur.execute(f"UPDATE {_TABLE} SET cancel = true WHERE id = $id", {"id": run_id})
