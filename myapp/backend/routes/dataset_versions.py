@@ -18,10 +18,9 @@ from myapp.models.datasets import DatasetPublic
 
 from ..auth.dependencies import client_address
 from ..deps import DatabaseDep, EditorDep, SettingsDep, ViewerDep
-from ..errors import Conflict
 from ..lake import history
 from ..lake.engine import MODE
-from ..store import audit
+from ..services import datasets
 from ..store import datasets as catalog
 
 router = APIRouter(tags=["datasets"])
@@ -86,23 +85,12 @@ def restore_version(
     database: DatabaseDep,
     actor: EditorDep,
 ) -> dict[str, Any]:
-    if not MODE.active:
-        raise Conflict(
-            "Older versions are kept in the lake mode only; this workspace has none to restore.",
-            code="history_not_kept",
-        )
-    with database.transaction() as cur:
-        record = catalog.get_dataset(cur, name)
-        replaced = history.restore(cur, record, version, actor.audit_name)
-        audit.record(
-            cur,
-            actor=actor.audit_name,
-            action="dataset.restored",
-            target=record.name,
-            ip=client_address(request),
-            detail={"version": version},
-        )
-        restored = catalog.get_dataset(cur, record.name)
-    with database.cursor() as cur:
-        catalog.release_file(cur, settings, replaced)
+    restored = datasets.restore_version(
+        database,
+        settings,
+        name,
+        version,
+        actor=actor.audit_name,
+        ip=client_address(request),
+    )
     return restored.public()

@@ -12,7 +12,9 @@ from typing import Any
 
 from myapp.settings import Settings
 
-from ..errors import BadRequest
+from ..errors import BadRequest, Conflict
+from ..lake import history
+from ..lake.engine import MODE
 from ..store import audit
 from ..store import datasets as catalog
 from ..store.database import Database
@@ -101,3 +103,35 @@ def delete(
     # Only once the catalog no longer names it may the data file go.
     with database.cursor() as cur:
         catalog.release_file(cur, settings, record.file_id)
+
+
+def restore_version(
+    database: Database,
+    settings: Settings,
+    name: str,
+    version: int,
+    *,
+    actor: str | None,
+    ip: str | None,
+) -> DatasetRecord:
+    """Make an older version (lake mode) the current data, as a new version of its own."""
+    if not MODE.active:
+        raise Conflict(
+            "Older versions are kept in the lake mode only; this workspace has none to restore.",
+            code="history_not_kept",
+        )
+    with database.transaction() as cur:
+        record = catalog.get_dataset(cur, name)
+        replaced = history.restore(cur, record, version, actor)
+        audit.record(
+            cur,
+            actor=actor,
+            action="dataset.restored",
+            target=record.name,
+            ip=ip,
+            detail={"version": version},
+        )
+        restored = catalog.get_dataset(cur, record.name)
+    with database.cursor() as cur:
+        catalog.release_file(cur, settings, replaced)
+    return restored
