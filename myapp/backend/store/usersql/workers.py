@@ -2,10 +2,10 @@
 
 Why processes: a single DuckDB function call over a huge generated input (a sort of a list built
 from a 50M range, a regex over a 200 MB string) is neither interrupted by `interrupt()` nor
-counted by DuckDB's memory limit (measured with DuckDB 2.0 on 2 cores). In a thread of the backend it ran 8-58 s past a
-1 s limit and took the backend to 15 GB. In a process of its own it meets a hard address-space
-cap (RLIMIT_AS, set by the worker itself, worker.py) and is killed with SIGKILL at the time
-limit or on cancel; the pool then starts a fresh worker.
+counted by DuckDB's memory limit (measured with DuckDB 2.0). In a thread of the backend it
+ran 8-58 s past a 1 s limit and took the backend to 15 GB. In a process of its own it meets a
+hard address-space cap (RLIMIT_AS, set by the worker itself, worker.py) and is killed with
+SIGKILL at the time limit or on cancel; the pool then starts a fresh worker.
 
 Why pre-started and long-lived: starting Python and DuckDB takes a few hundred milliseconds; a
 point lookup should pay a pipe round trip instead (docs/development.md has the figures).
