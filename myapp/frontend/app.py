@@ -23,7 +23,7 @@ from myapp.settings import Settings
 
 from .api_client import ApiClient, BackendError, BackendUnavailable
 from .security import install_security
-from .views import account, dashboards, datasets, home, queries, sharing, sql, uploads
+from .views import account, dashboards, datasets, home, saved_queries, sharing, sql, uploads
 
 log = logging.getLogger("myapp.frontend")
 
@@ -33,7 +33,7 @@ BLUEPRINTS = (
     datasets.bp,
     uploads.bp,
     sql.bp,
-    queries.bp,
+    saved_queries.bp,
     dashboards.bp,
     sharing.bp,
 )

@@ -9,7 +9,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from .queries import (
+from .saved_queries import (
     MAX_SLUG_CHARS,
     SLUG_PATTERN,
     DiffLine,

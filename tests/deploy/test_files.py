@@ -32,7 +32,16 @@ from tests.deploy.files import (
 NGINX_SNIPPETS = ROOT / "nginx" / "snippets"
 SETTINGS_VARIABLES = {f"MYAPP_{name.upper()}" for name in Settings.model_fields}
 # Read by docker-compose.yml itself (ports, the backend's user), never by the app.
-COMPOSE_ONLY = {"MYAPP_UID", "MYAPP_GID", "MYAPP_HTTP_PORT", "MYAPP_HTTPS_PORT"}
+# Variables of the compose files and the image build, not settings of the app: the container's
+# user, the published ports, the lake catalog's database password, extra packages of the image.
+COMPOSE_ONLY = {
+    "MYAPP_UID",
+    "MYAPP_GID",
+    "MYAPP_HTTP_PORT",
+    "MYAPP_HTTPS_PORT",
+    "MYAPP_EXTRA_PACKAGES",
+    "POSTGRES_PASSWORD",
+}
 
 
 @pytest.fixture(scope="module")

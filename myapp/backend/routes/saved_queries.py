@@ -10,7 +10,8 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from myapp.models import ErrorBody
-from myapp.models.queries import (
+from myapp.models.query import MAX_CHART_POINTS, ChartData, ExportFormatName, QueryResult
+from myapp.models.saved_queries import (
     SavedQueryChartRequest,
     SavedQueryCreate,
     SavedQueryDiff,
@@ -20,7 +21,6 @@ from myapp.models.queries import (
     SavedQueryUpdate,
     SavedQueryVersions,
 )
-from myapp.models.query import MAX_CHART_POINTS, ChartData, ExportFormatName, QueryResult
 from myapp.settings import Settings
 
 from ..auth.dependencies import client_address

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from myapp.models.queries import SavedQueryRestore
+from myapp.models.saved_queries import SavedQueryRestore
 
 from ..auth.dependencies import client_address
 from ..deps import DatabaseDep, EditorDep, ViewerDep

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from myapp.models.queries import ParameterValueError, coerce_parameter, parameter_json
+from myapp.models.saved_queries import ParameterValueError, coerce_parameter, parameter_json
 
 from ..errors import BadRequest
 from ..store import audit

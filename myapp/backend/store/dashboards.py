@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from myapp.models.dashboards import value_keys, value_type
-from myapp.models.queries import ParameterValueError, coerce_parameter, parameter_json
+from myapp.models.saved_queries import ParameterValueError, coerce_parameter, parameter_json
 
 from ..errors import BadRequest, NotFound
 from .database import Database

@@ -25,8 +25,8 @@ from typing import Any
 
 import orjson
 
-from myapp.models.queries import parameter_json
 from myapp.models.query import MAX_CHART_POINTS
+from myapp.models.saved_queries import parameter_json
 from myapp.settings import Settings
 
 from ..errors import BadRequest

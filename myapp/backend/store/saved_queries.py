@@ -15,7 +15,7 @@ from typing import Any
 
 import duckdb
 
-from myapp.models.queries import ParameterValueError, coerce_parameter
+from myapp.models.saved_queries import ParameterValueError, coerce_parameter
 
 from ..errors import BadRequest, Conflict
 from .database import Database

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from myapp.models.dashboards import TABLE_TILE_ROWS
-from myapp.models.queries import ParameterValueError, coerce_parameter
+from myapp.models.saved_queries import ParameterValueError, coerce_parameter
 from myapp.settings import Settings
 
 from ..errors import BadRequest, NotFound
