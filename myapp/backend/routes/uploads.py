@@ -22,8 +22,7 @@ from myapp.models.datasets import IngestResult, UploadLoad, UploadResult, Upload
 from ..auth.actor import Actor
 from ..auth.dependencies import client_address
 from ..deps import DatabaseDep, EditorDep, SettingsDep
-from ..errors import BadRequest
-from ..store import datasets as catalog
+from ..services import datasets
 from ..store.ingest import parse_options
 from ..store.ingest_receive import (
     LineMeter,
@@ -204,19 +203,12 @@ def load_upload(
     """The same answer as an upload to /api/datasets; the staged upload is gone afterwards."""
     uploads = _uploads(request)
     upload = uploads.get(upload_id, actor.audit_name, _is_admin(actor))
-    if body.name or upload.name:
-        name = catalog.normalise_name(body.name or upload.name)
-    elif upload.filename:
-        name = catalog.name_from_filename(upload.filename)
-    else:
-        raise BadRequest(
-            "Give the dataset a name: the upload had no file name.", code="missing_name"
-        )
-    result = uploads.load(
+    result = datasets.load_staged(
         database,
+        uploads,
         upload,
-        name=name,
-        mode=body.mode or upload.options.mode,
+        name=body.name,
+        mode=body.mode,
         actor=actor.audit_name,
         ip=client_address(request),
     )

@@ -1,8 +1,9 @@
-"""Datasets: loading an upload, renaming, deleting, each with its audit line.
+"""Datasets: loading an upload (sent whole or staged first), renaming, deleting, restoring a
+version, each with its audit line.
 
-A load's own transaction (the swap of the new data file into the catalog, with its
-`dataset.created|replaced|appended` line) is in store/ingest/load.py, since it must be the one
-that makes the file the dataset; renames and deletes are audited here.
+A load's transaction (the swap of the new data file into the catalog) runs in
+store/ingest/load.py; its `dataset.created|replaced|appended` line is written here
+(`_audit_load`), handed to the swap so that it lands in that same transaction.
 """
 
 from __future__ import annotations
@@ -17,9 +18,16 @@ from ..lake import history
 from ..lake.engine import MODE
 from ..store import audit
 from ..store import datasets as catalog
-from ..store.database import Database
+from ..store.database import Cursor, Database
 from ..store.datasets import DatasetRecord
-from ..store.ingest import IngestOptions, StagingFiles, check_mode_allows, ingest_file
+from ..store.ingest import (
+    IngestOptions,
+    LoadAudit,
+    StagingFiles,
+    check_mode_allows,
+    ingest_file,
+)
+from ..store.uploads import StagedUpload, StagedUploads
 
 
 def upload_name(name: str | None) -> str | None:
@@ -65,9 +73,51 @@ def load_upload(
         options=options,
         filename=filename or source_name,
         actor=actor,
-        ip=ip,
+        audit_load=_audit_load(actor, ip),
         longest_line=longest_line,
     )
+
+
+def load_staged(
+    database: Database,
+    uploads: StagedUploads,
+    upload: StagedUpload,
+    *,
+    name: str | None,
+    mode: str | None,
+    actor: str,
+    ip: str,
+) -> dict[str, Any]:
+    """Load a staged upload as the dataset `name` (else the name sent with the file, else one
+    from its file name), in `mode` (else the mode sent with the file)."""
+    if name or upload.name:
+        name = catalog.normalise_name(name or upload.name)
+    elif upload.filename:
+        name = catalog.name_from_filename(upload.filename)
+    else:
+        raise BadRequest(
+            "Give the dataset a name: the upload had no file name.", code="missing_name"
+        )
+    return uploads.load(
+        database,
+        upload,
+        name=name,
+        mode=mode or upload.options.mode,
+        actor=actor,
+        audit_load=_audit_load(actor, ip),
+    )
+
+
+def _audit_load(actor: str | None, ip: str) -> LoadAudit:
+    """The audit line of a load (`dataset.created`, `.replaced`, `.appended`), written in the
+    transaction that makes the new file the dataset."""
+
+    def write(cur: Cursor, action: str, name: str, detail: dict[str, Any]) -> None:
+        audit.record(
+            cur, actor=actor, action=f"dataset.{action}", target=name, ip=ip, detail=detail
+        )
+
+    return write
 
 
 def rename(

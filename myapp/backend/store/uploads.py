@@ -32,6 +32,7 @@ from .database import Database
 from .datasets import find_dataset
 from .ingest import (
     IngestOptions,
+    LoadAudit,
     StagedFile,
     StagingFiles,
     append_staged,
@@ -261,7 +262,7 @@ class StagedUploads:
         name: str,
         mode: str,
         actor: str,
-        ip: str,
+        audit_load: LoadAudit,
     ) -> dict[str, Any]:
         """Make the staged reading the dataset `name`; the staged upload is gone afterwards."""
         settings = self.settings
@@ -292,7 +293,7 @@ class StagedUploads:
                 )
             try:
                 action, record = swap_in(
-                    database, made, name, mode, staged_upload.source, actor, ip
+                    database, made, name, mode, staged_upload.source, actor, audit_load
                 )
             except BaseException:
                 if base is None:

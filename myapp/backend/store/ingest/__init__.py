@@ -22,6 +22,7 @@ from typing import Any
 _HOMES = {
     "PREVIEW_ROWS": "load",
     "StagedFile": "load",
+    "LoadAudit": "load",
     "append_staged": "load",
     "build_file": "load",
     "check_mode_allows": "load",

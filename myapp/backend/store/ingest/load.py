@@ -8,8 +8,9 @@ load never holds the write lock that logins, renames and other uploads need:
    writes the dataset's rows followed by the file's (matched by column name), after checking
    they fit; the dataset's own file is only read.
 2. One short transaction under the write lock points the dataset's view and catalog entry at
-   the new file and writes the audit event. Any failure rolls all of it back, so every dataset
-   and the catalog stay as they were; the replaced file is deleted afterwards.
+   the new file and writes the audit line its caller gives (`LoadAudit`). Any failure rolls all
+   of it back, so every dataset and the catalog stay as they were; the replaced file is deleted
+   afterwards.
 
 The staging files, and the new dataset file unless it was swapped in, are removed in every
 outcome.
@@ -22,6 +23,7 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +36,7 @@ from myapp.settings import Settings
 from ...errors import AppError, BadRequest, Conflict, Unprocessable
 from ...lake import history
 from ...lake.engine import attach_base
-from .. import audit, storage
+from .. import storage
 from ..database import Database
 from ..datasets import (
     DatasetRecord,
@@ -550,6 +552,11 @@ def _check_append(cur: duckdb.DuckDBPyConnection, staged: str, record: DatasetRe
         )
 
 
+# Writes a load's audit line inside the swap's transaction: (cursor, action, dataset, detail).
+# The caller (services/datasets.py) owns what the line says and who made the change.
+LoadAudit = Callable[[duckdb.DuckDBPyConnection, str, str, dict[str, Any]], None]
+
+
 def swap_in(
     database: Database,
     staged: StagedFile,
@@ -557,9 +564,10 @@ def swap_in(
     mode: str,
     source: dict[str, Any],
     actor: str | None,
-    ip: str,
+    audit_load: LoadAudit,
 ) -> tuple[str, DatasetRecord]:
-    """Make the staged file the dataset `name` in one transaction; return (action, record).
+    """Make the staged file the dataset `name` in one transaction with its audit line; return
+    (action, record).
 
     On failure the staged file is detached and removed; on success the replaced file is let go.
     """
@@ -590,13 +598,11 @@ def swap_in(
                 drop_profiles(cur, name)
                 replaced = existing.file_id
                 action = "replaced" if mode == "replace" else "appended"
-            audit.record(
+            audit_load(
                 cur,
-                actor=actor,
-                action=f"dataset.{action}",
-                target=name,
-                ip=ip,
-                detail={
+                action,
+                name,
+                {
                     "rows_loaded": staged.rows_loaded,
                     "rows_rejected": staged.rows_rejected,
                     **source,
@@ -650,7 +656,7 @@ def ingest_file(
     options: IngestOptions,
     filename: str | None,
     actor: str | None,
-    ip: str,
+    audit_load: LoadAudit,
     longest_line: int | None = None,
 ) -> dict[str, Any]:
     """The whole load of one received upload; the caller cleans up `staging` afterwards."""
@@ -665,7 +671,7 @@ def ingest_file(
         staged = build_file(settings, prepared, options, staging, base)
         staged_at = time.perf_counter()
         source = source_of(prepared, filename)
-        action, record = swap_in(database, staged, name, options.mode, source, actor, ip)
+        action, record = swap_in(database, staged, name, options.mode, source, actor, audit_load)
     log.info(
         "dataset %s %s: %d rows loaded, %d rejected, from %d bytes (%s); prepared in %.2f s, "
         "loaded in %.2f s, swapped in %.2f s",
