@@ -89,7 +89,7 @@ def create_api(settings: Settings, *, role: str = "backend") -> FastAPI:
         # first request so that no query pays their start-up.
         workers = Workers(settings)
         # The lake mode: this backend's query runs are seen and cancelled through the others.
-        shared_runs = SharedRuns(lambda: database) if settings.lake_mode else None
+        shared_runs = SharedRuns(lambda: database, workers.runs) if settings.lake_mode else None
         try:
             if shared_runs is not None:
                 shared_runs.start()

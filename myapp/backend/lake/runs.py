@@ -22,7 +22,7 @@ import duckdb
 
 from ..errors import Conflict, NotFound
 from ..store.usersql.callers import CALLER
-from ..store.usersql.runs import FINISHED_RUN_TTL_S, REGISTRY
+from ..store.usersql.runs import FINISHED_RUN_TTL_S, Registry
 from .catalog import INTERNAL
 from .engine import MODE, catalog_unreachable
 
@@ -37,8 +37,9 @@ PUBLISH_INTERVAL_S = 0.25
 class SharedRuns:
     """This backend's side: publishes its runs and obeys cancels made elsewhere."""
 
-    def __init__(self, database: Callable[[], Any]) -> None:
+    def __init__(self, database: Callable[[], Any], registry: Registry) -> None:
         self._database = database
+        self._registry = registry
         self.backend = uuid.uuid4().hex[:12]
         self._tracked: set[str] = set()
         self._stop = threading.Event()
@@ -68,8 +69,8 @@ class SharedRuns:
                 failing = True
 
     def tick(self) -> None:
-        active = {run.id: run for run in REGISTRY.active()}
-        ended = [REGISTRY.get(run_id) for run_id in self._tracked - active.keys()]
+        active = {run.id: run for run in self._registry.active()}
+        ended = [self._registry.get(run_id) for run_id in self._tracked - active.keys()]
         runs = [*active.values(), *(r for r in ended if r is not None)]
         now = time.time()
         with self._database().cursor() as cur:

@@ -289,6 +289,7 @@ def read_rows(
     request: Request,
     settings: SettingsDep,
     database: DatabaseDep,
+    workers: WorkersDep,
     actor: ViewerDep,
     limit: Annotated[
         int, Query(ge=1, description="rows per page (at most 1000)")
@@ -306,7 +307,7 @@ def read_rows(
 ) -> dict[str, Any]:
     """Filters: `column__op=value` with op in eq ne gt gte lt lte contains startswith in
     isnull notnull, combined with AND; `in` takes comma-separated values."""
-    with callers.admitted(settings), database.cursor() as cur:
+    with callers.admitted(workers.callers, settings), database.cursor() as cur:
         record = history.at_version(cur, catalog.get_dataset(cur, name), version)
         return browse.read_rows(
             cur,
@@ -332,6 +333,7 @@ def read_facets(
     request: Request,
     settings: SettingsDep,
     database: DatabaseDep,
+    workers: WorkersDep,
     actor: ViewerDep,
     column: Annotated[list[str], Query(description="column to count (repeatable)")] = [],  # noqa: B006
     size: Annotated[
@@ -343,7 +345,7 @@ def read_facets(
         Query(ge=1, le=2**62, description="an older version to read (see /versions)"),
     ] = None,
 ) -> dict[str, Any]:
-    with callers.admitted(settings), database.cursor() as cur:
+    with callers.admitted(workers.callers, settings), database.cursor() as cur:
         record = history.at_version(cur, catalog.get_dataset(cur, name), version)
         return browse.read_facets(
             cur,
@@ -362,9 +364,9 @@ def read_facets(
     summary="Per-column statistics, histograms and top values",
 )
 def read_profile(
-    name: str, settings: SettingsDep, database: DatabaseDep, actor: ViewerDep
+    name: str, settings: SettingsDep, database: DatabaseDep, workers: WorkersDep, actor: ViewerDep
 ) -> dict[str, Any]:
-    with callers.admitted(settings):
+    with callers.admitted(workers.callers, settings):
         return profile.get_profile(database, name)
 
 

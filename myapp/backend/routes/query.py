@@ -214,10 +214,12 @@ def export_query_post(
     response_model=QueryStatus,
     summary="State and progress of a query run (running or recently ended)",
 )
-def read_query_status(query_id: UUID, database: DatabaseDep, actor: ViewerDep) -> dict[str, Any]:
+def read_query_status(
+    query_id: UUID, database: DatabaseDep, workers: WorkersDep, actor: ViewerDep
+) -> dict[str, Any]:
     who = {"actor_name": actor.username, "is_admin": actor.can("admin")}
     try:
-        run = runs.get_run(str(query_id), **who)
+        run = runs.get_run(workers.runs, str(query_id), **who)
     except NotFound:
         if not lake.MODE.active:
             raise
@@ -232,10 +234,12 @@ def read_query_status(query_id: UUID, database: DatabaseDep, actor: ViewerDep) -
     responses={409: {"model": ErrorBody, "description": "The query has already ended"}},
     summary="Cancel a running query; its own request answers 409 query_cancelled",
 )
-def cancel_query(query_id: UUID, database: DatabaseDep, actor: ViewerDep) -> Response:
+def cancel_query(
+    query_id: UUID, database: DatabaseDep, workers: WorkersDep, actor: ViewerDep
+) -> Response:
     who = {"actor_name": actor.username, "is_admin": actor.can("admin")}
     try:
-        run = runs.get_run(str(query_id), **who)
+        run = runs.get_run(workers.runs, str(query_id), **who)
     except NotFound:
         if not lake.MODE.active:
             raise

@@ -132,15 +132,12 @@ class Callers:
         return self._release_hold(caller)
 
 
-CALLERS = Callers()
-
-
 @contextmanager
-def admitted(settings: Settings) -> Iterator[None]:
+def admitted(callers: Callers, settings: Settings) -> Iterator[None]:
     """Count the work of this request (a page of rows, facets, a profile: SQL of the backend's
     own that holds one of its threads until its time limit) against the caller's allowance,
     so one caller's parallel requests cannot take every thread the backend serves with."""
-    release = CALLERS.admit(settings, CALLER.get())
+    release = callers.admit(settings, CALLER.get())
     try:
         yield
     finally:
@@ -150,3 +147,40 @@ def admitted(settings: Settings) -> Iterator[None]:
 def worker_share(pool_size: int) -> int:
     """Workers one caller may hold at once: all but one, so another caller always finds one."""
     return max(1, pool_size - 1)
+
+
+class ExportSlots:
+    """Exports running per account: each holds a bulk worker and disk until its client is done,
+    so one account cannot take them all."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count: dict[str, int] = {}
+
+    def take(self, settings: Settings, owner: str | None) -> Callable[[], None]:
+        # Callers without an account count by address (callers.py), not all together: one
+        # anonymous visitor must not use up every other visitor's exports.
+        key = CALLER.get() or owner or "anonymous"
+        with self._lock:
+            if self._count.get(key, 0) >= settings.max_exports_per_user:
+                raise AppError(
+                    f"You already have {settings.max_exports_per_user} exports running; wait "
+                    "for one to finish downloading, then try again.",
+                    code="too_many_exports",
+                    status_code=429,
+                    detail={"max_exports_per_user": settings.max_exports_per_user},
+                    headers={"Retry-After": "10"},
+                )
+            self._count[key] = self._count.get(key, 0) + 1
+        released = threading.Event()
+
+        def release() -> None:
+            if released.is_set():
+                return
+            released.set()
+            with self._lock:
+                self._count[key] -= 1
+                if self._count[key] <= 0:
+                    del self._count[key]
+
+        return release

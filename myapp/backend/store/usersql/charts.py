@@ -49,7 +49,7 @@ def chart_select(
     values = bind_parameters(vetted, params)
     with running(
         settings,
-        workers.interactive,
+        workers,
         run_id=run_id,
         kind="chart",
         owner=owner,

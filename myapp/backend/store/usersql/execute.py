@@ -9,7 +9,6 @@ the worker: the backend only forwards bytes, bounded by MYAPP_MAX_RESULT_BYTES.
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -27,10 +26,10 @@ from ...lake import history
 from ..database import Database
 from ..exports import ExportFile, ExportFormat, Watch, stream_export
 from ..sql import internal
-from .callers import CALLER, CALLERS, own_share_busy, worker_share
+from .callers import CALLER, own_share_busy, worker_share
 from .errors import DuckError, sql_error, too_large
 from .gate import Vetted, bind_parameters, prepare, prepare_cached
-from .runs import REGISTRY, Run, effective_timeout_ms
+from .runs import Registry, Run, effective_timeout_ms
 from .workers import Pool, Worker, WorkerDied, WorkerNotNeeded, Workers
 
 
@@ -67,7 +66,7 @@ def busy(pool: Pool) -> AppError:
 @contextmanager
 def running(
     settings: Settings,
-    pool: Pool,
+    workers: Workers,
     *,
     run_id: str,
     kind: str,
@@ -76,21 +75,22 @@ def running(
 ) -> Iterator[tuple[Worker, Run]]:
     """A registered run holding a worker of `pool`: killed at its time limit or on cancel;
     its errors as `ended` gives them."""
+    pool = workers.interactive
     limit_ms = effective_timeout_ms(settings, timeout_ms)
     caller = CALLER.get()
-    admitted = CALLERS.admit(settings, caller)
+    admitted = workers.callers.admit(settings, caller)
     held: Callable[[], None] | None = None
     try:
-        run = REGISTRY.start(run_id, kind=kind, owner=owner, limit_ms=limit_ms)
+        run = workers.runs.start(run_id, kind=kind, owner=owner, limit_ms=limit_ms)
     except BaseException:
         admitted()
         raise
     try:
-        with ended(run, "query") as outcome:
+        with ended(workers.runs, run, "query") as outcome:
             # Waiting for a worker (and for the caller's own share of them) counts against
             # the time limit, and never lasts longer.
             started = time.monotonic()
-            held = CALLERS.hold(
+            held = workers.callers.hold(
                 settings,
                 caller,
                 worker_share(pool.config.size),
@@ -138,7 +138,7 @@ class _Outcome:
 
 
 @contextmanager
-def ended(run: Run, kind: str) -> Iterator[_Outcome]:
+def ended(registry: Registry, run: Run, kind: str) -> Iterator[_Outcome]:
     """Records how `run` ended when the block leaves. Errors leave as 4xx: the run's own stop
     (timeout, cancel) wins over whatever the killed worker said; a worker that died otherwise
     ran out of memory (the address-space cap)."""
@@ -155,7 +155,7 @@ def ended(run: Run, kind: str) -> Iterator[_Outcome]:
             outcome.state = "timed_out" if exc.code == "query_timeout" else "cancelled"
         raise
     finally:
-        REGISTRY.finish(run, outcome.state)
+        registry.finish(run, outcome.state)
 
 
 def _error(exc: DuckError, settings: Settings, run: Run, *, text: str, body: str) -> AppError:
@@ -237,7 +237,7 @@ def run_select(
     values = bind_parameters(vetted, params)
     with running(
         settings,
-        workers.interactive,
+        workers,
         run_id=run_id,
         kind="query",
         owner=owner,
@@ -287,11 +287,11 @@ async def run_select_async(
         # The caller's allowance (callers.py) holds here too: a run that would have to wait
         # for its own share goes the thread path, which waits.
         try:
-            admitted = CALLERS.admit(settings, CALLER.get())
+            admitted = workers.callers.admit(settings, CALLER.get())
         except BaseException:
             workers.interactive.release(worker)
             raise
-        held = CALLERS.try_hold(CALLER.get(), worker_share(workers.interactive.config.size))
+        held = workers.callers.try_hold(CALLER.get(), worker_share(workers.interactive.config.size))
         if held is None:
             admitted()
             workers.interactive.release(worker)
@@ -338,7 +338,7 @@ async def _run_on_loop(
     try:
         values = bind_parameters(vetted, params)
         limit_ms = effective_timeout_ms(settings, timeout_ms)
-        run = REGISTRY.start(run_id, kind="query", owner=owner, limit_ms=limit_ms)
+        run = workers.runs.start(run_id, kind="query", owner=owner, limit_ms=limit_ms)
     except BaseException:
         pool.release(worker)
         raise
@@ -350,7 +350,7 @@ async def _run_on_loop(
         "max_bytes": settings.max_result_bytes,
     }
     started = time.perf_counter()
-    with ended(run, "query") as outcome:
+    with ended(workers.runs, run, "query") as outcome:
         try:
             run.use(worker.kill)
             result: bytes | bytearray
@@ -411,9 +411,10 @@ def check_sql(
     (saving a query checks its SQL). Parameters without a value are bound as NULL."""
     vetted, text = vet(database, sql, tail=" LIMIT 0")
     values = {name: (params or {}).get(name) for name in vetted.parameters}
-    with running(
-        settings, workers.interactive, run_id=new_id(), kind="check", owner=None, timeout_ms=None
-    ) as (worker, run):
+    with running(settings, workers, run_id=new_id(), kind="check", owner=None, timeout_ms=None) as (
+        worker,
+        run,
+    ):
         request = {"op": "query", "sql": text, "params": values, "fetch": 0}
         call(database, settings, worker, run, request, text=text, body=vetted.body)
     return vetted
@@ -424,44 +425,6 @@ def new_id() -> str:
 
 
 # -- exports -------------------------------------------------------------------------------------
-class ExportSlots:
-    """Exports running per account: each holds a bulk worker and disk until its client is done,
-    so one account cannot take them all."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._count: dict[str, int] = {}
-
-    def take(self, settings: Settings, owner: str | None) -> Callable[[], None]:
-        # Callers without an account count by address (callers.py), not all together: one
-        # anonymous visitor must not use up every other visitor's exports.
-        key = CALLER.get() or owner or "anonymous"
-        with self._lock:
-            if self._count.get(key, 0) >= settings.max_exports_per_user:
-                raise AppError(
-                    f"You already have {settings.max_exports_per_user} exports running; wait "
-                    "for one to finish downloading, then try again.",
-                    code="too_many_exports",
-                    status_code=429,
-                    detail={"max_exports_per_user": settings.max_exports_per_user},
-                    headers={"Retry-After": "10"},
-                )
-            self._count[key] = self._count.get(key, 0) + 1
-        released = threading.Event()
-
-        def release() -> None:
-            if released.is_set():
-                return
-            released.set()
-            with self._lock:
-                self._count[key] -= 1
-                if self._count[key] <= 0:
-                    del self._count[key]
-
-        return release
-
-
-EXPORT_SLOTS = ExportSlots()
 
 
 def export_select(
@@ -508,7 +471,7 @@ def export_sql(
 ) -> ExportFile:
     """COPY `select_sql` (vetted, or built by the backend from a dataset's filters) in a bulk
     worker into an export's pipe; the download paces the COPY (exports.py)."""
-    release_slot = EXPORT_SLOTS.take(settings, owner)
+    release_slot = workers.export_slots.take(settings, owner)
     copy_text = f"COPY (\n{select_sql}\n)"  # as the worker builds it
     try:
         # The worker is leased here, in the request, so a busy server answers 503 before the
@@ -523,7 +486,7 @@ def export_sql(
     def write(target: str, watch: Watch) -> None:
         try:
             with running_on(
-                settings, worker, run_id=run_id, owner=owner, timeout_ms=timeout_ms
+                settings, workers, worker, run_id=run_id, owner=owner, timeout_ms=timeout_ms
             ) as run:
                 run_box.append(run)
                 request = {
@@ -561,12 +524,18 @@ def export_sql(
 
 @contextmanager
 def running_on(
-    settings: Settings, worker: Worker, *, run_id: str, owner: str | None, timeout_ms: int | None
+    settings: Settings,
+    workers: Workers,
+    worker: Worker,
+    *,
+    run_id: str,
+    owner: str | None,
+    timeout_ms: int | None,
 ) -> Iterator[Run]:
     """Like `running`, for a worker already leased (an export's)."""
     limit_ms = effective_timeout_ms(settings, timeout_ms)
-    run = REGISTRY.start(run_id, kind="export", owner=owner, limit_ms=limit_ms)
-    with ended(run, "export") as outcome:
+    run = workers.runs.start(run_id, kind="export", owner=owner, limit_ms=limit_ms)
+    with ended(workers.runs, run, "export") as outcome:
         try:
             run.use(worker.kill)
             yield run

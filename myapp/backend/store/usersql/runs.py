@@ -214,9 +214,6 @@ class Registry:
                     log.exception("query watchdog failed on run %s", run.id)
 
 
-REGISTRY = Registry()
-
-
 def effective_timeout_ms(settings: Settings, requested: int | None) -> int:
     limit = settings.query_timeout_ms
     return min(requested, limit) if requested else limit
@@ -227,8 +224,8 @@ def new_run_id(given: Any = None) -> str:
 
 
 # -- status and cancel ---------------------------------------------------------------------------
-def get_run(run_id: str, *, actor_name: str | None, is_admin: bool) -> Run:
-    run = REGISTRY.get(run_id)
+def get_run(registry: Registry, run_id: str, *, actor_name: str | None, is_admin: bool) -> Run:
+    run = registry.get(run_id)
     # Callers without an account all have the name None: they are told apart by address, so
     # one anonymous visitor cannot read or cancel another's run (or a share link's, or the
     # admin token's).

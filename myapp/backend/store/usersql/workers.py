@@ -45,7 +45,9 @@ from myapp.settings import Settings
 
 from ...errors import AppError
 from ...lake.workers import worker_config as lake_worker_config
+from .callers import Callers, ExportSlots
 from .errors import DuckError
+from .runs import Registry
 
 log = logging.getLogger("myapp.backend.workers")
 
@@ -406,6 +408,11 @@ class Workers:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        # What running user SQL keeps besides the pools: the runs (progress, cancel, the time
+        # limit's watchdog), each caller's allowance of runs and workers, and of exports.
+        self.runs = Registry()
+        self.callers = Callers()
+        self.export_slots = ExportSlots()
         self.interactive = Pool(
             settings,
             PoolConfig(
