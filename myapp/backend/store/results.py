@@ -190,7 +190,7 @@ def run_saved(
     reads = cache.reads(slug, version)
     if reads is None:
         # The gate alone names them; binding in a worker is not needed for that.
-        reads = execute.vet(database, saved["sql"])[0].datasets
+        reads = execute.vet(database, workers, saved["sql"])[0].datasets
         cache.remember_reads(slug, version, reads)
     versions = dataset_versions(database, reads)
     key = (slug, version, what, _canonical(shown), tuple(versions.items()))

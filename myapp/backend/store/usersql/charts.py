@@ -45,7 +45,7 @@ def chart_select(
     kind = chart["type"]
     x, ys, series = chart["x"], list(chart["y"]), chart.get("series") or None
     budget = max(1, max_points // len(ys))
-    vetted, probe = vet(database, sql, tail=" LIMIT 0")
+    vetted, probe = vet(database, workers, sql, tail=" LIMIT 0")
     values = bind_parameters(vetted, params)
     with running(
         settings,
@@ -57,7 +57,7 @@ def chart_select(
     ) as (worker, run):
 
         def rows_of(text: str) -> tuple[list[list[Any]], list[dict[str, str]]]:
-            return _chart_rows(database, settings, worker, run, text, values, vetted.body)
+            return _chart_rows(database, workers, settings, worker, run, text, values, vetted.body)
 
         _, probed = rows_of(probe)
         types = {c["name"]: c["type"] for c in probed}
@@ -155,6 +155,7 @@ def _bucket_sql(
 
 def _chart_rows(
     database: Database,
+    workers: Workers,
     settings: Settings,
     worker: Worker,
     run: Run,
@@ -163,7 +164,7 @@ def _chart_rows(
     body: str,
 ) -> tuple[list[list[Any]], list[dict[str, str]]]:
     with database.cursor() as cur:
-        vet_wrapped(cur, text)
+        vet_wrapped(cur, text, workers.gate)
     # Every chart query carries its own LIMIT; this bound is only a guard.
     request = {"op": "query", "sql": text, "params": values, "fetch": MAX_CHART_FETCH}
     reply = orjson.loads(call(database, settings, worker, run, request, text=text, body=body))

@@ -233,7 +233,7 @@ def run_select(
     cap = settings.max_rows if limit is None else min(limit, settings.max_rows)
     # LIMIT in SQL rather than only in fetching: DuckDB then keeps a top-N instead of sorting
     # everything, and stops scanning early.
-    vetted, text = vet(database, sql, tail=f" LIMIT {cap + 1}")
+    vetted, text = vet(database, workers, sql, tail=f" LIMIT {cap + 1}")
     values = bind_parameters(vetted, params)
     with running(
         settings,
@@ -279,7 +279,11 @@ async def run_select_async(
     then costs no thread hops, the thread pool stays free for what must block, and the request
     waits for its worker's answer without holding a thread."""
     cap = settings.max_rows if limit is None else min(limit, settings.max_rows)
-    prepared = prepare_cached(sql, tail=f" LIMIT {cap + 1}") if len(sql) <= LOOP_SQL_CHARS else None
+    prepared = (
+        prepare_cached(sql, workers.gate, tail=f" LIMIT {cap + 1}")
+        if len(sql) <= LOOP_SQL_CHARS
+        else None
+    )
     worker = workers.interactive.try_acquire() if prepared is not None else None
     admitted: Callable[[], None] | None = None
     held: Callable[[], None] | None = None
@@ -394,10 +398,10 @@ def _result_body(run_id: str, result: bytes | bytearray, elapsed: float) -> byte
 
 
 def vet(
-    database: Database, sql: str, *, head: str = "SELECT *", tail: str = ""
+    database: Database, workers: Workers, sql: str, *, head: str = "SELECT *", tail: str = ""
 ) -> tuple[Vetted, str]:
     with database.cursor() as cur:
-        return prepare(cur, sql, head=head, tail=tail)
+        return prepare(cur, sql, workers.gate, head=head, tail=tail)
 
 
 def check_sql(
@@ -409,7 +413,7 @@ def check_sql(
 ) -> Vetted:
     """Put `sql` through the gate and let DuckDB bind it in a worker, without reading data
     (saving a query checks its SQL). Parameters without a value are bound as NULL."""
-    vetted, text = vet(database, sql, tail=" LIMIT 0")
+    vetted, text = vet(database, workers, sql, tail=" LIMIT 0")
     values = {name: (params or {}).get(name) for name in vetted.parameters}
     with running(settings, workers, run_id=new_id(), kind="check", owner=None, timeout_ms=None) as (
         worker,
@@ -442,7 +446,7 @@ def export_select(
     """The whole result of one vetted SELECT (no row cap), streaming as DuckDB writes it."""
     # COPY cannot go through the syntax-tree check; the same body as a subquery can, and the
     # export wraps it the same way.
-    vetted, _ = vet(database, sql)
+    vetted, _ = vet(database, workers, sql)
     values = bind_parameters(vetted, params)
     return export_sql(
         database,

@@ -246,9 +246,6 @@ class _CatalogCache:
         return value
 
 
-CATALOG = _CatalogCache()
-
-
 class _VettedCache:
     """Texts that passed the gate, so a query run again (a dashboard, a saved query, a page of
     results) skips the parse, which costs about as much as a point lookup itself.
@@ -279,16 +276,22 @@ class _VettedCache:
                 self._items.popitem(last=False)
 
 
-VETTED = _VettedCache()
+class GateMemory:
+    """What the gate remembers between the queries of one backend: the datasets' names and
+    the texts that passed. Held by the worker pools' owner (`Workers.gate`)."""
+
+    def __init__(self) -> None:
+        self.catalog = _CatalogCache()
+        self.vetted = _VettedCache()
 
 
-def vet(cur: duckdb.DuckDBPyConnection, sql: str) -> Vetted:
+def vet(cur: duckdb.DuckDBPyConnection, sql: str, memory: GateMemory) -> Vetted:
     """Let through one read-only SELECT over datasets, or raise QueryRefused / SqlError."""
-    cached = VETTED.get(sql)
+    cached = memory.vetted.get(sql)
     if cached is not None:
         return cached
     try:
-        vetted = _vet_uncached(cur, sql)
+        vetted = _vet_uncached(cur, sql, memory)
     except RecursionError:
         # Deeply nested SQL (hundreds of nested lists or subqueries) goes beyond what the tree
         # walk and the JSON reader handle; no real query nests that deep.
@@ -297,11 +300,11 @@ def vet(cur: duckdb.DuckDBPyConnection, sql: str) -> Vetted:
             "subqueries.",
             code="query_too_complex",
         ) from None
-    VETTED.put(vetted)
+    memory.vetted.put(vetted)
     return vetted
 
 
-def _vet_uncached(cur: duckdb.DuckDBPyConnection, sql: str) -> Vetted:
+def _vet_uncached(cur: duckdb.DuckDBPyConnection, sql: str, memory: GateMemory) -> Vetted:
     if not sql.strip():
         raise QueryRefused("Write a SELECT query: the text is empty.", code="empty_query")
     # json_serialize_sql parses once and serialises only SELECT statements: one answer covers
@@ -311,7 +314,7 @@ def _vet_uncached(cur: duckdb.DuckDBPyConnection, sql: str) -> Vetted:
     statements = None if tree.get("error") else tree.get("statements")
     if not statements or len(statements) != 1:
         _explain_refusal(cur, sql, tree)
-    gate = _Gate(sql, cur)
+    gate = _Gate(sql, cur, memory.catalog)
     gate.walk(statements[0].get("node"), frozenset())  # type: ignore[index]
     return Vetted(
         text=sql,
@@ -383,10 +386,11 @@ _PATHLIKE = re.compile(r"[./\\:]")
 class _Gate:
     """One walk over a statement's syntax tree, refusing what user SQL may not touch."""
 
-    def __init__(self, sql: str, cur: duckdb.DuckDBPyConnection) -> None:
+    def __init__(self, sql: str, cur: duckdb.DuckDBPyConnection, catalogs: _CatalogCache) -> None:
         self.sql = sql
         self.cur = cur
-        self.catalog = CATALOG.get(cur)
+        self.catalogs = catalogs
+        self.catalog = catalogs.get(cur)
         self.fresh = False
         self.parameters: dict[str, None] = {}
         self.datasets: set[str] = set()
@@ -395,7 +399,7 @@ class _Gate:
         if name in self.catalog.datasets and name not in self.catalog.elsewhere:
             return True
         if not self.fresh:
-            self.catalog, self.fresh = CATALOG.get(self.cur, fresh=True), True
+            self.catalog, self.fresh = self.catalogs.get(self.cur, fresh=True), True
         return name in self.catalog.datasets
 
     def refuse(self, message: str, code: str, node: dict[str, Any] | None = None) -> QueryRefused:
@@ -550,7 +554,12 @@ def bind_parameters(vetted: Vetted, params: Mapping[str, Any] | None) -> dict[st
 
 
 def prepare(
-    cur: duckdb.DuckDBPyConnection, sql: str, *, head: str = "SELECT *", tail: str = ""
+    cur: duckdb.DuckDBPyConnection,
+    sql: str,
+    memory: GateMemory,
+    *,
+    head: str = "SELECT *",
+    tail: str = "",
 ) -> tuple[Vetted, str]:
     """The user's SELECT wrapped as a subquery, through the gate, and the text to run.
 
@@ -559,12 +568,12 @@ def prepare(
     """
     body, more = split_statement(sql)
     if more or not body.strip():
-        vet(cur, sql)  # raises: several statements, or none
+        vet(cur, sql, memory)  # raises: several statements, or none
     text = wrap(body, head=head, tail=tail)
     try:
-        wrapped = vet(cur, text)
+        wrapped = vet(cur, text, memory)
     except AppError:
-        vet(cur, sql)
+        vet(cur, sql, memory)
         raise unwrappable() from None
     return (
         Vetted(text=sql, body=body, parameters=wrapped.parameters, datasets=wrapped.datasets),
@@ -573,7 +582,7 @@ def prepare(
 
 
 def prepare_cached(
-    sql: str, *, head: str = "SELECT *", tail: str = ""
+    sql: str, memory: GateMemory, *, head: str = "SELECT *", tail: str = ""
 ) -> tuple[Vetted, str] | None:
     """What `prepare` answers when the gate has already passed the same wrapped text, without
     DuckDB (so on the event loop); None when `prepare` has to run."""
@@ -581,7 +590,7 @@ def prepare_cached(
     if more or not body.strip():
         return None
     text = wrap(body, head=head, tail=tail)
-    wrapped = VETTED.get(text)
+    wrapped = memory.vetted.get(text)
     if wrapped is None:
         return None
     return (
@@ -590,10 +599,10 @@ def prepare_cached(
     )
 
 
-def vet_wrapped(cur: duckdb.DuckDBPyConnection, text: str) -> None:
+def vet_wrapped(cur: duckdb.DuckDBPyConnection, text: str, memory: GateMemory) -> None:
     """The gate again, on exactly the text that will run."""
     try:
-        vet(cur, text)
+        vet(cur, text, memory)
     except AppError as exc:
         log.warning("a wrapped query failed the gate (%s): %s", exc.code, exc.message)
         raise unwrappable() from None

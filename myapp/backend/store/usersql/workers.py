@@ -47,6 +47,7 @@ from ...errors import AppError
 from ...lake.workers import worker_config as lake_worker_config
 from .callers import Callers, ExportSlots
 from .errors import DuckError
+from .gate import GateMemory
 from .runs import Registry
 
 log = logging.getLogger("myapp.backend.workers")
@@ -413,6 +414,7 @@ class Workers:
         self.runs = Registry()
         self.callers = Callers()
         self.export_slots = ExportSlots()
+        self.gate = GateMemory()
         self.interactive = Pool(
             settings,
             PoolConfig(
