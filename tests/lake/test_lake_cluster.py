@@ -194,7 +194,7 @@ def test_two_backends_on_two_hosts_behind_nginx(cluster: Cluster):
                 lambda: httpx.request(method, cluster.url + path, headers=headers, timeout=60, **kw)
             )
 
-        wait_until(lambda: _answers(call, cluster.url), 15, "nginx to listen")
+        wait_until(lambda: _answers(call, cluster.url), 30, "nginx to listen")
 
         # -- upload once, read back many times: both backends answer ----------------------
         put = send(
