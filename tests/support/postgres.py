@@ -5,6 +5,10 @@ password, as a catalog server would, and is stopped and removed in a finally. Po
 refuses to run as root, so when the tests run as root (CI) `initdb` and the server run as the
 `postgres` user the package creates, in a directory that user owns. Without the package the
 tests that need it skip, saying how to install it.
+
+`running_cluster(netns=…, listen=…)` starts the server inside a network namespace instead (the
+catalog host of a cluster of backends in namespaces of their own; tests/lake/test_lake_cluster.py):
+only initdb and the stop work from outside, everything that listens or connects runs inside.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ class Cluster:
     password: str
     database: str
     directory: Path
+    netns: str | None = None
 
     @property
     def url(self) -> str:
@@ -83,9 +88,24 @@ def _runner() -> tuple[dict, int | None]:
     return {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}, account.pw_uid
 
 
-def _start_command(bin_dir: Path, directory: Path, port: int) -> list[str]:
+def _in_netns(netns: str | None) -> tuple[list[str], dict]:
+    """The command prefix and Popen arguments that run a command as PostgreSQL's user, inside
+    `netns` if given. Entering a namespace needs root, so there the user is dropped after it
+    (setpriv), not by Popen before it."""
+    as_user, uid = _runner()
+    if netns is None:
+        return [], as_user
+    prefix = ["ip", "netns", "exec", netns]
+    if uid is not None:
+        prefix += ["setpriv", f"--reuid={uid}", f"--regid={as_user['group']}", "--clear-groups"]
+    return prefix, {}
+
+
+def _start_command(
+    bin_dir: Path, directory: Path, port: int, listen: str = "127.0.0.1"
+) -> list[str]:
     options = (
-        f"-c listen_addresses=127.0.0.1 -p {port} -k {directory} "
+        f"-c listen_addresses={listen} -p {port} -k {directory} "
         "-c fsync=off -c full_page_writes=off -c max_connections=50"
     )
     return [
@@ -103,10 +123,12 @@ def _start_command(bin_dir: Path, directory: Path, port: int) -> list[str]:
     ]
 
 
-def _pg_ctl(args: list[str]) -> None:
-    as_user, _ = _runner()
+def _pg_ctl(args: list[str], netns: str | None = None) -> None:
+    prefix, as_user = _in_netns(netns)
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
-    done = subprocess.run(args, capture_output=True, text=True, env=env, timeout=120, **as_user)
+    done = subprocess.run(
+        [*prefix, *args], capture_output=True, text=True, env=env, timeout=120, **as_user
+    )
     if done.returncode != 0:
         raise RuntimeError(f"pg_ctl failed: {done.stderr.strip() or done.stdout}")
 
@@ -119,19 +141,30 @@ def stop(cluster: Cluster) -> None:
 
 def start(cluster: Cluster) -> None:
     """Start a stopped cluster again on its port."""
-    _pg_ctl(_start_command(server_bin(), cluster.directory, cluster.port))
+    _pg_ctl(
+        _start_command(server_bin(), cluster.directory, cluster.port, cluster.host),
+        cluster.netns,
+    )
 
 
 @contextlib.contextmanager
-def running_cluster() -> Iterator[Cluster]:
-    """Start a fresh cluster; stop it and delete its directory afterwards, whatever happens."""
+def running_cluster(
+    *,
+    netns: str | None = None,
+    listen: str = "127.0.0.1",
+    port: int | None = None,
+    database: str = DATABASE,
+) -> Iterator[Cluster]:
+    """Start a fresh cluster (listening on `listen`, inside `netns` if given) with an empty
+    `database`; stop it and delete its directory afterwards, whatever happens."""
     bin_dir = server_bin()
     as_user, uid = _runner()
+    inside, inside_user = _in_netns(netns)
     # Not under pytest's tmp_path: that is private to root, and the server runs as postgres.
     directory = Path(tempfile.mkdtemp(prefix="myapp-pg-"))
     data = directory / "data"
     password = secrets.token_hex(12)
-    port = free_port()
+    port = port or free_port()
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
     started = False
     try:
@@ -140,9 +173,14 @@ def running_cluster() -> Iterator[Cluster]:
             os.chown(directory, uid, -1)
             os.chown(directory / "pwfile", uid, -1)
 
-        def run(*args: str) -> None:
+        def run(*args: str, prefix: list[str] | None = None, user: dict = as_user) -> None:
             done = subprocess.run(
-                list(args), capture_output=True, text=True, env=env, timeout=120, **as_user
+                [*(prefix or []), *args],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=120,
+                **user,
             )
             if done.returncode != 0:
                 raise RuntimeError(f"{args[0]} failed: {done.stderr.strip() or done.stdout}")
@@ -159,16 +197,22 @@ def running_cluster() -> Iterator[Cluster]:
             "--no-sync",
         )
         started = True
-        run(*_start_command(bin_dir, directory, port))
+        if listen != "127.0.0.1":
+            # initdb admits loopback only; a catalog server admits its own network, by password.
+            with (data / "pg_hba.conf").open("a") as hba:
+                hba.write("host all all samenet scram-sha-256\n")
+        run(*_start_command(bin_dir, directory, port, listen), prefix=inside, user=inside_user)
         run(
             str(bin_dir / "psql"),
-            f"postgresql://{USER}:{password}@127.0.0.1:{port}/postgres",
+            f"postgresql://{USER}:{password}@{listen}:{port}/postgres",
             "-v",
             "ON_ERROR_STOP=1",
             "-qc",
-            f"CREATE DATABASE {DATABASE}",
+            f"CREATE DATABASE {database}",
+            prefix=inside,
+            user=inside_user,
         )
-        yield Cluster("127.0.0.1", port, USER, password, DATABASE, directory)
+        yield Cluster(listen, port, USER, password, database, directory, netns)
     finally:
         if started:
             subprocess.run(
