@@ -67,18 +67,7 @@ class Callers:
             if self._admitted.get(caller, 0) >= settings.max_queries_per_user:
                 raise too_many(settings)
             self._admitted[caller] = self._admitted.get(caller, 0) + 1
-        done = threading.Event()
-
-        def release() -> None:
-            if done.is_set():
-                return
-            done.set()
-            with self._lock:
-                self._admitted[caller] -= 1
-                if self._admitted[caller] <= 0:
-                    del self._admitted[caller]
-
-        return release
+        return _release_once(self._lock, self._admitted, caller)
 
     def hold(
         self,
@@ -107,19 +96,7 @@ class Callers:
     def _release_hold(self, caller: str) -> Callable[[], None]:
         """The release of one held worker of `caller` (counted under the lock by the caller);
         calling it twice releases once."""
-        done = threading.Event()
-
-        def release() -> None:
-            if done.is_set():
-                return
-            done.set()
-            with self._lock:
-                self._holding[caller] -= 1
-                if self._holding[caller] <= 0:
-                    del self._holding[caller]
-                self._lock.notify_all()
-
-        return release
+        return _release_once(self._lock, self._holding, caller, self._lock.notify_all)
 
     def try_hold(self, caller: str | None, share: int) -> Callable[[], None] | None:
         """`hold` without waiting: the release, or None when `caller` holds its share now."""
@@ -172,15 +149,28 @@ class ExportSlots:
                     headers={"Retry-After": "10"},
                 )
             self._count[key] = self._count.get(key, 0) + 1
-        released = threading.Event()
+        return _release_once(self._lock, self._count, key)
 
-        def release() -> None:
-            if released.is_set():
-                return
-            released.set()
-            with self._lock:
-                self._count[key] -= 1
-                if self._count[key] <= 0:
-                    del self._count[key]
 
-        return release
+def _release_once(
+    lock: threading.Lock | threading.Condition,
+    counts: dict[str, int],
+    key: str,
+    after: Callable[[], None] | None = None,
+) -> Callable[[], None]:
+    """The release of one unit counted for `key` (under `lock`, by the caller); calling it
+    twice releases once. `after` runs under the lock (a Condition's notify_all)."""
+    done = threading.Event()
+
+    def release() -> None:
+        if done.is_set():
+            return
+        done.set()
+        with lock:
+            counts[key] -= 1
+            if counts[key] <= 0:
+                del counts[key]
+            if after is not None:
+                after()
+
+    return release
