@@ -295,17 +295,18 @@ def sync_views(cur: duckdb.DuckDBPyConnection) -> None:
                 log.warning("dataset %s: its lake table is missing: %s", name, exc)
 
 
-class ViewFollower:
-    """Keeps this backend's views in step with what other backends commit to the catalog.
+class CatalogTask:
+    """A thread that does `tick()` every `interval_s` while the catalog answers: paused while
+    the lake mode's breaker is open, a failure logged once until it answers again."""
 
-    Pages and the API read the catalog in PostgreSQL directly and see another backend's
-    change at once; the views matter to user SQL, whose gate admits only names it finds there,
-    so a dataset created on another backend can be queried here within FOLLOW_INTERVAL_S."""
+    interval_s = 1.0
+    # What the log says the task could not do, and that it does again.
+    failing_words = "reach the catalog"
+    recovered_words = "the catalog answers again"
 
-    def __init__(self, conn: duckdb.DuckDBPyConnection) -> None:
-        self._conn = conn
+    def __init__(self, name: str) -> None:
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="lake-views", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -314,26 +315,48 @@ class ViewFollower:
         self._stop.set()
         self._thread.join(timeout=10)
 
+    def tick(self) -> None:
+        raise NotImplementedError
+
     def _run(self) -> None:
         failing = False
-        while not self._stop.wait(FOLLOW_INTERVAL_S):
+        while not self._stop.wait(self.interval_s):
             if MODE.down():
                 continue
             try:
-                cur = self._conn.cursor()
-                try:
-                    sync_views(cur)
-                finally:
-                    cur.close()
+                self.tick()
                 if failing:
-                    log.info("the catalog answers again; views follow it")
+                    log.info("%s", self.recovered_words)
                 failing = False
             except duckdb.Error as exc:
                 if catalog_unreachable(exc):
                     MODE.note_unreachable()
                 if not failing:
-                    log.warning("cannot follow the catalog: %s", " ".join(str(exc).split()))
+                    log.warning("cannot %s: %s", self.failing_words, " ".join(str(exc).split()))
                 failing = True
+
+
+class ViewFollower(CatalogTask):
+    """Keeps this backend's views in step with what other backends commit to the catalog.
+
+    Pages and the API read the catalog in PostgreSQL directly and see another backend's
+    change at once; the views matter to user SQL, whose gate admits only names it finds there,
+    so a dataset created on another backend can be queried here within FOLLOW_INTERVAL_S."""
+
+    interval_s = FOLLOW_INTERVAL_S
+    failing_words = "follow the catalog"
+    recovered_words = "the catalog answers again; views follow it"
+
+    def __init__(self, conn: duckdb.DuckDBPyConnection) -> None:
+        super().__init__("lake-views")
+        self._conn = conn
+
+    def tick(self) -> None:
+        cur = self._conn.cursor()
+        try:
+            sync_views(cur)
+        finally:
+            cur.close()
 
 
 # What DuckDB's postgres extension says when PostgreSQL cannot be reached or went away.

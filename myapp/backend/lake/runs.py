@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -24,7 +23,7 @@ from ..errors import Conflict, NotFound
 from ..store.usersql.callers import CALLER
 from ..store.usersql.runs import FINISHED_RUN_TTL_S, Registry
 from .catalog import INTERNAL
-from .engine import MODE, catalog_unreachable
+from .engine import CatalogTask
 
 log = logging.getLogger("myapp.backend.lake")
 
@@ -34,39 +33,20 @@ _TABLE = f'"{INTERNAL}".query_runs'
 PUBLISH_INTERVAL_S = 0.25
 
 
-class SharedRuns:
+class SharedRuns(CatalogTask):
     """This backend's side: publishes its runs and obeys cancels made elsewhere."""
 
+    interval_s = PUBLISH_INTERVAL_S
+    failing_words = "share query runs"
+    recovered_words = "query runs are shared again"
+
     def __init__(self, database: Callable[[], Any], registry: Registry) -> None:
+        super().__init__("lake-runs")
         self._database = database
         self._registry = registry
         self.backend = uuid.uuid4().hex[:12]
         self._tracked: set[str] = set()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="lake-runs", daemon=True)
         self._last_purge = 0.0
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        failing = False
-        while not self._stop.wait(PUBLISH_INTERVAL_S):
-            if MODE.down():
-                continue
-            try:
-                self.tick()
-                failing = False
-            except duckdb.Error as exc:
-                if catalog_unreachable(exc):
-                    MODE.note_unreachable()
-                if not failing:
-                    log.warning("cannot share query runs: %s", " ".join(str(exc).split()))
-                failing = True
 
     def tick(self) -> None:
         active = {run.id: run for run in self._registry.active()}
