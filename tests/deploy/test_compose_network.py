@@ -40,6 +40,7 @@ from tests.deploy.files import (
     service_environment,
 )
 from tests.deploy.netns import SUBNET, ComposeNetwork, wait_until
+from tests.support.nginx_reload import reload_and_wait
 
 DNS_STUB = Path(__file__).with_name("dnsstub.py")
 SERVICES = ["backend", "frontend", "nginx"]
@@ -112,12 +113,17 @@ class Stack:
         return [self.nginx_binary, "-p", f"{self.nginx_conf.parent}/", "-c", str(self.nginx_conf)]
 
     def reload_nginx(self) -> None:
-        """`docker compose restart nginx` after adding a certificate, without the restart."""
-        subprocess.run(
-            ["ip", "netns", "exec", self.net.ns("nginx"), *self.nginx_command(), "-s", "reload"],
-            check=True,
-            capture_output=True,
-            timeout=20,
+        """`docker compose restart nginx` after adding a certificate, without the restart;
+        returns once only workers with the new configuration answer."""
+        inside = ["ip", "netns", "exec", self.net.ns("nginx")]
+        reload_and_wait(
+            self.nginx.pid,
+            lambda: subprocess.run(
+                [*inside, *self.nginx_command(), "-s", "reload"],
+                check=True,
+                capture_output=True,
+                timeout=20,
+            ),
         )
 
     def dns_names(self, **overrides: str | None) -> None:

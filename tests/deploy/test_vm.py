@@ -46,6 +46,7 @@ from myapp.cli import EXIT_CONFIG
 from myapp.settings import Settings
 from tests.deploy.files import CERT_SCRIPT, HERE_BIN, ROOT, map_paths
 from tests.deploy.netns import wait_until
+from tests.support.nginx_reload import reload_and_wait
 from tests.support.servers import free_port
 
 SYSTEMD_DIR = ROOT / "deploy" / "systemd"
@@ -490,7 +491,14 @@ class Nginx:
         return False
 
     def reload(self) -> None:
-        subprocess.run(self.command("-s", "reload"), check=True, capture_output=True, timeout=20)
+        """Reload the configuration; returns once only workers with the new one answer."""
+        assert self.proc is not None
+        reload_and_wait(
+            self.proc.pid,
+            lambda: subprocess.run(
+                self.command("-s", "reload"), check=True, capture_output=True, timeout=20
+            ),
+        )
 
     def error_log(self) -> str:
         return "".join(
