@@ -440,7 +440,7 @@ def test_every_command_and_option_has_help():
 
 
 def test_readme_mentions_every_command():
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
     for group_name in ("datasets", "queries"):
         for name in main.commands[group_name].commands:
             assert f"myapp {group_name} {name}" in readme, f"myapp {group_name} {name}"
