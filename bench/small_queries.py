@@ -265,9 +265,14 @@ def main() -> None:
                 assert got == EXPECTED_ROWS[case], (case, name, got)
         for _ in range(args.rounds):
             this_round = {key: [] for key in times}
-            for _ in range(args.repeat):
+            for repeat in range(args.repeat):
+                # Every other turn in reverse: a runner's place in the turn (what ran just
+                # before it, how long its server sat idle) moves its times by tenths of a ms.
+                turn = list(runners.items())
+                if repeat % 2:
+                    turn.reverse()
                 for case in CASES:
-                    for name, fn in runners.items():
+                    for name, fn in turn:
                         sql = text(case)
                         started = time.perf_counter()
                         fn(sql)
