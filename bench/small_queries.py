@@ -28,6 +28,7 @@ import http.client
 import json
 import os
 import random
+import shutil
 import signal
 import sqlite3
 import statistics
@@ -286,6 +287,8 @@ def main() -> None:
             os.killpg(proc.pid, signal.SIGTERM)
         for proc in procs:
             proc.wait(30)
+        # The workspaces (a copy of the rows each) and the logs.
+        shutil.rmtree(tmp, ignore_errors=True)
 
     print(
         f"\n{args.rows:,} rows; median of {args.rounds} x {args.repeat} runs (range of the round "
