@@ -1,7 +1,8 @@
 """Export benchmark: whole results downloaded through the API versus DuckDB's own COPY … TO,
 per format, and the backend's memory while it streams them.
 
-    python bench/export.py [--rows 5000000] [--runs 2] [--frontend] [--json PATH]
+    python bench/export.py [--rows 5000000] [--runs 2] [--frontend] [--export-threads N]
+                           [--compare-threads N] [--json PATH]
 
 The data (5M rows of ids, text, numbers, timestamps and booleans) is generated with DuckDB into
 bench/.work/export/ (git-ignored, reused on later runs) as a Parquet file, uploaded through the
@@ -18,6 +19,9 @@ The fixed cost of an export is measured apart: a one-row export through the API 
 kept-alive connection, median of FIXED_RUNS) minus DuckDB's COPY of the same row to a file.
 --export-threads sets MYAPP_EXPORT_WORKER_THREADS (DuckDB threads of an export worker, 1 by
 default so exports leave the other core to pages and queries; DuckDB alone uses every core).
+--compare-threads N starts a second backend whose export workers have N DuckDB threads and
+downloads from it in the same turns (DuckDB alone, the first backend, the second), so both
+thread counts see the same load.
 
 Targets: the API reaches at least 0.7x DuckDB's rows/s in every format; the backend worker's
 resident memory (VmRSS from /proc/<pid>/status, sampled every 20 ms) stays flat while it
@@ -215,6 +219,11 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     parser.add_argument("--export-threads", type=int, help="MYAPP_EXPORT_WORKER_THREADS")
     parser.add_argument(
+        "--compare-threads",
+        type=int,
+        help="also a backend with this MYAPP_EXPORT_WORKER_THREADS, measured in the same turns",
+    )
+    parser.add_argument(
         "--formats", default=",".join(FORMATS), help="comma-separated (default: all five)"
     )
     args = parser.parse_args()
@@ -237,9 +246,16 @@ def main() -> None:
     if args.export_threads:
         backend_env["MYAPP_EXPORT_WORKER_THREADS"] = str(args.export_threads)
     backend, api = start("backend", data_dir, WORK / "backend.log", backend_env)
-    frontend = None
+    frontend = other = None
+    other_api = None
     try:
         upload(api, parquet)
+        if args.compare_threads:
+            other_dir = WORK / "data-compare"
+            shutil.rmtree(other_dir, ignore_errors=True)
+            other_env = {**backend_env, "MYAPP_EXPORT_WORKER_THREADS": str(args.compare_threads)}
+            other, other_api = start("backend", other_dir, WORK / "backend-compare.log", other_env)
+            upload(other_api, parquet)
         worker = worker_pid(backend.pid)
         time.sleep(1)
         idle = rss_mb(worker)
@@ -252,6 +268,13 @@ def main() -> None:
                 "frontend", WORK / "web", WORK / "frontend.log", {"MYAPP_BACKEND_URL": api}
             )
         fixed: dict[str, float] = {}
+        compared: dict[str, list[float]] = {}
+
+        def other_download(base: str, fmt: str) -> float:
+            return download(
+                client, "GET", base + "/api/query/export", params={"sql": sql, "format": fmt}
+            )[0]
+
         for fmt in formats:
             tiny_api, tiny_local = [], []
             for run in range(FIXED_RUNS + 1):
@@ -266,8 +289,11 @@ def main() -> None:
             fixed[fmt] = statistics.median(tiny_api) - statistics.median(tiny_local)
         for fmt in formats:
             api_times, local_times, first_bytes, peak, size = [], [], [], 0.0, 0
-            for _ in range(args.runs):
+            for run in range(args.runs):
                 local_times.append(copy_once(local, fmt, out_dir))
+                # The compared backend goes first every other run: neither always follows COPY.
+                if other_api is not None and run % 2:
+                    compared.setdefault(fmt, []).append(other_download(other_api, fmt))
                 with RssSampler(worker) as sampler:
                     seconds, size, first = download(
                         client, "GET", api + "/api/query/export", params={"sql": sql, "format": fmt}
@@ -275,6 +301,8 @@ def main() -> None:
                 api_times.append(seconds)
                 first_bytes.append(first)
                 peak = max(peak, sampler.peak)
+                if other_api is not None and not run % 2:
+                    compared.setdefault(fmt, []).append(other_download(other_api, fmt))
             web_seconds = None
             if web:
                 web_seconds = min(
@@ -302,7 +330,7 @@ def main() -> None:
         exports_left = list((data_dir / ".exports").iterdir())
     finally:
         local.close()
-        for proc in (frontend, backend):
+        for proc in (frontend, other, backend):
             if proc is not None:
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(60)
@@ -320,6 +348,8 @@ def main() -> None:
     )
     if args.frontend:
         header += f" {'via frontend':>13}"
+    if compared:
+        header += f" {f'{args.compare_threads} threads':>12} {'/DuckDB':>8}"
     print(header)
     print("-" * len(header))
     worst_ratio, worst_memory = 1e9, 0.0
@@ -335,6 +365,9 @@ def main() -> None:
         )
         if t_web is not None:
             line += f" {rows / t_web / 1e6:>9.2f} M/s"
+        if fmt in compared:
+            t_other = min(compared[fmt])
+            line += f" {rows / t_other / 1e6:>8.2f} M/s {t_alone / t_other:>7.2f}x"
         print(line)
     print()
     print(
@@ -373,6 +406,8 @@ def main() -> None:
             "target_ratio": THROUGHPUT_TARGET,
             "target_memory_mb": MEMORY_TARGET_MB,
             "files_left": len(exports_left),
+            "compare_threads": args.compare_threads,
+            "compared_api_s": {fmt: min(times) for fmt, times in compared.items()},
             "load": list(os.getloadavg()),
         }
         args.json.write_text(json.dumps(figures, indent=1))

@@ -1,7 +1,7 @@
 """Small queries side by side: POST /api/query vs DuckDB in-process vs Datasette on SQLite.
 
     python bench/small_queries.py [--rows 1000000] [--repeat 200] [--rounds 3]
-                                  [--no-datasette] [--json PATH]
+                                  [--no-datasette] [--before-tree PATH] [--json PATH]
 
 One table of --rows rows (id, g, v, s: bench/workers.py's) uploaded as a Parquet dataset into a
 fresh workspace served by a real `myapp serve --role backend`; DuckDB in-process reads that
@@ -17,7 +17,8 @@ http.client (the least a Python client adds), which also runs without decoding t
 objects, an HTTP client has to decode them, and json.loads of 10,000 rows takes ~3 ms).
 Printed per case: medians with the range of the --rounds round medians, the API's overhead
 (myapp minus DuckDB) and its ratio to DuckDB, both with and without the decoding, and the load
-average.
+average. With --before-tree, a second backend runs that tree's code (PYTHONPATH) on its own
+copy of the rows, and its rows ("before") are measured in the same turns.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import http.client
 import json
 import os
 import random
+import shutil
 import signal
 import sqlite3
 import statistics
@@ -111,6 +113,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-datasette", action="store_true")
     parser.add_argument("--datasette", type=Path, help="a datasette executable to use")
+    parser.add_argument(
+        "--before-tree", type=Path, help="also serve the same rows with the code of this tree"
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     parquet = make_parquet(args.rows)
@@ -121,27 +126,41 @@ def main() -> None:
         "MYAPP_DATA_DIR": str(tmp / "data"),
         "MYAPP_LOG_LEVEL": "warning",
     }
-    port = free_port()
-    log = tmp / "backend.log"
-    procs.append(
-        subprocess.Popen(
-            [sys.executable, "-m", "myapp", "serve", "--role", "backend", "--port", str(port)],
-            env=env,
-            stdout=log.open("wb"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            # Not this tree: `-m` puts the working directory first on the path.
-            cwd=tmp,
+    backends: dict[str, str] = {}
+
+    def start_backend(label: str, tree: Path | None) -> None:
+        data = tmp / f"data{label}"
+        backend_env = {**env, "MYAPP_DATA_DIR": str(data)}
+        if tree is not None:
+            backend_env["PYTHONPATH"] = str(tree.resolve())
+        port = free_port()
+        log = tmp / f"backend{label}.log"
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "myapp", "serve", "--role", "backend", "--port", str(port)],
+                env=backend_env,
+                stdout=log.open("wb"),
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                # Not this tree: `-m` puts the working directory first on the path.
+                cwd=tmp,
+            )
         )
-    )
-    url = f"http://127.0.0.1:{port}"
-    lite_url = lite_port = None
-    try:
-        wait_ready(url + "/api/health", procs[0], log)
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(url + "/api/health", procs[-1], log)
         with parquet.open("rb") as body:
             httpx.put(
                 f"{url}/api/datasets/t", params={"format": "parquet"}, content=body, timeout=600
             ).raise_for_status()
+        backends[label] = url
+
+    lite_url = lite_port = None
+    try:
+        start_backend("", None)
+        if args.before_tree is not None:
+            start_backend("-before", args.before_tree)
+        url = backends[""]
+        port = int(url.rsplit(":", 1)[1])
         (data_file,) = (tmp / "data" / "datasets").glob("*.duckdb")
         local = duckdb.connect()
         local.execute(f"ATTACH '{data_file}' AS ds (READ_ONLY)")
@@ -168,7 +187,7 @@ def main() -> None:
                 )
             )
             lite_url = f"http://127.0.0.1:{lite_port}"
-            wait_ready(lite_url + "/-/versions.json", procs[1], lite_log)
+            wait_ready(lite_url + "/-/versions.json", procs[-1], lite_log)
         db_name = f"t-{args.rows}"
         client = httpx.Client(base_url=url, timeout=120)
         lean = Lean(port)
@@ -217,6 +236,19 @@ def main() -> None:
             "myapp (http.client)": myapp_lean,
             "myapp (bytes)": myapp_bytes,
         }
+        if "-before" in backends:
+            before = Lean(int(backends["-before"].rsplit(":", 1)[1]))
+
+            def before_lean(sql: str) -> int:
+                return json.loads(before.post_json("/api/query", {"sql": sql, "limit": 10000}))[
+                    "row_count"
+                ]
+
+            def before_bytes(sql: str) -> bytes:
+                return before.post_json("/api/query", {"sql": sql, "limit": 10000})
+
+            runners["before (http.client)"] = before_lean
+            runners["before (bytes)"] = before_bytes
         if lite_client is not None:
             runners["Datasette (httpx)"] = lite_httpx
             runners["Datasette (http.client)"] = lite_lean_call
@@ -234,9 +266,14 @@ def main() -> None:
                 assert got == EXPECTED_ROWS[case], (case, name, got)
         for _ in range(args.rounds):
             this_round = {key: [] for key in times}
-            for _ in range(args.repeat):
+            for repeat in range(args.repeat):
+                # Every other turn in reverse: a runner's place in the turn (what ran just
+                # before it, how long its server sat idle) moves its times by tenths of a ms.
+                turn = list(runners.items())
+                if repeat % 2:
+                    turn.reverse()
                 for case in CASES:
-                    for name, fn in runners.items():
+                    for name, fn in turn:
                         sql = text(case)
                         started = time.perf_counter()
                         fn(sql)
@@ -250,6 +287,8 @@ def main() -> None:
             os.killpg(proc.pid, signal.SIGTERM)
         for proc in procs:
             proc.wait(30)
+        # The workspaces (a copy of the rows each) and the logs.
+        shutil.rmtree(tmp, ignore_errors=True)
 
     print(
         f"\n{args.rows:,} rows; median of {args.rounds} x {args.repeat} runs (range of the round "
