@@ -231,13 +231,68 @@ def test_trailing_delimiters_load_as_duckdb_reads_them(api, prefix, tmp_path):
 
 def test_uneven_rows_keep_the_header_table_where_duckdb_gives_up(api, prefix, tmp_path):
     # Deliberately better than plain read_csv, which reads this file as ONE text column named
-    # "a,b,c" (delimiter "|"): the header's delimiter is kept and uneven rows are rejects.
-    body = b"a,b,c\n1,2,3\n4,5\n6,7,8,9\n10,11,12\n"
-    names, _ = duckdb_reads(tmp_path, body)
-    assert names == ["a,b,c"]
+    # "a,b,c" (delimiter "|"): the header's delimiter is kept and the two uneven rows (of 12)
+    # are rejects on top of it, each reported with its line.
+    good = [f"{i},{i + 1},{i + 2}" for i in range(0, 30, 3)]
+    body = ("\n".join(["a,b,c", *good[:3], "4,5", "6,7,8,9", *good[3:]]) + "\n").encode()
+    names, plain = duckdb_reads(tmp_path, body)
+    assert names == ["a,b,c"] and len(plain) == 12
     response = put(api, prefix, body, filename="ragged.csv")
     assert response.status_code == 201, response.text
-    assert loaded(api, prefix) == (["a", "b", "c"], [[1, 2, 3], [10, 11, 12]])
+    result = response.json()
+    assert (result["rows_loaded"], result["rows_rejected"]) == (10, 2)
+    assert sorted(r["line"] for r in result["rejects"]) == [5, 6]
+    names, data = loaded(api, prefix)
+    assert names == ["a", "b", "c"]
+    assert data == [[i, i + 1, i + 2] for i in range(0, 30, 3)]
+
+
+def test_where_most_rows_do_not_fit_the_headers_delimiter_duckdb_reading_stands(
+    api, prefix, tmp_path
+):
+    # Numbers with thousands separators: the "delimiter" in the first line is no delimiter.
+    # Splitting on it would make most rows rejects, so the file loads as plain read_csv reads
+    # it, every line a row.
+    body = b"100,000.00\n300,000.20\n300,000,000.40\n50\n9999999999.20\n"
+    names, plain = duckdb_reads(tmp_path, body)
+    response = put(api, prefix, body, filename="amounts.csv")
+    assert response.status_code == 201, response.text
+    assert response.json()["rows_rejected"] == 0
+    assert loaded(api, prefix) == (names, [list(r) for r in plain])
+
+
+def test_a_reading_that_would_drop_lines_gives_way_to_duckdbs(api, prefix, tmp_path):
+    # An opening quote that never closes: read with the header's delimiter and quotes, the
+    # lines after it would vanish into one cell. Plain read_csv keeps every line, so that is
+    # what loads: no line of the file goes missing without a reject saying so.
+    lines = ["id,note", *[f"{i},row {i}" for i in range(1, 6)], '6,"never closed']
+    lines += [f"{i},row {i},extra" for i in range(7, 9)] + [f"{i},row {i}" for i in range(9, 30)]
+    body = ("\n".join(lines) + "\n").encode()
+    _, plain = duckdb_reads(tmp_path, body)
+    response = put(api, prefix, body, filename="open-quote.csv")
+    assert response.status_code == 201, response.text
+    result = response.json()
+    assert result["rows_loaded"] + result["rows_rejected"] == len(plain)
+
+
+def test_a_quoted_report_with_a_stray_quote_keeps_its_columns(api, prefix, tmp_path):
+    # A bank's export: every cell quoted, commas inside cells, one cell with unescaped quotes.
+    # Deliberately better than plain read_csv, which gives up on the dialect and reads ONE
+    # text column: the header's columns load and the one broken row is a reject.
+    lines = ['"id","name","amount","note"']
+    lines += [f'"{i}","Smith, John","{i},50","ok"' for i in range(1, 61)]
+    lines[21] = '"21","a "quoted" word","21,50","ok"'
+    body = ("\n".join(lines) + "\n").encode()
+    names, plain = duckdb_reads(tmp_path, body)
+    assert len(names) == 1 and len(plain) == 60
+    response = put(api, prefix, body, filename="bank.csv")
+    assert response.status_code == 201, response.text
+    result = response.json()
+    assert (result["rows_loaded"], result["rows_rejected"]) == (59, 1)
+    assert [r["line"] for r in result["rejects"]] == [22]
+    names, data = loaded(api, prefix)
+    assert names == ["id", "name", "amount", "note"]
+    assert data[0] == [1, "Smith, John", 1.5, "ok"]  # decimal commas read as numbers
 
 
 def test_a_header_wider_than_its_rows_pads_them_where_duckdb_gives_up(api, prefix, tmp_path):
@@ -258,6 +313,23 @@ def test_a_header_wider_than_its_rows_pads_them_where_duckdb_gives_up(api, prefi
     assert got_names == padded[0] == ["day", "item", "amount", "note", "checked"]
     assert got[0] == ["2024-01-01", "item 1", 1.5, None, None]
     assert len(got) == len(padded[1]) == 30
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"hello\n\x00world\x00\n", b"a\x00b", b'3,3 \x12"200,12,\x00@,15,15","6,'],
+    ids=["nul-terminated", "one-line", "fuzzed"],
+)
+def test_a_small_file_with_a_few_control_bytes_loads_as_duckdb_reads_it(
+    api, prefix, tmp_path, body
+):
+    # A handful of NULs or escapes in a few bytes is a large share but no sign of binary data.
+    names, plain = duckdb_reads(tmp_path, body)
+    response = put(api, prefix, body, filename="small.csv")
+    assert response.status_code == 201, response.text
+    result = response.json()
+    assert result["rows_loaded"] + result["rows_rejected"] == len(plain)
+    assert len(result["dataset"]["columns"]) == len(names)
 
 
 def test_nul_padding_after_the_text_is_not_binary(api, prefix):

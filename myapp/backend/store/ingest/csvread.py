@@ -9,6 +9,7 @@ rows that do not fit are reported as rejects instead of failing the load.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import itertools
@@ -46,6 +47,10 @@ class Dialect:
     # The header is wider than the rows (a report whose rows leave out empty last cells):
     # short rows are padded with NULLs, as `read_csv(…, null_padding = true)` reads them.
     null_padding: bool = False
+    # Where this reading overrides what plain read_csv found (its one text column), plain
+    # read_csv's own dialect: the load falls back to it when the override does not fit the
+    # file (see `override_fits`).
+    plain: Dialect | None = None
 
     def public(self) -> dict[str, Any]:
         if self.auto:
@@ -69,10 +74,13 @@ def max_line_size(prepared: PreparedFile) -> int | None:
     return max(DEFAULT_MAX_LINE, int(prepared.longest_line * LINE_SIZE_MARGIN) + 1024)
 
 
-def _user_args(options: IngestOptions, prepared: PreparedFile) -> tuple[list[str], dict]:
+def _user_args(
+    options: IngestOptions, prepared: PreparedFile, *, by_name: bool = True
+) -> tuple[list[str], dict]:
+    """read_csv's arguments for the user's options (and a tab for a .tsv file, `by_name`)."""
     args: list[str] = []
     params: dict[str, Any] = {}
-    delimiter = options.delimiter or ("\t" if prepared.format == "tsv" else None)
+    delimiter = options.delimiter or ("\t" if by_name and prepared.format == "tsv" else None)
     if delimiter:
         args.append("delim = $delim")
         params["delim"] = delimiter
@@ -106,10 +114,14 @@ def _sniff(
     options: IngestOptions,
     *,
     null_padding: bool = False,
+    lenient: bool = False,
+    by_name: bool = True,
 ) -> dict[str, Any]:
-    args, params = _user_args(options, prepared)
+    args, params = _user_args(options, prepared, by_name=by_name)
     if null_padding:
         args.append("null_padding = true")
+    if lenient:
+        args.append("strict_mode = false")
     params["path"] = str(prepared.path.resolve())
     row = conn.execute(f"SELECT * FROM sniff_csv({', '.join(['$path', *args])})", params)
     names = [d[0] for d in conn.description]
@@ -159,6 +171,55 @@ def _padded_sniff(
     return found if narrower * 2 > len(rows) and max(rows) <= width else None
 
 
+def _dialect(found: dict[str, Any], *, null_padding: bool = False) -> Dialect:
+    return Dialect(
+        delimiter=_empty(found["Delimiter"]),
+        quote=_empty(found["Quote"]),
+        escape=_empty(found["Escape"]),
+        new_line=None
+        if found["NewLineDelimiter"] in (None, "(empty)")
+        else found["NewLineDelimiter"],
+        skip=int(found["SkipRows"] or 0),
+        comment=_empty(found["Comment"]),
+        header=bool(found["HasHeader"]),
+        columns={c["name"]: c["type"] for c in found["Columns"]},
+        dateformat=found.get("DateFormat"),
+        timestampformat=found.get("TimestampFormat"),
+        null_padding=null_padding,
+    )
+
+
+def _header_delimiter(
+    conn: duckdb.DuckDBPyConnection, prepared: PreparedFile, options: IngestOptions, name: str
+) -> Dialect | None:
+    """The dialect with the delimiter a lone column's name holds, where it has one.
+
+    Rows of uneven width (a few rows with a cell too many or too few, a stray quote) make
+    plain read_csv give up on the delimiter and read each line as one text column. Reading
+    with the delimiter the header uses keeps the table and reports the uneven rows as rejects.
+    """
+    counts = {d: name.count(d) for d in CANDIDATE_DELIMITERS}
+    best = max(counts, key=lambda d: counts[d])
+    if not counts[best]:
+        return None
+    chosen = options.with_changes(delimiter=best)
+    try:
+        return _dialect(_sniff(conn, prepared, chosen))
+    except duckdb.InvalidInputException:
+        pass
+    padded = _padded_sniff(conn, prepared, chosen, best)
+    if padded is not None:
+        return _dialect(padded, null_padding=True)
+    try:
+        # The sniffer's strict mode refuses the whole sample for one unescaped quote; without
+        # it, it still finds the quote and the header. The load itself stays strict, so such
+        # rows are rejects.
+        found = _sniff(conn, prepared, chosen, lenient=True)
+    except duckdb.InvalidInputException:
+        return Dialect(auto=True, delimiter=best)
+    return _dialect(found) if found["HasHeader"] else Dialect(auto=True, delimiter=best)
+
+
 def sniff(
     conn: duckdb.DuckDBPyConnection, prepared: PreparedFile, options: IngestOptions
 ) -> Dialect:
@@ -167,46 +228,26 @@ def sniff(
         # A workbook's sheet, written by us: the dialect is known, the types are exact.
         dialect = Dialect(columns=dict(prepared.column_types), new_line="\\n")
     else:
-        null_padding = False
         try:
             found = _sniff(conn, prepared, options)
         except duckdb.InvalidInputException:
+            found = None
+        if found is None and prepared.format == "tsv" and options.delimiter is None:
+            # Named .tsv but not tab-separated throughout: what plain read_csv finds.
+            with contextlib.suppress(duckdb.InvalidInputException):
+                found = _sniff(conn, prepared, options, by_name=False)
+        if found is None:
             # Plain read_csv refuses this file (no consistent dialect in its sample). The
             # reader that stores rejects sniffs from the first line instead: the rows that fit
             # it load and the others are reported, rather than the file refused outright.
             return Dialect(auto=True, delimiter=options.delimiter or "")
+        dialect = _dialect(found)
         columns = found["Columns"]
         if options.delimiter is None and len(columns) == 1 and found["HasHeader"]:
-            # One text column whose name holds commas (or semicolons…): rows of uneven width
-            # made DuckDB give up on the delimiter. Reading with the delimiter the header uses
-            # keeps the table and reports the uneven rows as rejects.
-            name = columns[0]["name"]
-            counts = {d: name.count(d) for d in CANDIDATE_DELIMITERS}
-            best = max(counts, key=lambda d: counts[d])
-            if counts[best]:
-                chosen = options.with_changes(delimiter=best)
-                try:
-                    found = _sniff(conn, prepared, chosen)
-                except duckdb.InvalidInputException:
-                    padded = _padded_sniff(conn, prepared, chosen, best)
-                    if padded is None:
-                        return Dialect(auto=True, delimiter=best)
-                    found, null_padding = padded, True
-        dialect = Dialect(
-            delimiter=_empty(found["Delimiter"]),
-            quote=_empty(found["Quote"]),
-            escape=_empty(found["Escape"]),
-            new_line=None
-            if found["NewLineDelimiter"] in (None, "(empty)")
-            else found["NewLineDelimiter"],
-            skip=int(found["SkipRows"] or 0),
-            comment=_empty(found["Comment"]),
-            header=bool(found["HasHeader"]),
-            columns={c["name"]: c["type"] for c in found["Columns"]},
-            dateformat=found.get("DateFormat"),
-            timestampformat=found.get("TimestampFormat"),
-            null_padding=null_padding,
-        )
+            override = _header_delimiter(conn, prepared, options, columns[0]["name"])
+            if override is not None:
+                override.plain = dialect
+                dialect = override
     if options.types:
         by_lower = {name.lower(): name for name in dialect.columns}
         missing = [c for c in options.types if c.lower() not in by_lower]
@@ -221,19 +262,25 @@ def sniff(
     return dialect
 
 
+def _rejects_args(store: bool) -> list[str]:
+    if not store:
+        return ["ignore_errors = true"]
+    return [
+        "store_rejects = true",
+        f"rejects_table = '{REJECTS_TABLE}'",
+        f"rejects_scan = '{REJECTS_SCAN}'",
+    ]
+
+
 def read_sql(
-    prepared: PreparedFile, options: IngestOptions, dialect: Dialect
+    prepared: PreparedFile, options: IngestOptions, dialect: Dialect, *, rejects: bool = True
 ) -> tuple[str, dict[str, Any]]:
-    """`read_csv(…)` with every option explicit and rejects stored."""
+    """`read_csv(…)` with every option explicit and rejects stored (or skipped)."""
     if dialect.auto:
         args, params = _user_args(
             options.with_changes(delimiter=dialect.delimiter or None), prepared
         )
-        args += [
-            "store_rejects = true",
-            f"rejects_table = '{REJECTS_TABLE}'",
-            f"rejects_scan = '{REJECTS_SCAN}'",
-        ]
+        args += _rejects_args(rejects)
         if options.types:
             args.append("types = $types")
             params["types"] = options.types
@@ -249,9 +296,7 @@ def read_sql(
         "comment = $comment",
         "header = $header",
         "columns = $columns",
-        "store_rejects = true",
-        f"rejects_table = '{REJECTS_TABLE}'",
-        f"rejects_scan = '{REJECTS_SCAN}'",
+        *_rejects_args(rejects),
     ]
     params: dict[str, Any] = {
         "path": str(prepared.path.resolve()),
@@ -281,3 +326,32 @@ def read_sql(
     if limit:
         args.append(f"max_line_size = {limit}")
     return f"read_csv({', '.join(args)})", params
+
+
+# Share of the rows that may be rejects for a reading that overrides plain read_csv's one text
+# column: past it, the header's delimiter is not the table's, and plain read_csv's reading,
+# which keeps every line, is the better one.
+OVERRIDE_MAX_REJECTS = 0.2
+
+
+def override_fits(
+    conn: duckdb.DuckDBPyConnection,
+    prepared: PreparedFile,
+    options: IngestOptions,
+    dialect: Dialect,
+    loaded: int,
+    rejected: int,
+) -> bool:
+    """Whether the overriding reading holds the rows plain read_csv finds, with few rejects.
+
+    Rejects are reported on top of DuckDB's reading, never instead of it: the override keeps
+    every line plain read_csv reads as a row (loaded or rejected, none merged or dropped),
+    and at most OVERRIDE_MAX_REJECTS of them are rejects.
+    """
+    if dialect.plain is None or options.types:
+        return True
+    if rejected > OVERRIDE_MAX_REJECTS * (loaded + rejected):
+        return False
+    source, params = read_sql(prepared, options, dialect.plain, rejects=False)
+    plain_rows = conn.execute(f"SELECT count(*) FROM {source}", params).fetchone()[0]
+    return loaded + rejected == plain_rows

@@ -272,6 +272,43 @@ def build_file(
             storage.PINS.unpin(base.file_id)
 
 
+def _read_csv(
+    cur: duckdb.DuckDBPyConnection,
+    target: str,
+    prepared: PreparedFile,
+    options: IngestOptions,
+    dialect: csvread.Dialect,
+) -> tuple[int, list[dict[str, Any]]]:
+    source, params = csvread.read_sql(prepared, options, dialect)
+    cur.execute(f"CREATE TABLE {target} AS SELECT * FROM {source}", params)
+    return _reject_sample(cur)
+
+
+def _read_csv_override(
+    cur: duckdb.DuckDBPyConnection,
+    target: str,
+    prepared: PreparedFile,
+    options: IngestOptions,
+    dialect: csvread.Dialect,
+) -> tuple[csvread.Dialect, int, list[dict[str, Any]]]:
+    """Read with a dialect that overrides plain read_csv's; where it fails or does not fit
+    the file (csvread.override_fits), read with plain read_csv's own dialect instead."""
+    assert dialect.plain is not None
+    try:
+        rejected, rejects = _read_csv(cur, target, prepared, options, dialect)
+        loaded = cur.execute(f"SELECT count(*) FROM {target}").fetchone()[0]
+        if csvread.override_fits(cur, prepared, options, dialect, loaded, rejected):
+            return dialect, rejected, rejects
+    except duckdb.Error:
+        pass  # e.g. padded rows with quoted newlines, which DuckDB reads in one thread only
+    cur.execute(f"DROP TABLE IF EXISTS {target}")
+    # A read without rejects registers no scan: the overriding read's rejects go too.
+    for name in (csvread.REJECTS_TABLE, csvread.REJECTS_SCAN):
+        cur.execute(f"DROP TABLE IF EXISTS temp.main.{name}")
+    rejected, rejects = _read_csv(cur, target, prepared, options, dialect.plain)
+    return dialect.plain, rejected, rejects
+
+
 def _remove(settings: Settings, file_id: str, target: Path) -> None:
     if file_id != "staged":
         storage.remove_file(settings, file_id)
@@ -298,10 +335,13 @@ def _load(
     try:
         if prepared.format in ("csv", "tsv"):
             dialect = csvread.sniff(cur, prepared, options)
+            if dialect.plain is None:
+                rejected, rejects = _read_csv(cur, target, prepared, options, dialect)
+            else:
+                dialect, rejected, rejects = _read_csv_override(
+                    cur, target, prepared, options, dialect
+                )
             read.update(dialect.public())
-            source, params = csvread.read_sql(prepared, options, dialect)
-            cur.execute(f"CREATE TABLE {target} AS SELECT * FROM {source}", params)
-            rejected, rejects = _reject_sample(cur)
             keep = {c.lower() for c in options.types}
             refinement = refine(cur, table, keep=keep, delimiter=dialect.delimiter)
         elif prepared.format == "parquet":

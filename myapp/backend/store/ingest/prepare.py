@@ -74,6 +74,10 @@ MAX_EXPANSION = 10
 # Share of bytes in the first megabyte that are control characters (other than tab, newlines
 # and form feed) from which a file is binary, not text with a stray NUL or escape in it.
 BINARY_CONTROL_SHARE = 0.05
+# ... and at least this many of them: in a file of a few hundred bytes, a handful of NULs or
+# escapes is no sign of binary data (DuckDB reads such files; what is binary and small has a
+# magic number, see _BINARY_MAGIC).
+BINARY_MIN_CONTROLS = 64
 
 # Bytes Windows-1252 leaves undefined; Windows itself maps them to the same code points, as
 # Latin-1 does, so a file holding them still decodes (Python's cp1252 refuses them).
@@ -303,7 +307,7 @@ def _looks_binary(head: bytes) -> bool:
     if not sample:
         return False
     controls = len(sample) - len(sample.translate(None, _CONTROL))
-    return controls > BINARY_CONTROL_SHARE * len(sample)
+    return controls >= BINARY_MIN_CONTROLS and controls > BINARY_CONTROL_SHARE * len(sample)
 
 
 def _is_utf8(path: Path, skip: int = 0) -> bool:
