@@ -45,9 +45,11 @@ import json, sys, duckdb
 path = sys.argv[1]
 try:
     con = duckdb.connect()
-    result = con.execute("SELECT * FROM read_csv($p) LIMIT 0", {"p": path})
+    # An upload has no path: no hive partition columns from the folder names.
+    args = "$p, hive_partitioning = false"
+    result = con.execute(f"SELECT * FROM read_csv({args}) LIMIT 0", {"p": path})
     names = [d[0] for d in result.description]
-    rows = con.execute("SELECT count(*) FROM read_csv($p)", {"p": path}).fetchone()[0]
+    rows = con.execute(f"SELECT count(*) FROM read_csv({args})", {"p": path}).fetchone()[0]
     print(json.dumps({"rows": rows, "cols": len(names)}))
 except Exception as exc:
     print(json.dumps({"error": type(exc).__name__ + ": " + str(exc).splitlines()[0][:200]}))

@@ -275,6 +275,30 @@ def test_a_reading_that_would_drop_lines_gives_way_to_duckdbs(api, prefix, tmp_p
     assert result["rows_loaded"] + result["rows_rejected"] == len(plain)
 
 
+def test_a_report_of_several_tables_is_refused_at_once_saying_why(api, prefix, tmp_path):
+    # An energy market's daily report: four tables one after another, each with its own header
+    # line ("I,…") and width. Plain read_csv refuses it; read from its first line, all but one
+    # row would be rejects, which DuckDB records cell by cell (9 s for a real 1.4 MB report).
+    lines = ["C,NEM.WORLD,DAILY,AEMO,PUBLIC,2023/12/15,04:05:05,0000000405621952,,0000000405621952"]
+    for table, width, count in ((0, 45, 2784), (1, 120, 1441), (2, 130, 1441), (3, 25, 289)):
+        lines.append(f"I,DISPATCH,T{table},1," + ",".join(f"COL{i}" for i in range(width - 4)))
+        lines += [
+            f'D,DISPATCH,T{table},1,"2023/12/14 04:{r % 60:02d}:00",'
+            + ",".join(str(i * r % 97) for i in range(width - 5))
+            for r in range(count)
+        ]
+    body = ("\n".join(lines) + "\n").encode()
+    path = tmp_path / "report.csv"
+    path.write_bytes(body)
+    with pytest.raises(duckdb.InvalidInputException):
+        duckdb.connect().execute(f"SELECT * FROM read_csv('{path}')")
+    error = assert_error_shape(
+        put(api, prefix, body, filename="report.csv"), 422, "unreadable_file"
+    )
+    assert "not one table" in error["message"] and "skip" in error["message"]
+    assert error["detail"] == {"rows_fitting": 1, "lines": len(lines)}
+
+
 def test_a_tsv_that_tabs_alone_do_not_read_loads_as_duckdb_reads_it(api, prefix, tmp_path):
     # Backslash-escaped tabs and newlines (PostgreSQL's text COPY format) in a .tsv: sniffing
     # with the tab the name promises fails, so the file is sniffed as plain read_csv does

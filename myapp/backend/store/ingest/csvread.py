@@ -330,8 +330,9 @@ def read_sql(
 
 # Share of the rows that may be rejects for a reading that overrides plain read_csv's one text
 # column: past it, the header's delimiter is not the table's, and plain read_csv's reading,
-# which keeps every line, is the better one.
-OVERRIDE_MAX_REJECTS = 0.2
+# which keeps every line, is the better one. (A small file with one short row in four, say
+# "west" among "north,10" rows, keeps its two columns and reports that row.)
+OVERRIDE_MAX_REJECTS = 0.5
 
 
 def override_fits(
@@ -355,3 +356,29 @@ def override_fits(
     source, params = read_sql(prepared, options, dialect.plain, rejects=False)
     plain_rows = conn.execute(f"SELECT count(*) FROM {source}", params).fetchone()[0]
     return loaded + rejected == plain_rows
+
+
+# A file plain read_csv refuses, read from its first line (Dialect.auto): when fewer than this
+# share of its lines (of at least AUTO_CHECK_LINES) fit, it is no one table. DuckDB records each
+# misfit cell of each misfit row as a reject, which takes seconds per thousand rows of a wide
+# file (9 s for a 1.4 MB report of several tables one after another, all but one row rejects).
+AUTO_MIN_FIT = 0.5
+AUTO_CHECK_LINES = 1000
+
+
+def auto_fit(
+    conn: duckdb.DuckDBPyConnection,
+    prepared: PreparedFile,
+    options: IngestOptions,
+    dialect: Dialect,
+) -> tuple[int, int] | None:
+    """(rows that fit, lines) where a file read from its first line would be mostly rejects."""
+    lines = 0
+    with prepared.path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            lines += chunk.count(b"\n")
+    if lines < AUTO_CHECK_LINES:
+        return None
+    source, params = read_sql(prepared, options, dialect, rejects=False)
+    fit = conn.execute(f"SELECT count(*) FROM {source}", params).fetchone()[0]
+    return (fit, lines) if fit < AUTO_MIN_FIT * lines else None

@@ -335,6 +335,10 @@ def _load(
     try:
         if prepared.format in ("csv", "tsv"):
             dialect = csvread.sniff(cur, prepared, options)
+            auto = dialect.auto and dialect.plain is None
+            misfit = csvread.auto_fit(cur, prepared, options, dialect) if auto else None
+            if misfit is not None:
+                raise _no_table(*misfit)
             if dialect.plain is None:
                 rejected, rejects = _read_csv(cur, target, prepared, options, dialect)
             else:
@@ -469,6 +473,17 @@ def _append_onto(
         cur.execute(f"DETACH {source}")
     cur.execute(f"DROP TABLE {qualified('main', incoming)}")
     return cur.execute(f"SELECT count(*) FROM {data}").fetchone()[0]
+
+
+def _no_table(fit: int, lines: int) -> IngestError:
+    return IngestError(
+        f"The file is not one table: no delimiter and quoting fit it throughout, and only "
+        f"{fit:,} of its {lines:,} lines have the columns of its first line. If it holds "
+        "several tables or a long preamble, save the one table you need as its own file, or "
+        "set the delimiter, quote and skip (lines before the header) options.",
+        code="unreadable_file",
+        detail={"rows_fitting": fit, "lines": lines},
+    )
 
 
 def nothing_loaded(rejected: int, rejects: list[dict[str, Any]]) -> IngestError:
