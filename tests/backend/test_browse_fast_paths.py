@@ -123,9 +123,18 @@ def test_every_page_matches_duckdbs_order_and_count(db, sort):
                 assert ids == expected and set(totals) == {(count, True)}
 
 
+@pytest.fixture(params=["offset near the top", "range only"])
+def near_top(request, monkeypatch):
+    """Cursor pages near the top read with OFFSET (the default), or every cursor page with its
+    range: both must give the same pages."""
+    if request.param == "range only":
+        monkeypatch.setattr(browse, "OFFSET_PAGES_ROWS", 0)
+    return request.param
+
+
 @pytest.mark.parametrize("sort", ["v", "-v", "s", "-s", "b", "-b", "d", "-d", "ts", "dec", "-dec"])
 @pytest.mark.parametrize("limit", [1, 3, 7])
-def test_cursors_that_count_ties_give_the_pages_of_the_rowid_range(db, sort, limit):
+def test_cursors_that_count_ties_give_the_pages_of_the_rowid_range(db, sort, limit, near_top):
     """A cursor that counts the ties already shown pages with a range and OFFSET; the same
     cursor without that count pages by rowid. Every page must be the same either way, also
     where ties run over several pages and into NULLs; and the count must really be used."""
@@ -155,6 +164,41 @@ def test_cursors_that_count_ties_give_the_pages_of_the_rowid_range(db, sort, lim
                     break
             assert ids == expected, (sort, items, q)
             assert counted, "no cursor counted its ties"
+
+
+def _walk(cur, record, sort, items, q, limit) -> list[dict]:
+    pages, cursor = [], None
+    while True:
+        page = browse.read_rows(cur, record, items=items, limit=limit, cursor=cursor,
+                                offset=None, sort=sort, q=q, timeout_s=60)  # fmt: skip
+        pages.append(page)
+        cursor = page["next"]
+        if cursor is None:
+            return pages
+
+
+@pytest.mark.parametrize("sort", SORTS)
+def test_rows_read_by_rowid_first_are_the_plain_querys(db, sort, monkeypatch):
+    """Pages pick their rowids first and read those rows after (`_late_rows`), near the top
+    with OFFSET: every page, cursor and total must be what sorting whole rows gives, for the
+    first page with its count in one scan (a search) too."""
+    with db.cursor() as cur:
+        record = catalog.get_dataset(cur, "mixed")
+        assert browse._late_rows(record)
+        for items, q in [
+            ([], None),
+            ([("s__ne", "b")], None),
+            ([], "a"),
+            ([("b__eq", "true")], "b"),
+        ]:
+            for limit in (1, 7, 50):
+                late = _walk(cur, record, sort, items, q, limit)
+                with monkeypatch.context() as plain:
+                    plain.setattr(browse, "_late_rows", lambda record: False)
+                    assert _walk(cur, record, sort, items, q, limit) == late, (sort, items, q)
+                expected, count = _reference(cur, record, sort, items, q)
+                assert [row[0] for page in late for row in page["rows"]] == expected
+                assert {(page["total"], page["total_exact"]) for page in late} == {(count, True)}
 
 
 def test_the_one_scan_first_page_gives_the_separate_answer(db):
@@ -273,3 +317,83 @@ def test_time_budgets_interrupt_their_own_block_only(db):
                 assert cur.execute("SELECT 42").fetchone() == (42,)
         time.sleep(0.3)
         assert cur.execute("SELECT count(*) FROM range(30000000)").fetchone() == (30000000,)
+
+
+# More than two of DuckDB's row groups (122,880 rows each), so pages, ties and NULLs run
+# across them, and cursors go past the rows read with OFFSET.
+BIG_ROWS = 260_000
+
+
+@pytest.fixture(scope="module")
+def big(db):
+    settings = db.settings
+    datasets = {
+        "groups": f"""SELECT i AS id,
+                CASE WHEN i % 11 = 0 THEN NULL ELSE i % 7 END AS k,
+                CASE WHEN i % 13 = 0 THEN NULL ELSE 't' || (i * 7919 % 997) END AS t,
+                (i * 104729) % 1000003 / 7.0 AS x
+            FROM range({BIG_ROWS}) r(i)""",
+        # A column named rowid hides DuckDB's: such a dataset takes the plain query.
+        "own_rowid": """SELECT i AS id, 300 - i AS rowid,
+                CASE WHEN i % 5 = 0 THEN NULL ELSE i % 4 END AS k
+            FROM range(300) r(i)""",
+    }
+    for name, select in datasets.items():
+        file_id = storage.new_file_id()
+        with storage.side_instance(settings, storage.path_of(settings, file_id)) as conn:
+            conn.execute(f"CREATE TABLE data AS {select}")
+            rows = conn.execute("SELECT count(*) FROM data").fetchone()[0]
+        with db.cursor() as cur:
+            storage.attach(cur, settings, file_id)
+        with db.transaction() as cur:
+            catalog.insert_record(
+                cur,
+                name=name,
+                row_count=rows,
+                source={"filename": None, "format": "csv", "bytes": 0},
+                actor=None,
+                file_id=file_id,
+            )
+    return db
+
+
+@pytest.mark.parametrize(
+    "sort, items, q",
+    [
+        ("k", [], None),
+        ("-k", [], None),
+        ("-t", [], None),
+        ("t", [("x__gt", "50000")], "t1"),
+    ],
+)
+def test_cursor_walks_over_row_groups_give_every_row_once_in_duckdbs_order(big, sort, items, q):
+    """From the first page to the last, 1,000 rows a page: the ids are DuckDB's own ORDER BY
+    … NULLS LAST, rowid, each row exactly once, with the first page's total on every page;
+    tie groups longer than a page (k) page by rowid, short ones (t) by counted ties, the first
+    ~1,024 rows with OFFSET."""
+    with big.cursor() as cur:
+        record = catalog.get_dataset(cur, "groups")
+        expected, count = _reference(cur, record, sort, items, q)
+        pages = _walk(cur, record, sort, items, q, 1000)
+        ids = [row[0] for page in pages for row in page["rows"]]
+        assert len(ids) == len(set(ids)) == count
+        assert ids == expected
+        assert {(page["total"], page["total_exact"]) for page in pages} == {(count, True)}
+        by_rowid = {browse.decode_cursor(p["next"]).get("e") is None for p in pages[:-1]}
+        assert sort.endswith("k") in by_rowid
+
+
+@pytest.mark.parametrize("sort", [None, "k", "-k", "rowid", "-rowid", "id"])
+def test_a_column_named_rowid_is_the_datasets_own(big, sort):
+    """Its pages sort whole rows (DuckDB's rowid is hidden by the column) and page by offset;
+    ties fall back on the column, as the plain ORDER BY … rowid orders them."""
+    with big.cursor() as cur:
+        record = catalog.get_dataset(cur, "own_rowid")
+        assert not browse._late_rows(record)
+        for items, q in [([], None), ([("k__gte", "1")], None)]:
+            expected, count = _reference(cur, record, sort, items, q)
+            pages = _walk(cur, record, sort, items, q, 7)
+            assert [row[0] for page in pages for row in page["rows"]] == expected
+            assert [c["name"] for c in pages[0]["columns"]] == ["id", "rowid", "k"]
+            assert all(browse.decode_cursor(p["next"])["k"] == "offset" for p in pages[:-1])
+            assert {(page["total"], page["total_exact"]) for page in pages} == {(count, True)}
