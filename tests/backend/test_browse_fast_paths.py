@@ -337,6 +337,7 @@ def big(db):
         "own_rowid": """SELECT i AS id, 300 - i AS rowid,
                 CASE WHEN i % 5 = 0 THEN NULL ELSE i % 4 END AS k
             FROM range(300) r(i)""",
+        "changing": "SELECT i AS id FROM range(10) r(i)",
     }
     for name, select in datasets.items():
         file_id = storage.new_file_id()
@@ -397,3 +398,51 @@ def test_a_column_named_rowid_is_the_datasets_own(big, sort):
             assert [c["name"] for c in pages[0]["columns"]] == ["id", "rowid", "k"]
             assert all(browse.decode_cursor(p["next"])["k"] == "offset" for p in pages[:-1])
             assert {(page["total"], page["total_exact"]) for page in pages} == {(count, True)}
+
+
+def test_a_data_files_columns_are_read_once_and_are_the_catalogs(big, monkeypatch):
+    """find_dataset with the Database's FileColumns answers the record it reads without them,
+    reading each file's columns once; another Database starts with none."""
+    reads = []
+    original = catalog._columns_by_table
+
+    def counted(cur, names):
+        reads.append(names)
+        return original(cur, names)
+
+    monkeypatch.setattr(catalog, "_columns_by_table", counted)
+    cache = catalog.FileColumns(big.settings.datasets_dir)
+    with big.cursor() as cur:
+        for name in ("groups", "own_rowid", "mixed", "groups"):
+            plain = catalog.find_dataset(cur, name)
+            assert catalog.get_dataset(cur, name, cache) == plain
+            assert catalog.find_dataset(cur, name, big.file_columns) == plain
+        assert catalog.find_dataset(cur, "no_such", cache) is None
+    # Without the cache every lookup reads; with each cache once per file.
+    assert len(reads) == 4 + 3 + 3
+    assert catalog.FileColumns(big.settings.datasets_dir)._entries == {}
+
+
+def test_the_browsing_routes_record_is_read_again_after_a_committed_write(big):
+    """Database.dataset reuses a record until a transaction commits; a change made in one
+    (here another version of the dataset, with a new data file) is seen at once after it."""
+    with big.cursor() as cur:
+        first = big.dataset(cur, "changing")
+        assert big.dataset(cur, "changing") is first
+        assert first == catalog.get_dataset(cur, "changing")
+        with pytest.raises(catalog.NotFound):
+            big.dataset(cur, "no_such")
+    with big.transaction() as cur:
+        catalog.update_record(
+            cur,
+            name="changing",
+            row_count=first.row_count,
+            source=None,
+            actor=None,
+            file_id=catalog.get_dataset(cur, "groups").file_id,
+        )
+    with big.cursor() as cur:
+        changed = big.dataset(cur, "changing")
+        assert changed == catalog.get_dataset(cur, "changing")
+        assert changed.version > first.version
+        assert [c["name"] for c in changed.columns] == ["id", "k", "t", "x"]
