@@ -446,3 +446,17 @@ def test_the_browsing_routes_record_is_read_again_after_a_committed_write(big):
         assert changed == catalog.get_dataset(cur, "changing")
         assert changed.version > first.version
         assert [c["name"] for c in changed.columns] == ["id", "k", "t", "x"]
+
+
+def test_facets_together_of_columns_named_like_the_scans_own(big):
+    """Columns named k or n (or like the scan's output) are counted as themselves."""
+    with big.cursor() as cur:
+        record = catalog.get_dataset(cur, "groups")
+        for items, q in [([], None), ([("x__gt", "70000")], "t1")]:
+            alone = {
+                c: browse.read_facets(cur, record, columns=[c], items=items, q=q, size=6)
+                for c in ("k", "t", "id")
+            }
+            filters = browse.parse_filters(cur, record, items, q)
+            scanned = browse._facets_together(cur, record, filters, ["k", "t", "id"], 6)
+            assert scanned == {c: alone[c]["facets"][c] for c in ("k", "t", "id")}

@@ -533,6 +533,7 @@ def _can_keyset(record: DatasetRecord, sort: Sort) -> bool:
 _ROWID = "__myapp_rowid"
 _KEY = "__myapp_key"
 _TOTAL = "__myapp_total"
+_HIDDEN = "__myapp_"
 
 
 class BrowseCache:
@@ -947,39 +948,54 @@ def _facets_together(
     names: Sequence[str],
     size: int,
 ) -> dict[str, list[dict[str, Any]]] | None:
-    """The facets of several columns from one scan (GROUPING SETS), each column's top `size`
-    ordered as the query of one column orders them (count descending, then the value, NULL
-    last). Filters and search then run once instead of once per column: under a new filter
-    the three facets of a table page took ~2.5x as long one after another.
+    """The facets of several columns from one scan, each column's top `size` ordered as the
+    query of one column orders them (count descending, then the value, NULL last). Filters
+    and search then run once instead of once per column: under a new filter the three facets
+    of a table page took ~2.5x as long one after another.
+
+    The filtered rows' facet columns are read once into a materialised CTE, then each column
+    is grouped with its own top-N (a column of its own per facet, so each keeps its type).
+    GROUPING SETS over the same scan took twice as long (1M rows, 3 columns, one with 200,000
+    values, load 8: no filter 211 vs 100 ms, `score > 500` 101 vs 53 ms, a search 78 vs 70).
 
     None when the scan does not finish within the columns' budgets together, or fails: the
     columns are then counted one by one, each with its own budget, as before."""
     idents = [quote_ident(name) for name in names]
-    listed = ", ".join(idents)
-    sets = ", ".join(f"({ident})" for ident in idents)
-    order = ", ".join(f"{ident} NULLS LAST" for ident in idents)
+    # Names of ours for the output, so that no column of the data (`k`, `n`…) is taken for
+    # one of them in an ORDER BY.
+    facet, count = f"{_HIDDEN}facet", f"{_HIDDEN}n"
+
+    def value(k: int) -> str:
+        return f"{_HIDDEN}v{k}"
+
+    parts = [
+        f"(SELECT {k} AS {facet}, {ident} AS {value(k)}, count(*) AS {count} FROM f "
+        f"GROUP BY {ident} ORDER BY count(*) DESC, {ident} NULLS LAST LIMIT {int(size)})"
+        for k, ident in enumerate(idents)
+    ]
+    # Rows of facet k have NULL in every other facet's column: ordering by all of them after
+    # the count orders each facet by its own value.
+    order = ", ".join(f"{value(k)} NULLS LAST" for k in range(len(names)))
     sql = (
-        f"SELECT grouping_set, {listed}, n FROM (SELECT grouping_id({listed}) AS grouping_set, "
-        f"{listed}, count(*) AS n, row_number() OVER (PARTITION BY grouping_id({listed}) "
-        f"ORDER BY count(*) DESC, {order}) AS place FROM {record.table}{filters.where()} "
-        f"GROUP BY GROUPING SETS ({sets})) WHERE place <= {size} ORDER BY grouping_set, place"
+        f"WITH f AS MATERIALIZED (SELECT {', '.join(idents)} FROM {record.table}"
+        f"{filters.where()}) SELECT * FROM ({' UNION ALL BY NAME '.join(parts)}) "
+        f"ORDER BY {facet}, {count} DESC, {order}"
     )
     try:
         with time_budget(cur, FACET_BUDGET_S * len(names)):
             result = cur.execute(sql, filters.params)
-            types = [str(column[1]) for column in result.description]
+            description = result.description or []
             rows = result.fetchall()
     except duckdb.Error:
         return None
-    width = len(names)
-    # grouping_id has a bit per column, most significant first, set where the column is not
-    # grouped in that set: only column k grouped is all bits but bit (width - 1 - k).
-    position = {(1 << width) - 1 - (1 << (width - 1 - k)): k for k in range(width)}
+    position = {column[0]: i for i, column in enumerate(description)}
+    types = [str(column[1]) for column in description]
     out: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
     for row in rows:
-        k = position[row[0]]
-        (value, n), *_ = encode_rows([(row[1 + k], row[-1])], [types[1 + k], "BIGINT"])
-        out[names[k]].append({"value": value, "count": n})
+        k = row[position[facet]]
+        at = position[value(k)]
+        (cell, n), *_ = encode_rows([(row[at], row[position[count]])], [types[at], "BIGINT"])
+        out[names[k]].append({"value": cell, "count": n})
     return out
 
 
