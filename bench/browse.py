@@ -331,8 +331,28 @@ def main() -> None:
                 f"{ratio:>5.2f} {ok:<4} {fmt(by['page']):>18} {extra:>5.1f} {page_ok:<4}"
                 f"{fmt(lite.get(label)):>18}"
             )
+    if len(results) > 1:
+        print_side_by_side(results)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
+
+
+def print_side_by_side(results: dict) -> None:
+    """Every size in one table: medians of myapp's API, the HTML page, DuckDB in-process, and
+    the two targets (API/DuckDB <= 1.5, page - API <= 15 ms)."""
+    sizes = list(results)
+    print()
+    print("side by side, ms (medians): API | HTML page | DuckDB | API/DuckDB | page-API")
+    header = f"{'case':<22}" + "".join(f" | {f'{rows:,} rows':^38}" for rows in sizes)
+    print(header)
+    print("-" * len(header))
+    for label in results[sizes[0]]["myapp"]:
+        line = f"{label:<22}"
+        for rows in sizes:
+            by = results[rows]["myapp"][label]
+            api, page, duck = (by[k]["median"] for k in ("api", "page", "duckdb"))
+            line += f" | {api:6.1f} {page:6.1f} {duck:6.1f} {api / duck:5.2f} {page - api:+6.1f}"
+        print(line)
 
 
 if __name__ == "__main__":

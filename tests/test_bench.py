@@ -4,6 +4,7 @@ loopback ports must still be a config nginx accepts, routing to those ports only
 from __future__ import annotations
 
 import importlib.util
+import json
 import shutil
 import subprocess
 import sys
@@ -76,3 +77,24 @@ def test_the_repository_site_runs_on_loopback_ports(load, site, tmp_path, monkey
         timeout=30,
     )
     assert check.returncode == 0, check.stderr
+
+
+def test_the_browse_benchmark_runs_at_a_tiny_size(tmp_path):
+    """bench/browse.py end to end on 1,000 rows, once: servers, upload, every case, the
+    side-by-side table of both sizes (the real run is 1M and 5M rows)."""
+    out = tmp_path / "browse.json"
+    run = subprocess.run(
+        [sys.executable, "browse.py", "--rows", "1000,1200", "--repeat", "1", "--json", str(out)],
+        cwd=BENCH,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "side by side" in run.stdout
+    results = json.loads(out.read_text())
+    assert set(results) == {"1000", "1200"}
+    for figures in results.values():
+        assert "search + sort, cold" in figures["myapp"]
+        for by in figures["myapp"].values():
+            assert {"api", "page", "duckdb"} <= set(by)

@@ -16,6 +16,7 @@ import base64
 import json
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -176,8 +177,15 @@ def current_visitor() -> Visitor:
     visitor = g.get("visitor")
     if visitor is not None:
         return visitor
+    return settle_visitor(lambda: api().get("/api/auth/me"))
+
+
+def settle_visitor(ask: Callable[[], Any]) -> Visitor:
+    """The visitor from the backend's answer to GET /api/auth/me, which `ask` returns (or
+    raises), kept for the rest of the request: a page may send that call beside its own and
+    settle it here."""
     try:
-        me = api().get("/api/auth/me")
+        me = ask()
     except BackendUnavailable:
         visitor = Visitor()
     except BackendError as exc:

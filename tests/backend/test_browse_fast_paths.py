@@ -123,9 +123,18 @@ def test_every_page_matches_duckdbs_order_and_count(db, sort):
                 assert ids == expected and set(totals) == {(count, True)}
 
 
+@pytest.fixture(params=["offset near the top", "range only"])
+def near_top(request, monkeypatch):
+    """Cursor pages near the top read with OFFSET (the default), or every cursor page with its
+    range: both must give the same pages."""
+    if request.param == "range only":
+        monkeypatch.setattr(browse, "OFFSET_PAGES_ROWS", 0)
+    return request.param
+
+
 @pytest.mark.parametrize("sort", ["v", "-v", "s", "-s", "b", "-b", "d", "-d", "ts", "dec", "-dec"])
 @pytest.mark.parametrize("limit", [1, 3, 7])
-def test_cursors_that_count_ties_give_the_pages_of_the_rowid_range(db, sort, limit):
+def test_cursors_that_count_ties_give_the_pages_of_the_rowid_range(db, sort, limit, near_top):
     """A cursor that counts the ties already shown pages with a range and OFFSET; the same
     cursor without that count pages by rowid. Every page must be the same either way, also
     where ties run over several pages and into NULLs; and the count must really be used."""
@@ -155,6 +164,41 @@ def test_cursors_that_count_ties_give_the_pages_of_the_rowid_range(db, sort, lim
                     break
             assert ids == expected, (sort, items, q)
             assert counted, "no cursor counted its ties"
+
+
+def _walk(cur, record, sort, items, q, limit) -> list[dict]:
+    pages, cursor = [], None
+    while True:
+        page = browse.read_rows(cur, record, items=items, limit=limit, cursor=cursor,
+                                offset=None, sort=sort, q=q, timeout_s=60)  # fmt: skip
+        pages.append(page)
+        cursor = page["next"]
+        if cursor is None:
+            return pages
+
+
+@pytest.mark.parametrize("sort", SORTS)
+def test_rows_read_by_rowid_first_are_the_plain_querys(db, sort, monkeypatch):
+    """Pages pick their rowids first and read those rows after (`_late_rows`), near the top
+    with OFFSET: every page, cursor and total must be what sorting whole rows gives, for the
+    first page with its count in one scan (a search) too."""
+    with db.cursor() as cur:
+        record = catalog.get_dataset(cur, "mixed")
+        assert browse._late_rows(record)
+        for items, q in [
+            ([], None),
+            ([("s__ne", "b")], None),
+            ([], "a"),
+            ([("b__eq", "true")], "b"),
+        ]:
+            for limit in (3, 50):
+                late = _walk(cur, record, sort, items, q, limit)
+                with monkeypatch.context() as plain:
+                    plain.setattr(browse, "_late_rows", lambda record: False)
+                    assert _walk(cur, record, sort, items, q, limit) == late, (sort, items, q)
+                expected, count = _reference(cur, record, sort, items, q)
+                assert [row[0] for page in late for row in page["rows"]] == expected
+                assert {(page["total"], page["total_exact"]) for page in late} == {(count, True)}
 
 
 def test_the_one_scan_first_page_gives_the_separate_answer(db):
@@ -273,3 +317,184 @@ def test_time_budgets_interrupt_their_own_block_only(db):
                 assert cur.execute("SELECT 42").fetchone() == (42,)
         time.sleep(0.3)
         assert cur.execute("SELECT count(*) FROM range(30000000)").fetchone() == (30000000,)
+
+
+# More than two of DuckDB's row groups (122,880 rows each), so pages, ties and NULLs run
+# across them, and cursors go past the rows read with OFFSET.
+BIG_ROWS = 260_000
+
+
+@pytest.fixture(scope="module")
+def big(db):
+    settings = db.settings
+    datasets = {
+        "groups": f"""SELECT i AS id,
+                CASE WHEN i % 11 = 0 THEN NULL ELSE i % 7 END AS k,
+                CASE WHEN i % 13 = 0 THEN NULL ELSE 't' || (i * 7919 % 997) END AS t,
+                (i * 104729) % 1000003 / 7.0 AS x
+            FROM range({BIG_ROWS}) r(i)""",
+        # A column named rowid hides DuckDB's: such a dataset takes the plain query.
+        "own_rowid": """SELECT i AS id, 300 - i AS rowid,
+                CASE WHEN i % 5 = 0 THEN NULL ELSE i % 4 END AS k
+            FROM range(300) r(i)""",
+        "changing": "SELECT i AS id FROM range(10) r(i)",
+        # Rows deleted after the load: rowids with holes, unless DuckDB closes them.
+        "holes": "SELECT i AS id FROM range(1000) r(i)",
+    }
+    for name, select in datasets.items():
+        file_id = storage.new_file_id()
+        with storage.side_instance(settings, storage.path_of(settings, file_id)) as conn:
+            conn.execute(f"CREATE TABLE data AS {select}")
+            if name == "holes":
+                conn.execute("DELETE FROM data WHERE id % 3 = 0 OR id > 990")
+            rows = conn.execute("SELECT count(*) FROM data").fetchone()[0]
+        with db.cursor() as cur:
+            storage.attach(cur, settings, file_id)
+        with db.transaction() as cur:
+            catalog.insert_record(
+                cur,
+                name=name,
+                row_count=rows,
+                source={"filename": None, "format": "csv", "bytes": 0},
+                actor=None,
+                file_id=file_id,
+            )
+    return db
+
+
+@pytest.mark.parametrize(
+    "sort, items, q",
+    [
+        ("k", [], None),
+        ("-k", [], None),
+        ("-t", [], None),
+        ("t", [("x__gt", "50000")], "t1"),
+    ],
+)
+def test_cursor_walks_over_row_groups_give_every_row_once_in_duckdbs_order(big, sort, items, q):
+    """From the first page to the last, 1,000 rows a page: the ids are DuckDB's own ORDER BY
+    … NULLS LAST, rowid, each row exactly once, with the first page's total on every page;
+    tie groups longer than a page (k) page by rowid, short ones (t) by counted ties, the first
+    ~1,024 rows with OFFSET."""
+    with big.cursor() as cur:
+        record = catalog.get_dataset(cur, "groups")
+        expected, count = _reference(cur, record, sort, items, q)
+        pages = _walk(cur, record, sort, items, q, 1000)
+        ids = [row[0] for page in pages for row in page["rows"]]
+        assert len(ids) == len(set(ids)) == count
+        assert ids == expected
+        assert {(page["total"], page["total_exact"]) for page in pages} == {(count, True)}
+        by_rowid = {browse.decode_cursor(p["next"]).get("e") is None for p in pages[:-1]}
+        assert sort.endswith("k") in by_rowid
+
+
+@pytest.mark.parametrize("sort", [None, "k", "-k", "rowid", "-rowid", "id"])
+def test_a_column_named_rowid_is_the_datasets_own(big, sort):
+    """Its pages sort whole rows (DuckDB's rowid is hidden by the column) and page by offset;
+    ties fall back on the column, as the plain ORDER BY … rowid orders them."""
+    with big.cursor() as cur:
+        record = catalog.get_dataset(cur, "own_rowid")
+        assert not browse._late_rows(record)
+        for items, q in [([], None), ([("k__gte", "1")], None)]:
+            expected, count = _reference(cur, record, sort, items, q)
+            pages = _walk(cur, record, sort, items, q, 7)
+            assert [row[0] for page in pages for row in page["rows"]] == expected
+            assert [c["name"] for c in pages[0]["columns"]] == ["id", "rowid", "k"]
+            assert all(browse.decode_cursor(p["next"])["k"] == "offset" for p in pages[:-1])
+            assert {(page["total"], page["total_exact"]) for page in pages} == {(count, True)}
+
+
+def test_a_data_files_columns_are_read_once_and_are_the_catalogs(big, monkeypatch):
+    """find_dataset with the Database's FileColumns answers the record it reads without them,
+    reading each file's columns once; another Database starts with none."""
+    reads = []
+    original = catalog._columns_by_table
+
+    def counted(cur, names):
+        reads.append(names)
+        return original(cur, names)
+
+    monkeypatch.setattr(catalog, "_columns_by_table", counted)
+    cache = catalog.FileColumns(big.settings.datasets_dir)
+    with big.cursor() as cur:
+        for name in ("groups", "own_rowid", "mixed", "groups"):
+            plain = catalog.find_dataset(cur, name)
+            assert catalog.get_dataset(cur, name, cache) == plain
+            assert catalog.find_dataset(cur, name, big.file_columns) == plain
+        assert catalog.find_dataset(cur, "no_such", cache) is None
+    # Without the cache every lookup reads; with each cache once per file.
+    assert len(reads) == 4 + 3 + 3
+    assert catalog.FileColumns(big.settings.datasets_dir)._entries == {}
+
+
+def test_the_browsing_routes_record_is_read_again_after_a_committed_write(big):
+    """Database.dataset reuses a record until a transaction commits; a change made in one
+    (here another version of the dataset, with a new data file) is seen at once after it."""
+    with big.cursor() as cur:
+        first = big.dataset(cur, "changing")
+        assert big.dataset(cur, "changing") is first
+        assert first == catalog.get_dataset(cur, "changing")
+        with pytest.raises(catalog.NotFound):
+            big.dataset(cur, "no_such")
+    with big.transaction() as cur:
+        catalog.update_record(
+            cur,
+            name="changing",
+            row_count=first.row_count,
+            source=None,
+            actor=None,
+            file_id=catalog.get_dataset(cur, "groups").file_id,
+        )
+    with big.cursor() as cur:
+        changed = big.dataset(cur, "changing")
+        assert changed == catalog.get_dataset(cur, "changing")
+        assert changed.version > first.version
+        assert [c["name"] for c in changed.columns] == ["id", "k", "t", "x"]
+
+
+def test_facets_together_of_columns_named_like_the_scans_own(big):
+    """Columns named k or n (or like the scan's output) are counted as themselves."""
+    with big.cursor() as cur:
+        record = catalog.get_dataset(cur, "groups")
+        for items, q in [([], None), ([("x__gt", "70000")], "t1")]:
+            alone = {
+                c: browse.read_facets(cur, record, columns=[c], items=items, q=q, size=6)
+                for c in ("k", "t", "id")
+            }
+            filters = browse.parse_filters(cur, record, items, q)
+            scanned = browse._facets_together(cur, record, filters, ["k", "t", "id"], 6)
+            assert scanned == {c: alone[c]["facets"][c] for c in ("k", "t", "id")}
+
+
+@pytest.mark.parametrize("name", ["groups", "mixed", "holes"])
+def test_unsorted_pages_read_as_rowid_ranges_are_the_top_n_ones(big, name):
+    """Without sort or filters, a file whose rowids are its row positions pages by rowid
+    range: every page (by cursor and by offset) is the one the top-N of rowids gives."""
+    with big.cursor() as cur:
+        record = catalog.get_dataset(cur, name)
+        cache = browse.BrowseCache()
+        count, largest = cur.execute(f"SELECT count(*), max(rowid) FROM {record.table}").fetchone()
+        assert browse._dense(cur, record, cache) == (largest == count - 1)
+        if name != "holes":
+            assert browse._dense(cur, record, cache)
+        expected, _ = _reference(cur, record, None, [], None)
+        for limit in (7, 1000) if count < 5000 else (1000,):
+            ranged, cursor = [], None
+            while True:
+                page = browse.read_rows(cur, record, items=[], limit=limit, cursor=cursor,
+                                        offset=None, sort=None, q=None, timeout_s=60,
+                                        cache=cache)  # fmt: skip
+                plain = browse.read_rows(cur, record, items=[], limit=limit, cursor=cursor,
+                                         offset=None, sort=None, q=None, timeout_s=60)  # fmt: skip
+                assert page == plain
+                ranged += [row[0] for row in page["rows"]]
+                cursor = page["next"]
+                if cursor is None:
+                    break
+            assert ranged == expected
+        for offset in (0, 5, count - 3, count, count + 10):
+            args = dict(items=[], limit=50, cursor=None, offset=offset, sort=None, q=None,
+                        timeout_s=60)  # fmt: skip
+            assert browse.read_rows(cur, record, **args, cache=cache) == browse.read_rows(
+                cur, record, **args
+            )

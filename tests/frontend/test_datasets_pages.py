@@ -221,3 +221,39 @@ def test_the_report_of_an_upload_with_many_rejects_fits_its_cookie(web, api, nam
     report = web.get(response.headers["Location"])
     assert re.search(r'data-testid="rows-loaded">200<', report.text)
     assert re.search(r'data-testid="rows-rejected">200<', report.text)
+
+
+def _facet_counts(text: str, column: str) -> dict[str, int]:
+    """The values and counts of one facet of a table page."""
+    section = re.search(rf'data-testid="facet-{column}">(.*?)</section>', text, re.S)
+    assert section, f"no facet {column}"
+    pairs = re.findall(r'<a href="[^"]*">([^<]*)</a> <span class="count">([\d,]+)</span>',
+                       section.group(1))  # fmt: skip
+    return {html.unescape(v): int(n.replace(",", "")) for v, n in pairs}
+
+
+def test_facets_follow_the_datasets_columns_and_rows(web, api, name):
+    """The page sends its facets call beside the dataset's with the columns it saw last time;
+    after a replace with other columns, or other rows, it shows the new ones' facets."""
+    _seed(api, name, b"a,b\nx,p\nx,q\ny,q\n", filename="t.csv")
+    first = web.get(f"/datasets/{name}")
+    assert first.status_code == 200
+    assert _facet_counts(first.text, "a") == {"x": 2, "y": 1}
+    assert _facet_counts(first.text, "b") == {"q": 2, "p": 1}
+    _seed(api, name, b"c,d\nm,1\nn,2\nn,3\n", filename="t.csv", mode="replace")
+    second = web.get(f"/datasets/{name}")
+    assert 'data-testid="facet-a"' not in second.text
+    assert _facet_counts(second.text, "c") == {"n": 2, "m": 1}
+    _seed(api, name, b"c,d\nk,1\n", filename="t.csv", mode="replace")
+    third = web.get(f"/datasets/{name}", params={"c__ne": "zz"})
+    assert _facet_counts(third.text, "c") == {"k": 1}
+    # Columns the last guess still finds, and one more: the page counts that one too.
+    _seed(api, name, b"c,e,d\nk,u,1\nj,u,1\n", filename="t.csv", mode="replace")
+    fifth = web.get(f"/datasets/{name}")
+    assert _facet_counts(fifth.text, "c") == {"j": 1, "k": 1}
+    assert _facet_counts(fifth.text, "e") == {"u": 2}
+    _seed(api, name, b"c,d\nk,1\n", filename="t.csv", mode="replace")
+    # A chosen facet of a column the dataset no longer has is left out, as before.
+    fourth = web.get(f"/datasets/{name}", params=[("facet", "a"), ("facet", "d")])
+    assert 'data-testid="facet-a"' not in fourth.text
+    assert _facet_counts(fourth.text, "d") == {"1": 1}

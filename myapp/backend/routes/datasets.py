@@ -243,7 +243,7 @@ async def put_dataset(
 @router.get("/datasets/{name}", response_model=DatasetPublic, summary="One dataset")
 def read_dataset(name: str, database: DatabaseDep, actor: ViewerDep) -> dict[str, Any]:
     with database.cursor() as cur:
-        return catalog.get_dataset(cur, name).public()
+        return database.dataset(cur, name).public()
 
 
 @router.patch("/datasets/{name}", response_model=DatasetPublic, summary="Rename a dataset")
@@ -308,7 +308,7 @@ def read_rows(
     """Filters: `column__op=value` with op in eq ne gt gte lt lte contains startswith in
     isnull notnull, combined with AND; `in` takes comma-separated values."""
     with callers.admitted(workers.callers, settings), database.cursor() as cur:
-        record = history.at_version(cur, catalog.get_dataset(cur, name), version)
+        record = history.at_version(cur, database.dataset(cur, name), version)
         return browse.read_rows(
             cur,
             record,
@@ -346,7 +346,7 @@ def read_facets(
     ] = None,
 ) -> dict[str, Any]:
     with callers.admitted(workers.callers, settings), database.cursor() as cur:
-        record = history.at_version(cur, catalog.get_dataset(cur, name), version)
+        record = history.at_version(cur, database.dataset(cur, name), version)
         return browse.read_facets(
             cur,
             record,

@@ -13,7 +13,17 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from markupsafe import Markup
 from werkzeug.wrappers import Response
 
@@ -23,6 +33,7 @@ from myapp.contract.types import type_class
 
 from .. import cells
 from ..api_client import BackendError, BackendUnavailable
+from ..security import settle_visitor
 from . import api
 from .sql import EXPORT_FORMATS, export_choice
 from .streaming import proxy_download, request_body_chunks
@@ -55,6 +66,14 @@ UPLOAD_OPTIONS = (
 # Loading a big file takes a while after its last byte arrived; the page waits for the summary.
 UPLOAD_READ_TIMEOUT_S = 3600.0
 EXPORT_READ_TIMEOUT_S = 600.0
+
+# Threads of the process for the backend calls a page sends side by side (the table page sends
+# up to three beside its own), made once per app: a pool per request cost a start and a join
+# of its threads on every page.
+PAGE_CALL_THREADS = 32
+# Datasets whose columns the table page remembers, to send the facets call before the
+# dataset's own answer is in (it is checked against that answer).
+KNOWN_COLUMNS_MAX = 512
 
 # Parameters of the table page that are not filters.
 _STATE_KEYS = {"sort", "q", "limit", "cursor", "offset", "facet"}
@@ -331,36 +350,52 @@ def table(name: str):
     rows_params = [*passthrough, ("limit", str(limit))]
     client = api()
     headers = client.request_headers()
+    calls = _page_calls()
 
     def read_rows(items: list[tuple[str, str]]) -> Any:
         return client.get(_path(name, "rows"), params=items, headers=headers)
 
-    def facet_params(items) -> list[tuple[str, str]]:
+    def facet_params(items, columns) -> list[tuple[str, str]]:
         kept = [(k, v) for k, v in items if k not in _STATE_KEYS or k == "q"]
-        return kept + [("column", c) for c in facet_columns] + [("size", str(FACET_SIZE))]
+        return kept + [("column", c) for c in columns] + [("size", str(FACET_SIZE))]
 
-    # The rows (the slow call) go out at once, beside the dataset and then the facets, which
-    # need the dataset's columns: the page waits for the slowest call, not for their sum.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="table-rows") as pool:
-        rows_call = pool.submit(rows_in_good_state, read_rows, rows_params)
-        dataset = client.get(_path(name))
-        canonical = dataset["name"]
-        if canonical != name:
-            return redirect(_url(canonical, list(args.items(multi=True))))
-        facet_columns = _facet_columns(dataset, args)
-        answer: dict[str, Any] | None = None
-        if facet_columns:
-            try:
-                answer = client.get(
-                    _path(canonical, "facets"), params=facet_params(args.items(multi=True))
-                )
-            except BackendError as exc:
-                if exc.status != 400:
-                    raise
-        page, good, problems = rows_call.result()
+    def read_facets(columns: list[str]) -> Any:
+        items = facet_params(args.items(multi=True), columns)
+        return client.get(_path(name, "facets"), params=items, headers=headers)
+
+    # Every call goes out at once: the rows (the slow one), who the visitor is (unless the
+    # session check asked already), the dataset, and the facets of the columns this dataset
+    # had when last seen; the page waits for the slowest call, not for their sum. The
+    # dataset's answer decides: facets of other columns are asked for again.
+    rows_call = calls.submit(rows_in_good_state, read_rows, rows_params)
+    me_call = None
+    if g.get("visitor") is None:
+        me_call = calls.submit(client.get, "/api/auth/me", headers=headers)
+    known = _known_columns().get(name)
+    guessed = _facet_columns({"columns": known}, args) if known is not None else []
+    facets_call = calls.submit(read_facets, guessed) if guessed else None
+    dataset = client.get(_path(name))
+    canonical = dataset["name"]
+    _remember_columns(canonical, dataset["columns"])
+    if canonical != name:
+        return redirect(_url(canonical, list(args.items(multi=True))))
+    facet_columns = _facet_columns(dataset, args)
+    answer: dict[str, Any] | None = None
+    if facet_columns:
+        try:
+            if facets_call is not None and guessed == facet_columns:
+                answer = facets_call.result()
+            else:
+                answer = read_facets(facet_columns)
+        except BackendError as exc:
+            if exc.status != 400:
+                raise
+    page, good, problems = rows_call.result()
+    if me_call is not None:
+        settle_visitor(me_call.result)
     if facet_columns and (problems or answer is None):
         # Some of the state was refused: the facets count what the page shows.
-        answer = client.get(_path(canonical, "facets"), params=facet_params(good))
+        answer = client.get(_path(canonical, "facets"), params=facet_params(good, facet_columns))
     facets: dict[str, list] = answer["facets"] if answer else {}
     facet_timeouts: list[str] = answer.get("timed_out", []) if answer else []
 
@@ -410,6 +445,29 @@ def _builder_state(args, problems) -> dict[str, str]:
         if match and match["op"] in OPERATOR_WORDS:
             return {"column": match["column"], "op": match["op"], "value": problem.value}
     return {"column": args.get("add_column", ""), "op": "", "value": ""}
+
+
+def _page_calls() -> ThreadPoolExecutor:
+    """The app's pool for a page's concurrent backend calls (made on first use)."""
+    pool = current_app.extensions.get("myapp.page_calls")
+    if pool is None:
+        # No thread starts before the first call: a pool made twice by a race costs nothing.
+        made = ThreadPoolExecutor(max_workers=PAGE_CALL_THREADS, thread_name_prefix="page-call")
+        pool = current_app.extensions.setdefault("myapp.page_calls", made)
+    return pool
+
+
+def _known_columns() -> dict[str, list[dict[str, str]]]:
+    """Each dataset's columns as the backend last gave them to this app (name → columns)."""
+    return current_app.extensions.setdefault("myapp.dataset_columns", {})
+
+
+def _remember_columns(name: str, columns: list[dict[str, str]]) -> None:
+    known = _known_columns()
+    if known.get(name) != columns:
+        if len(known) >= KNOWN_COLUMNS_MAX:
+            known.clear()
+        known[name] = columns
 
 
 def _facet_columns(dataset: dict[str, Any], args) -> list[str]:
