@@ -41,7 +41,11 @@ def error_from_response(response: httpx.Response) -> BackendError:
     try:
         body = response.json()
         err = body["error"]
-        return BackendError(response.status_code, err["code"], err["message"], err.get("detail"))
+        error = BackendError(response.status_code, err["code"], err["message"], err.get("detail"))
+        if err["code"] == "server_busy" and has_request_context():
+            # The page that fails for it answers 503 with the same Retry-After (app.py).
+            g.retry_after = response.headers.get("Retry-After", "")
+        return error
     except (ValueError, KeyError, TypeError):
         if response.status_code in (502, 503, 504):
             return BackendUnavailable(f"The backend answered {response.status_code}.")
@@ -67,6 +71,9 @@ class ApiClient(Client):
             timeout_s=read_timeout_s,
             connect_timeout_s=CONNECT_TIMEOUT_S,
             transport=transport,
+            # A page does not wait out the backend's queue of heavy work: a 503 server_busy
+            # becomes the "busy, try again shortly" page at once (app.py).
+            busy_wait_s=0.0,
         )
         self.base_url = self.url
         self.read_timeout_s = read_timeout_s
