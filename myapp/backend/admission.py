@@ -7,6 +7,10 @@ MYAPP_HEAVY_QUEUE for up to MYAPP_HEAVY_WAIT_S; past the queue or the wait it is
 `server_busy` with a `Retry-After` header, which the client (myapp.client) and the CLI honour.
 Interactive requests never pass through here.
 
+A caller may ask to wait less than MYAPP_HEAVY_WAIT_S with `Prefer: wait=N` (RFC 7240): the
+frontend does, so that its page threads, a few per process, are not held in this queue while
+pages wait for a thread; the browser gets the 503 and its Retry-After instead.
+
 Where a slot is held:
 - exports, profiles, backups and the load of a staged upload: from before the route runs until
   the answer starts (`HeavyAdmission` releases at `http.response.start`). An export starts
@@ -55,6 +59,8 @@ HEAVY_ROUTES: tuple[tuple[frozenset[str], re.Pattern[str]], ...] = tuple(
 # person would wait for before giving up.
 RETRY_AFTER_MIN_S = 1
 RETRY_AFTER_MAX_S = 60
+# `Prefer: wait=N` (RFC 7240), seconds.
+_PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
 # Weight of the newest hold time in the running average the Retry-After estimate uses.
 HOLD_SMOOTHING = 0.2
 
@@ -65,6 +71,12 @@ class ServerBusy(AppError):
 
 def is_heavy(method: str, path: str) -> bool:
     return any(method in methods and pattern.match(path) for methods, pattern in HEAVY_ROUTES)
+
+
+def preferred_wait(prefer: str | None) -> float | None:
+    """The seconds of a `Prefer: wait=N` header, None without one."""
+    match = _PREFER_WAIT.search(prefer or "")
+    return float(match.group(1)) if match else None
 
 
 class HeavyWork:
@@ -90,10 +102,10 @@ class HeavyWork:
         estimate = math.ceil(self._hold_s * turns)
         return max(RETRY_AFTER_MIN_S, min(RETRY_AFTER_MAX_S, estimate))
 
-    def _busy(self, waited: bool) -> ServerBusy:
+    def _busy(self, waited: float | None) -> ServerBusy:
         self.refused += 1
         retry = self.retry_after_s()
-        why = f"this one waited {self.wait_s:g} s for its turn" if waited else "the queue is full"
+        why = "the queue is full" if waited is None else f"this one waited {waited:g} s"
         return ServerBusy(
             f"The server is busy with other uploads, exports and profiles ({self.running} "
             f"running, {self.waiting} waiting; {why}): try again in {retry} s.",
@@ -101,24 +113,26 @@ class HeavyWork:
             headers={"Retry-After": str(retry)},
         )
 
-    async def acquire(self) -> float:
-        """Take a slot (waiting in the queue if need be); when it was taken. ServerBusy when
-        the queue is full or the wait runs out."""
+    async def acquire(self, wait_s: float | None = None) -> float:
+        """Take a slot (waiting in the queue if need be, for at most MYAPP_HEAVY_WAIT_S or
+        `wait_s` if less); when it was taken. ServerBusy when the queue is full or the wait runs
+        out."""
         if self.running < self.slots and not self.waiting:
             self.running += 1
             return time.monotonic()
-        if self.waiting >= self.queue:
-            raise self._busy(waited=False)
+        wait_s = self.wait_s if wait_s is None else min(wait_s, self.wait_s)
+        if self.waiting >= self.queue or wait_s <= 0:
+            raise self._busy(waited=None)
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(fut)
         try:
-            await asyncio.wait_for(asyncio.shield(fut), self.wait_s)
+            await asyncio.wait_for(asyncio.shield(fut), wait_s)
         except TimeoutError:
             if fut.done() and not fut.cancelled():
                 # The slot came in the same instant as the time limit: take it after all.
                 return time.monotonic()
             fut.cancel()
-            raise self._busy(waited=True) from None
+            raise self._busy(waited=wait_s) from None
         except BaseException:
             # Cancelled (the client went away): a slot handed over meanwhile passes on.
             if fut.done() and not fut.cancelled():
@@ -143,8 +157,8 @@ class HeavyWork:
         self.running -= 1
 
     @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        taken = await self.acquire()
+    async def slot(self, wait_s: float | None = None) -> AsyncIterator[None]:
+        taken = await self.acquire(wait_s)
         try:
             yield
         finally:
@@ -163,8 +177,9 @@ class HeavyAdmission:
         if scope["type"] != "http" or not is_heavy(scope["method"], scope["path"]):
             await self.app(scope, receive, send)
             return
+        prefer = next((v for k, v in scope["headers"] if k == b"prefer"), b"")
         try:
-            taken = await self.heavy.acquire()
+            taken = await self.heavy.acquire(preferred_wait(prefer.decode("latin-1")))
         except ServerBusy as exc:
             refusal = error_response(exc.status_code, exc.code, exc.message, exc.detail)
             refusal.headers.update(exc.headers or {})

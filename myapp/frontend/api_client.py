@@ -20,6 +20,11 @@ from myapp.logs import REQUEST_ID_HEADER
 # A backend that does not accept a connection this fast is treated as down: people should see
 # the 503 page quickly rather than wait on a dead host.
 CONNECT_TIMEOUT_S = 3.0
+# Most seconds a page's upload, export or profile waits in the backend's queue of heavy work
+# (sent as `Prefer: wait=N`; the backend's own limit is MYAPP_HEAVY_WAIT_S). A page holds one
+# of the few threads of its process meanwhile, and pages behind it would wait for a thread:
+# the "busy" page with Retry-After comes instead.
+PAGE_HEAVY_WAIT_S = 2
 
 
 class BackendError(ApiError):
@@ -80,7 +85,7 @@ class ApiClient(Client):
 
     # -- plumbing ---------------------------------------------------------------------------
     def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        headers: dict[str, str] = {}
+        headers: dict[str, str] = {"Prefer": f"wait={PAGE_HEAVY_WAIT_S}"}
         if has_request_context():
             request_id = g.get("request_id")
             if request_id:

@@ -154,6 +154,18 @@ def test_the_queued_request_proceeds_when_the_slot_frees_and_one_more_is_refused
     wait_for(queue_of_one, running=0, waiting=0)
 
 
+def test_a_caller_may_ask_to_wait_less(queue_of_one):
+    holder = hold_slot(queue_of_one)
+    url = f"{queue_of_one.url}/api/datasets/small/profile"
+    assert_busy(httpx.get(url, headers={"Prefer": "wait=0"}, timeout=30))
+    started = time.monotonic()
+    late = httpx.get(url, headers={"Prefer": "respond-async, wait=0.3"}, timeout=30)
+    assert_busy(late)
+    assert "waited 0.3 s" in late.json()["error"]["message"]
+    assert time.monotonic() - started >= 0.3
+    assert holder.result().status_code == 200
+
+
 def test_a_wait_past_the_limit_is_answered_503(tmp_path_factory):
     for server in _server(tmp_path_factory, MYAPP_HEAVY_QUEUE="4", MYAPP_HEAVY_WAIT_S="0.5"):
         holder = hold_slot(server)

@@ -26,6 +26,7 @@ from myapp.models.datasets import (
     RowsPage,
 )
 
+from ..admission import preferred_wait
 from ..auth.dependencies import client_address
 from ..deps import DatabaseDep, EditorDep, SettingsDep, ViewerDep, WorkersDep
 from ..lake import history
@@ -172,7 +173,8 @@ async def _ingest(
         try:
             # A turn of heavy work for the load only, now that the body is here (admission.py):
             # a slow sender holds no turn, and a 503 comes after the body, so the client reads it.
-            async with request.app.state.heavy.slot():
+            wait_s = preferred_wait(request.headers.get("prefer"))
+            async with request.app.state.heavy.slot(wait_s):
                 result = await run_in_threadpool(
                     datasets.load_upload,
                     database,
