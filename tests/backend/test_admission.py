@@ -192,6 +192,26 @@ def test_an_export_gives_its_slot_back_when_it_starts_streaming(no_queue):
         assert lines == 1_000_001
 
 
+def test_a_big_upload_refused_for_busy_reads_the_503_not_a_closed_connection(no_queue, tmp_path):
+    # The upload takes its turn after its body: 12 MiB (over what a server answering early
+    # would leave unread) arrive whole, and the 503 is read by the client.
+    body = b"id,label\n" + b"1,aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n" * (12 * 1024 * 1024 // 33)
+    holder = hold_slot(no_queue)
+    refused = httpx.put(
+        f"{no_queue.url}/api/datasets/big", params={"filename": "big.csv"}, content=body, timeout=60
+    )
+    assert_busy(refused)
+    assert holder.result().status_code == 200
+    # The client sends the file again after Retry-After, and it loads.
+    path = tmp_path / "big.csv"
+    path.write_bytes(body)
+    holder = hold_slot(no_queue)
+    with Client(no_queue.url, busy_wait_s=120) as client:
+        loaded = client.upload(path, "big")
+    assert loaded["rows_loaded"] == 12 * 1024 * 1024 // 33
+    assert holder.result().status_code == 200
+
+
 def test_a_failing_upload_gives_its_slot_back(no_queue):
     url = no_queue.url
     # Not a file of any format it can read: the load fails.
