@@ -1,6 +1,7 @@
 """Load benchmark: many concurrent clients through nginx for minutes, a mix of what people do.
 
     python bench/load.py [--clients 50] [--duration 180] [--rows 1000000] [--json PATH]
+                         [--heavy-slots N] [--heavy-queue N] [--interactive-only]
 
 Everything runs on this machine, on free 127.0.0.1 ports: a real `myapp serve --role backend`
 and `--role frontend` (as the compose file configures them: an admin password, a secret key, one
@@ -22,8 +23,15 @@ to and replace the client's own dataset (raw PUT, multipart POST and the upload 
 Answers are checked (row counts, file sizes, Parquet magic); after the run every dataset must
 hold exactly the rows of its acknowledged uploads, and no staging or export file may be left.
 
-Reported: requests/s, per kind count and p50/p95/p99 latency, errors split into 5xx, 4xx,
-connection errors (refused, reset, timed out) and wrong answers, and the backend worker's
+Heavy work (profiles, exports, uploads) takes turns in the backend (MYAPP_HEAVY_SLOTS, set by
+--heavy-slots) and may be answered 503 server_busy with Retry-After when its queue
+(--heavy-queue) is full; the clients then wait that long and send again, as myapp.client does,
+for up to BUSY_WAIT_S in all. Those 503s are counted as "busy", apart from failures, and a
+request's latency includes its waits. --interactive-only sends no heavy work at all: the
+latencies the interactive kinds have on their own.
+
+Reported: requests/s, per kind count and p50/p95/p99 latency, busy answers, errors split into
+5xx, 4xx, connection errors (refused, reset, timed out) and wrong answers, and the backend worker's
 resident memory (VmRSS) every --rss-every seconds. Targets: no 5xx, no connection errors, and
 memory flat after the warm-up (--warmup seconds): the median of the last quarter of the samples
 after it is less than RSS_GROWTH_TARGET_MB above the median of the first quarter. The load
@@ -92,6 +100,8 @@ REQUEST_TIMEOUT_S = 300.0
 RSS_GROWTH_TARGET_MB = 50.0
 # At most this many requests in one run, whatever the duration: a bound on what the run can do.
 MAX_REQUESTS = 1_000_000
+# As myapp.client: most seconds one request spends waiting out 503 server_busy answers.
+BUSY_WAIT_S = 120.0
 
 
 # -- data ---------------------------------------------------------------------------------------
@@ -351,6 +361,8 @@ class Tally:
     count: int = 0
     status_5xx: int = 0
     status_4xx: int = 0
+    # 503 server_busy answers (sent again after Retry-After), not failures.
+    busy: int = 0
     connection: int = 0
     wrong: int = 0
     # Answers that came before the deadline: requests/s is these over the duration, so that one
@@ -377,6 +389,7 @@ class Run:
     issued: int = 0
     # dataset name -> rows it must hold (None once an upload's outcome is unknown)
     expected: dict[str, int | None] = field(default_factory=dict)
+    weights: dict[str, int] = field(default_factory=lambda: dict(WEIGHTS))
 
 
 class Client:
@@ -575,7 +588,7 @@ class Client:
             )
             if loaded != UPLOAD_ROWS:
                 raise WrongAnswer(f"upload loaded {loaded} rows, not {UPLOAD_ROWS}")
-        elif 400 <= response.status_code < 500:
+        elif 400 <= response.status_code < 500 or is_busy(response):
             # Refused: nothing changed.
             if known is None:
                 del self.run.expected[name]
@@ -601,16 +614,36 @@ class Client:
             return await self.export("parquet")
         return await self.upload()
 
+    async def one_waiting(self, kind: str, tally: Tally) -> httpx.Response:
+        """One request of a kind, sent again after each 503 server_busy's Retry-After (as
+        myapp.client does), for up to BUSY_WAIT_S in all."""
+        waited = 0.0
+        while True:
+            response = await self.one(kind)
+            if not is_busy(response):
+                return response
+            tally.busy += 1
+            try:
+                delay = max(0.1, float(response.headers["Retry-After"]))
+            except ValueError:
+                delay = 2.0
+            delay *= 1 + self.rng.random() * 0.2
+            if waited + delay > BUSY_WAIT_S:
+                return response
+            await asyncio.sleep(delay)
+            waited += delay
+
     async def work(self) -> None:
         run = self.run
-        kinds, weights = list(WEIGHTS), list(WEIGHTS.values())
+        kinds = [k for k, w in run.weights.items() if w > 0]
+        weights = [run.weights[k] for k in kinds]
         while time.monotonic() < run.deadline and run.issued < MAX_REQUESTS:
             run.issued += 1
             kind = self.rng.choices(kinds, weights)[0]
             tally = run.tallies[kind]
             started = time.perf_counter()
             try:
-                response = await self.one(kind)
+                response = await self.one_waiting(kind, tally)
             except httpx.TransportError as exc:
                 tally.connection += 1
                 try:
@@ -635,6 +668,12 @@ class Client:
             tally.latencies.append((time.perf_counter() - started) * 1000)
             if run.think_s:
                 await asyncio.sleep(run.think_s)
+
+
+def is_busy(response: httpx.Response) -> bool:
+    """A 503 that says when to come back: the backend's server_busy (JSON), or a page the
+    frontend made of it (the same Retry-After). nginx's own 503 has no Retry-After."""
+    return response.status_code == 503 and "Retry-After" in response.headers
 
 
 def describe(response: httpx.Response) -> str:
@@ -714,6 +753,7 @@ async def drive(
     client_tokens: list[str],
     pid: int,
     rss_every_s: float,
+    weights: dict[str, int],
 ) -> tuple[Run, list[tuple[float, float]], float]:
     jars = await sign_in(url, clients)
     run = Run(
@@ -723,6 +763,7 @@ async def drive(
         think_s=think_s,
         api_token=api_token,
         client_tokens=client_tokens,
+        weights=weights,
     )
     people = [Client(run, i, jar) for i, jar in enumerate(jars)]
     # The clock starts once every client exists (each builds its own connection pool).
@@ -786,6 +827,7 @@ def summarize(run: Run, duration_s: float) -> dict[str, dict]:
         "in_time": 0,
         "status_5xx": 0,
         "status_4xx": 0,
+        "busy": 0,
         "connection": 0,
         "wrong": 0,
     }
@@ -797,6 +839,7 @@ def summarize(run: Run, duration_s: float) -> dict[str, dict]:
             **percentiles(tally.latencies),
             "status_5xx": tally.status_5xx,
             "status_4xx": tally.status_4xx,
+            "busy": tally.busy,
             "connection": tally.connection,
             "wrong": tally.wrong,
             "in_time": tally.in_time,
@@ -815,6 +858,7 @@ def summarize(run: Run, duration_s: float) -> dict[str, dict]:
             "kinds": list(members),
             "count": sum(tally.count for tally in tallies),
             "rps": round(in_time / duration_s, 2),
+            "busy": sum(tally.busy for tally in tallies),
             **percentiles(latencies),
         }
     return {"kinds": kinds, "overall": overall, "groups": groups}
@@ -887,7 +931,7 @@ def print_report(result: dict) -> None:
     )
     header = (
         f"{'kind':<15}{'count':>8}{'req/s':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}"
-        f"{'5xx':>6}{'4xx':>6}{'conn':>6}{'wrong':>7}"
+        f"{'busy':>6}{'5xx':>6}{'4xx':>6}{'conn':>6}{'wrong':>7}"
     )
     print(header)
     print("-" * len(header))
@@ -900,7 +944,8 @@ def print_report(result: dict) -> None:
             print("-" * len(header))
         print(
             f"{kind:<15}{row['count']:>8}{row['rps']:>8.1f}{ms(row['p50']):>9}{ms(row['p95']):>9}"
-            f"{ms(row['p99']):>9}{row['status_5xx']:>6}{row['status_4xx']:>6}"
+            f"{ms(row['p99']):>9}{row.get('busy', 0):>6}{row['status_5xx']:>6}"
+            f"{row['status_4xx']:>6}"
             f"{row['connection']:>6}{row['wrong']:>7}"
         )
     for kind, row in result["kinds"].items():
@@ -923,7 +968,13 @@ def print_report(result: dict) -> None:
         )
         print(
             f"heavy work beside it ({', '.join(heavy['kinds'])}): {heavy['count']} done, "
-            f"{heavy['rps']:.2f}/s, p50 {ms(heavy['p50'])} ms, p95 {ms(heavy['p95'])} ms"
+            f"{heavy['rps']:.2f}/s, p50 {ms(heavy['p50'])} ms, p95 {ms(heavy['p95'])} ms, "
+            f"{heavy.get('busy', 0)} busy answers (503 server_busy, waited out and sent again)"
+        )
+        print(
+            f"in one line: interactive p50/p95/p99 {ms(inter['p50'])}/{ms(inter['p95'])}/"
+            f"{ms(inter['p99'])} ms, heavy {heavy['rps']:.2f} ops/s (heavy slots "
+            f"{cfg.get('heavy_slots') or 'default'}, queue {cfg.get('heavy_queue') or 'default'})"
         )
     rss = result["rss"]
     print()
@@ -967,6 +1018,13 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     parser.add_argument("--export-threads", type=int, help="MYAPP_EXPORT_WORKER_THREADS")
     parser.add_argument("--web-threads", type=int, help="MYAPP_WEB_THREADS of the frontend")
+    parser.add_argument("--heavy-slots", type=int, help="MYAPP_HEAVY_SLOTS of the backend")
+    parser.add_argument("--heavy-queue", type=int, help="MYAPP_HEAVY_QUEUE of the backend")
+    parser.add_argument(
+        "--interactive-only",
+        action="store_true",
+        help="only table pages, facets and queries: no profiles, exports or uploads",
+    )
     args = parser.parse_args()
     if args.clients < 1 or args.duration <= 0:
         parser.error("--clients and --duration must be positive")
@@ -981,6 +1039,11 @@ def main() -> int:
         stack.backend_env["MYAPP_EXPORT_WORKER_THREADS"] = str(args.export_threads)
     if args.web_threads:
         stack.frontend_env["MYAPP_WEB_THREADS"] = str(args.web_threads)
+    if args.heavy_slots is not None:
+        stack.backend_env["MYAPP_HEAVY_SLOTS"] = str(args.heavy_slots)
+    if args.heavy_queue is not None:
+        stack.backend_env["MYAPP_HEAVY_QUEUE"] = str(args.heavy_queue)
+    weights = {k: 0 if args.interactive_only and k in HEAVY else w for k, w in WEIGHTS.items()}
     exit_codes: dict[str, int | None] = {}
     try:
         stack.start()
@@ -1001,6 +1064,7 @@ def main() -> int:
                 client_tokens=client_tokens,
                 pid=pid,
                 rss_every_s=args.rss_every,
+                weights=weights,
             )
         )
         load = os.getloadavg()
@@ -1020,7 +1084,10 @@ def main() -> int:
             "think_ms": args.think_ms,
             "export_threads": args.export_threads,
             "web_threads": args.web_threads,
-            "weights": WEIGHTS,
+            "heavy_slots": args.heavy_slots,
+            "heavy_queue": args.heavy_queue,
+            "interactive_only": args.interactive_only,
+            "weights": weights,
             "nginx": nginx_version(),
             "nginx_site": f"nginx/{stack.site_source}",
         },

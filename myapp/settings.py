@@ -135,6 +135,26 @@ class Settings(BaseSettings):
         ge=16 * 1024 * 1024,
         description="Most bytes of an export written ahead of what the client has read.",
     )
+    heavy_slots: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Uploads, exports, profiles and backups that run at once; more wait their "
+        "turn, so that pages and queries stay quick.",
+    )
+    heavy_queue: int = Field(
+        16,
+        ge=0,
+        le=10_000,
+        description="Heavy requests that may wait for a turn; more are answered 503 "
+        "server_busy with Retry-After.",
+    )
+    heavy_wait_s: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="How long a heavy request waits for a turn before it is answered 503.",
+    )
     lock_timeout_s: float = Field(
         30.0, ge=0, le=3600, description="How long the backend waits for a locked database file."
     )

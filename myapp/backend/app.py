@@ -18,6 +18,7 @@ from myapp import __version__
 from myapp.models import ErrorBody
 from myapp.settings import Settings
 
+from .admission import HeavyAdmission, HeavyWork
 from .auth import install_security
 from .auth.startup import bootstrap
 from .errors import install_error_handlers
@@ -165,10 +166,14 @@ def create_api(settings: Settings, *, role: str = "backend") -> FastAPI:
     install_security(app, settings, docs_path=f"{API_PREFIX}/docs")
     # Innermost, after the access gate: a caller without access is refused before any body.
     app.user_middleware.append(Middleware(BodyLimit))
+    # Inside the gate too: a caller without access never takes a turn of heavy work.
+    app.state.heavy = HeavyWork(settings.heavy_slots, settings.heavy_queue, settings.heavy_wait_s)
+    app.user_middleware.append(Middleware(HeavyAdmission, heavy=app.state.heavy))
     if settings.lake_mode:
         app.user_middleware.append(Middleware(CatalogBreaker))
     # Right inside the request log, outside the access gate (see metrics.py).
     app.state.metrics = Metrics()
+    app.state.metrics.heavy = app.state.heavy
     token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
     app.user_middleware.insert(
         1,

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
@@ -141,6 +141,8 @@ class Metrics:
         self.database = None
         self.settings = None
         self.workers = None
+        # The heavy-work admission (admission.HeavyWork), read when scraped.
+        self.heavy = None
         self.registry.register(_LiveCollector(self))
 
     def attach(self, database: Any, settings: Any) -> None:
@@ -187,6 +189,24 @@ class _LiveCollector:
                 pools.add_metric([pool.config.name, "running"], running)
                 pools.add_metric([pool.config.name, "idle"], idle)
             yield pools
+
+        heavy = self.metrics.heavy
+        if heavy is not None:
+            turns = GaugeMetricFamily(
+                "myapp_heavy_requests",
+                "Heavy requests (uploads, exports, profiles, backups) running in a slot, and "
+                "waiting in the queue for one.",
+                labels=["state"],
+            )
+            turns.add_metric(["running"], heavy.running)
+            turns.add_metric(["waiting"], heavy.waiting)
+            yield turns
+            refused = CounterMetricFamily(
+                "myapp_heavy_refused",
+                "Heavy requests answered 503 server_busy: the queue was full or the wait ran out.",
+            )
+            refused.add_metric([], heavy.refused)
+            yield refused
 
         memory = GaugeMetricFamily(
             "myapp_duckdb_memory_bytes",

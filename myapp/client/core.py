@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import random
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,11 @@ CONNECT_TIMEOUT_S = 5.0
 # Loads and exports run as long as the server's own limits allow.
 LONG_TIMEOUT_S = 3600.0
 UPLOAD_CHUNK_BYTES = 1024 * 1024
+# Most seconds one call spends waiting out 503 server_busy answers (the server's heavy work
+# queue, MYAPP_HEAVY_QUEUE) before it gives up and raises the 503 as ApiError.
+BUSY_WAIT_S = 120.0
+# A Retry-After the server did not give, or could not be read.
+BUSY_RETRY_DEFAULT_S = 2.0
 RESULT_KINDS = ("rows", "arrow", "pandas", "polars")
 
 
@@ -88,8 +95,11 @@ class Client:
         timeout_s: float = 60.0,
         connect_timeout_s: float = CONNECT_TIMEOUT_S,
         transport: httpx.BaseTransport | None = None,
+        busy_wait_s: float = BUSY_WAIT_S,
     ) -> None:
         self.url = url.rstrip("/")
+        # 503 server_busy answers are tried again after their Retry-After, for this long in all.
+        self.busy_wait_s = busy_wait_s
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.connect_timeout_s = connect_timeout_s
         self.http = httpx.Client(
@@ -125,28 +135,71 @@ class Client:
     def _error(self, response: httpx.Response) -> ApiError:
         return ApiError.from_response(response)
 
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """One API call; an error answer raises ApiError."""
-        kwargs["headers"] = self._headers(kwargs.get("headers"))
+    def _busy_delay(self, response: httpx.Response, waited: float, replayable: bool) -> float:
+        """Seconds to wait before sending again after a 503 server_busy (the server's queue of
+        heavy work was full), honouring Retry-After; 0 when the answer is to be raised."""
+        if response.status_code != 503 or not replayable:
+            return 0.0
         try:
-            response = self.http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            raise self._unavailable(exc, kwargs.get("timeout")) from None
-        if response.status_code >= 400:
-            raise self._error(response)
-        return response
+            if response.json()["error"]["code"] != "server_busy":
+                return 0.0
+        except (ValueError, KeyError, TypeError):
+            return 0.0
+        try:
+            delay = max(0.1, float(response.headers.get("Retry-After", "")))
+        except ValueError:
+            delay = BUSY_RETRY_DEFAULT_S
+        # A little spread, so that clients refused together do not all come back together.
+        delay *= 1 + random.random() * 0.2  # noqa: S311 - not for security
+        if waited + delay > self.busy_wait_s:
+            return 0.0
+        return delay
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One API call; an error answer raises ApiError. A 503 server_busy is sent again after
+        its Retry-After (for up to busy_wait_s in all); `content` may be a function giving the
+        body, so that a streamed body can be sent again."""
+        kwargs["headers"] = self._headers(kwargs.get("headers"))
+        content = kwargs.pop("content", None)
+        replayable = content is None or isinstance(content, bytes | str) or callable(content)
+        waited = 0.0
+        while True:
+            body = content() if callable(content) else content
+            try:
+                response = self.http.request(method, path, content=body, **kwargs)
+            except httpx.TransportError as exc:
+                raise self._unavailable(exc, kwargs.get("timeout")) from None
+            if response.status_code < 400:
+                return response
+            delay = self._busy_delay(response, waited, replayable)
+            if not delay:
+                raise self._error(response)
+            time.sleep(delay)
+            waited += delay
 
     @contextlib.contextmanager
     def stream(self, method: str, path: str, **kwargs: Any) -> Iterator[httpx.Response]:
         """A streamed request or answer (uploads in, downloads out), never held whole; an error
-        answer raises ApiError before any body."""
+        answer raises ApiError before any body. A 503 server_busy is tried again as in
+        request()."""
         kwargs["headers"] = self._headers(kwargs.get("headers"))
+        content = kwargs.pop("content", None)
+        replayable = content is None or isinstance(content, bytes | str) or callable(content)
+        waited = 0.0
         try:
-            with self.http.stream(method, path, **kwargs) as response:
-                if response.status_code >= 400:
-                    response.read()
-                    raise self._error(response)
-                yield response
+            while True:
+                body = content() if callable(content) else content
+                with self.http.stream(method, path, content=body, **kwargs) as response:
+                    if response.status_code >= 400:
+                        response.read()
+                        delay = self._busy_delay(response, waited, replayable)
+                        if not delay:
+                            raise self._error(response)
+                    else:
+                        yield response
+                        return
+                time.sleep(delay)
+                waited += delay
         except httpx.TransportError as exc:
             raise self._unavailable(exc, kwargs.get("timeout")) from None
 
@@ -182,7 +235,7 @@ class Client:
             "PUT",
             _dataset_path(target),
             params={k: _param(v) for k, v in params.items() if v is not None},
-            content=_file_chunks(file),
+            content=lambda: _file_chunks(file),
             headers={
                 "Content-Type": "application/octet-stream",
                 "Content-Length": str(file.stat().st_size),
@@ -210,7 +263,7 @@ class Client:
             "POST",
             "/api/uploads",
             params={k: _param(v) for k, v in params.items() if v is not None},
-            content=_file_chunks(file),
+            content=lambda: _file_chunks(file),
             headers={
                 "Content-Type": "application/octet-stream",
                 "Content-Length": str(file.stat().st_size),

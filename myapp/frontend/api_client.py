@@ -20,6 +20,11 @@ from myapp.logs import REQUEST_ID_HEADER
 # A backend that does not accept a connection this fast is treated as down: people should see
 # the 503 page quickly rather than wait on a dead host.
 CONNECT_TIMEOUT_S = 3.0
+# Most seconds a page's upload, export or profile waits in the backend's queue of heavy work
+# (sent as `Prefer: wait=N`; the backend's own limit is MYAPP_HEAVY_WAIT_S). A page holds one
+# of the few threads of its process meanwhile, and pages behind it would wait for a thread:
+# the "busy" page with Retry-After comes instead.
+PAGE_HEAVY_WAIT_S = 2
 
 
 class BackendError(ApiError):
@@ -41,7 +46,11 @@ def error_from_response(response: httpx.Response) -> BackendError:
     try:
         body = response.json()
         err = body["error"]
-        return BackendError(response.status_code, err["code"], err["message"], err.get("detail"))
+        error = BackendError(response.status_code, err["code"], err["message"], err.get("detail"))
+        if err["code"] == "server_busy" and has_request_context():
+            # The page that fails for it answers 503 with the same Retry-After (app.py).
+            g.retry_after = response.headers.get("Retry-After", "")
+        return error
     except (ValueError, KeyError, TypeError):
         if response.status_code in (502, 503, 504):
             return BackendUnavailable(f"The backend answered {response.status_code}.")
@@ -67,13 +76,16 @@ class ApiClient(Client):
             timeout_s=read_timeout_s,
             connect_timeout_s=CONNECT_TIMEOUT_S,
             transport=transport,
+            # A page does not wait out the backend's queue of heavy work: a 503 server_busy
+            # becomes the "busy, try again shortly" page at once (app.py).
+            busy_wait_s=0.0,
         )
         self.base_url = self.url
         self.read_timeout_s = read_timeout_s
 
     # -- plumbing ---------------------------------------------------------------------------
     def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        headers: dict[str, str] = {}
+        headers: dict[str, str] = {"Prefer": f"wait={PAGE_HEAVY_WAIT_S}"}
         if has_request_context():
             request_id = g.get("request_id")
             if request_id:

@@ -84,6 +84,10 @@ def create_web(
     @app.after_request
     def _finish(response):
         response.headers[REQUEST_ID_HEADER] = g.get("request_id", "")
+        retry_after = g.get("retry_after")
+        if response.status_code == 503 and retry_after and "Retry-After" not in response.headers:
+            # The backend's queue of heavy work was full: say when to come back, as it did.
+            response.headers["Retry-After"] = retry_after
         g.status = response.status_code
         return response
 
@@ -163,6 +167,16 @@ def _install_error_pages(app: Flask) -> None:
 
     @app.errorhandler(BackendError)
     def _backend_error(exc: BackendError):
+        if exc.code == "server_busy":
+            retry = g.get("retry_after") or "a few"
+            return page(
+                503,
+                "Busy right now",
+                "myapp is busy with other uploads, exports and profiles at the moment, and this "
+                f"one waits its turn. Try again in {retry} seconds; browsing and queries keep "
+                "working meanwhile.",
+                exc.code,
+            )
         status = exc.status if 400 <= exc.status < 600 else 502
         title = {
             401: "Please sign in",

@@ -26,6 +26,7 @@ from myapp.models.datasets import (
     RowsPage,
 )
 
+from ..admission import preferred_wait
 from ..auth.dependencies import client_address
 from ..deps import DatabaseDep, EditorDep, SettingsDep, ViewerDep, WorkersDep
 from ..lake import history
@@ -170,20 +171,24 @@ async def _ingest(
         )
         loaded = False
         try:
-            result = await run_in_threadpool(
-                datasets.load_upload,
-                database,
-                settings,
-                staging,
-                upload,
-                name=dataset_name,
-                filename=filename,
-                source_name=name,
-                options=options,
-                actor=actor.audit_name,
-                ip=client_address(request),
-                longest_line=meter.longest_line,
-            )
+            # A turn of heavy work for the load only, now that the body is here (admission.py):
+            # a slow sender holds no turn, and a 503 comes after the body, so the client reads it.
+            wait_s = preferred_wait(request.headers.get("prefer"))
+            async with request.app.state.heavy.slot(wait_s):
+                result = await run_in_threadpool(
+                    datasets.load_upload,
+                    database,
+                    settings,
+                    staging,
+                    upload,
+                    name=dataset_name,
+                    filename=filename,
+                    source_name=name,
+                    options=options,
+                    actor=actor.audit_name,
+                    ip=client_address(request),
+                    longest_line=meter.longest_line,
+                )
             loaded = True
         finally:
             observe_upload(request, received_bytes, time.perf_counter() - received_from, ok=loaded)

@@ -286,7 +286,10 @@ def load(upload_id: str):
         if isinstance(exc, BackendUnavailable) or exc.status in (401, 403, 404):
             raise
         upload = _current(upload_id)
+        # Busy (the backend's queue of heavy work is full) stays a 503: try again shortly.
         status = exc.status if 400 <= exc.status < 500 else 400
+        if exc.code == "server_busy":
+            status = 503
         return _render(upload, status, error=exc, load_name=name, load_mode=mode)
     if _partial():
         body_html = render_template("datasets/_upload_result.html", result=result, error=None)
