@@ -1,6 +1,6 @@
 """The fast paths of browsing give the answers of the plain queries, on a real DuckDB file.
 
-Each optimisation of store/browse.py is checked against DuckDB's own ORDER BY … NULLS LAST,
+Each optimisation of store/browse/ is checked against DuckDB's own ORDER BY … NULLS LAST,
 rowid and count(*): the sort key's text computed after the LIMIT, the first page and its count
 in one scan (max_by/min_by), the keyset range, cursors that count the ties already shown, totals
 carried by cursors, and cached counts and facets. Ties, NULLs, NaN, -0.0 beside 0.0 and several
@@ -17,6 +17,8 @@ import pytest
 
 from myapp.backend.store import browse, storage
 from myapp.backend.store import datasets as catalog
+from myapp.backend.store.browse import facets as browse_facets
+from myapp.backend.store.browse import rows as browse_rows
 from myapp.backend.store.database import Database
 from myapp.settings import load_settings
 
@@ -128,7 +130,7 @@ def near_top(request, monkeypatch):
     """Cursor pages near the top read with OFFSET (the default), or every cursor page with its
     range: both must give the same pages."""
     if request.param == "range only":
-        monkeypatch.setattr(browse, "OFFSET_PAGES_ROWS", 0)
+        monkeypatch.setattr(browse_rows, "OFFSET_PAGES_ROWS", 0)
     return request.param
 
 
@@ -184,7 +186,7 @@ def test_rows_read_by_rowid_first_are_the_plain_querys(db, sort, monkeypatch):
     first page with its count in one scan (a search) too."""
     with db.cursor() as cur:
         record = catalog.get_dataset(cur, "mixed")
-        assert browse._late_rows(record)
+        assert browse_rows._late_rows(record)
         for items, q in [
             ([], None),
             ([("s__ne", "b")], None),
@@ -194,7 +196,7 @@ def test_rows_read_by_rowid_first_are_the_plain_querys(db, sort, monkeypatch):
             for limit in (3, 50):
                 late = _walk(cur, record, sort, items, q, limit)
                 with monkeypatch.context() as plain:
-                    plain.setattr(browse, "_late_rows", lambda record: False)
+                    plain.setattr(browse_rows, "_late_rows", lambda record: False)
                     assert _walk(cur, record, sort, items, q, limit) == late, (sort, items, q)
                 expected, count = _reference(cur, record, sort, items, q)
                 assert [row[0] for page in late for row in page["rows"]] == expected
@@ -226,7 +228,7 @@ def test_the_one_scan_first_page_gives_the_separate_answer(db):
                 result = cur.execute(sql, filters.params)
                 types = [str(c[1]) for c in result.description[:-hidden]]
                 fetched = result.fetchall()
-                separate = browse.encode_rows([r[:-hidden] for r in fetched[:limit]], types)
+                separate = browse_rows.encode_rows([r[:-hidden] for r in fetched[:limit]], types)
                 assert page["rows"] == separate, (sort, limit)
                 assert [c["type"] for c in page["columns"]] == types
                 assert (page["next"] is None) == (len(fetched) <= limit)
@@ -273,7 +275,7 @@ def test_facets_of_several_columns_from_one_scan_are_each_columns_own(db):
                 assert together["facets"] == {c: alone[c]["facets"][c] for c in columns}
                 # The scan itself answered (not the one-by-one fallback).
                 filters = browse.parse_filters(cur, record, items, q)
-                scanned = browse._facets_together(cur, record, filters, columns, 4)
+                scanned = browse_facets._facets_together(cur, record, filters, columns, 4)
                 assert scanned == together["facets"]
                 cache = browse.BrowseCache()
                 browse.read_facets(
@@ -394,7 +396,7 @@ def test_a_column_named_rowid_is_the_datasets_own(big, sort):
     ties fall back on the column, as the plain ORDER BY … rowid orders them."""
     with big.cursor() as cur:
         record = catalog.get_dataset(cur, "own_rowid")
-        assert not browse._late_rows(record)
+        assert not browse_rows._late_rows(record)
         for items, q in [([], None), ([("k__gte", "1")], None)]:
             expected, count = _reference(cur, record, sort, items, q)
             pages = _walk(cur, record, sort, items, q, 7)
@@ -462,7 +464,7 @@ def test_facets_together_of_columns_named_like_the_scans_own(big):
                 for c in ("k", "t", "id")
             }
             filters = browse.parse_filters(cur, record, items, q)
-            scanned = browse._facets_together(cur, record, filters, ["k", "t", "id"], 6)
+            scanned = browse_facets._facets_together(cur, record, filters, ["k", "t", "id"], 6)
             assert scanned == {c: alone[c]["facets"][c] for c in ("k", "t", "id")}
 
 
@@ -474,9 +476,9 @@ def test_unsorted_pages_read_as_rowid_ranges_are_the_top_n_ones(big, name):
         record = catalog.get_dataset(cur, name)
         cache = browse.BrowseCache()
         count, largest = cur.execute(f"SELECT count(*), max(rowid) FROM {record.table}").fetchone()
-        assert browse._dense(cur, record, cache) == (largest == count - 1)
+        assert browse_rows._dense(cur, record, cache) == (largest == count - 1)
         if name != "holes":
-            assert browse._dense(cur, record, cache)
+            assert browse_rows._dense(cur, record, cache)
         expected, _ = _reference(cur, record, None, [], None)
         for limit in (7, 1000) if count < 5000 else (1000,):
             ranged, cursor = [], None

@@ -11,6 +11,8 @@ import pytest
 from myapp.backend.errors import AppError
 from myapp.backend.store import browse, storage
 from myapp.backend.store import datasets as catalog
+from myapp.backend.store.browse import facets as browse_facets
+from myapp.backend.store.browse import rows as browse_rows
 from myapp.backend.store.database import Database
 from myapp.settings import load_settings
 
@@ -61,7 +63,7 @@ def test_a_slow_count_becomes_an_estimate(big, monkeypatch):
             timeout_s=60,
         )
         assert exact["total_exact"] is True
-        monkeypatch.setattr(browse, "COUNT_BUDGET_S", 0.0)
+        monkeypatch.setattr(browse_rows, "COUNT_BUDGET_S", 0.0)
         estimated = browse.read_rows(
             cur,
             record,
@@ -80,7 +82,7 @@ def test_a_slow_count_becomes_an_estimate(big, monkeypatch):
 
 
 def test_without_filters_the_count_is_the_catalogs(big, monkeypatch):
-    monkeypatch.setattr(browse, "COUNT_BUDGET_S", 0.0)
+    monkeypatch.setattr(browse_rows, "COUNT_BUDGET_S", 0.0)
     with big.cursor() as cur:
         record = catalog.get_dataset(cur, "big")
         page = browse.read_rows(
@@ -98,7 +100,7 @@ def test_without_filters_the_count_is_the_catalogs(big, monkeypatch):
 
 
 def test_slow_facets_are_reported_not_fatal(big, monkeypatch):
-    monkeypatch.setattr(browse, "FACET_BUDGET_S", 0.0)
+    monkeypatch.setattr(browse_facets, "FACET_BUDGET_S", 0.0)
     with big.cursor() as cur:
         record = catalog.get_dataset(cur, "big")
         facets = browse.read_facets(cur, record, columns=["h"], items=[], q=None, size=5)
