@@ -2,7 +2,7 @@
 version, each with its audit line.
 
 A load's transaction (the swap of the new data file into the catalog) runs in
-store/ingest/load.py; its `dataset.created|replaced|appended` line is written here
+store/ingest/swap.py; its `dataset.created|replaced|appended` line is written here
 (`_audit_load`), handed to the swap so that it lands in that same transaction.
 """
 

@@ -6,7 +6,9 @@
   short-lived child process with a memory cap.
 - `csvread`: DuckDB's own dialect detection, then a load with rejects on top of it.
 - `refine`: text columns that are numbers or dates but for missing-value markers.
-- `load`: the load in a side instance, and the atomic swap into the catalog.
+- `load`: the load in a side instance (and an append's checks).
+- `reports`: the rejects a load reports and its errors in plain words.
+- `swap`: the atomic swap into the catalog, and the whole path of one upload.
 
 The names below are imported on first use: the sheet reader runs as
 `python -m myapp.backend.store.ingest.sheetreader`, which imports this package, and should
@@ -22,18 +24,18 @@ from typing import Any
 _HOMES = {
     "PREVIEW_ROWS": "load",
     "StagedFile": "load",
-    "LoadAudit": "load",
+    "LoadAudit": "swap",
     "append_staged": "load",
     "build_file": "load",
-    "check_mode_allows": "load",
-    "ingest_file": "load",
+    "check_mode_allows": "swap",
+    "ingest_file": "swap",
     "name_lock": "load",
-    "nothing_loaded": "load",
-    "plain": "load",
-    "result_body": "load",
-    "sentence": "load",
-    "source_of": "load",
-    "swap_in": "load",
+    "nothing_loaded": "reports",
+    "plain": "reports",
+    "result_body": "swap",
+    "sentence": "reports",
+    "source_of": "swap",
+    "swap_in": "swap",
     "FORMATS": "options",
     "MODES": "options",
     "IngestOptions": "options",

@@ -1,16 +1,16 @@
-"""Loading an uploaded file into a dataset: detect what it is, load it, swap it in atomically.
+"""Loading an uploaded file into a new dataset file; swap.py then swaps it in atomically.
 
 The upload is already on disk (see ingest_receive.py). Loading happens in two steps so a long
 load never holds the write lock that logins, renames and other uploads need:
 
-1. A side instance with the bulk memory limit (storage.py) reads the staging file into a new
-   dataset file, skipping and recording rows it cannot parse (`store_rejects`). An append
-   writes the dataset's rows followed by the file's (matched by column name), after checking
-   they fit; the dataset's own file is only read.
-2. One short transaction under the write lock points the dataset's view and catalog entry at
-   the new file and writes the audit line its caller gives (`LoadAudit`). Any failure rolls all
-   of it back, so every dataset and the catalog stay as they were; the replaced file is deleted
-   afterwards.
+1. Here, a side instance with the bulk memory limit (storage.py) reads the staging file into a
+   new dataset file, skipping and recording rows it cannot parse (`store_rejects`; what they
+   say is in reports.py). An append writes the dataset's rows followed by the file's (matched
+   by column name), after checking they fit; the dataset's own file is only read.
+2. In swap.py, one short transaction under the write lock points the dataset's view and
+   catalog entry at the new file and writes the audit line its caller gives (`LoadAudit`). Any
+   failure rolls all of it back, so every dataset and the catalog stay as they were; the
+   replaced file is deleted afterwards.
 
 The staging files, and the new dataset file unless it was swapped in, are removed in every
 outcome.
@@ -22,8 +22,6 @@ import json
 import logging
 import re
 import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,19 +31,11 @@ import duckdb
 from myapp.contract.types import is_numeric
 from myapp.settings import Settings
 
-from ...errors import AppError, BadRequest, Conflict, Unprocessable
-from ...lake import history
+from ...errors import BadRequest, Conflict, Unprocessable
 from ...lake.engine import attach_base
 from .. import storage
-from ..database import Database
 from ..datasets import (
     DatasetRecord,
-    check_name_free,
-    drop_profiles,
-    find_dataset,
-    insert_record,
-    release_file,
-    update_record,
 )
 from ..file_format import duckdb_version
 from ..sql import qualified, quote_ident
@@ -53,8 +43,17 @@ from ..values import encode_rows
 from . import csvread
 from .jsondepth import MAX_DEPTH, nesting_exceeds
 from .options import IngestOptions
-from .prepare import IngestError, PreparedFile, StagingFiles, prepare_file
+from .prepare import PreparedFile, StagingFiles
 from .refine import Refinement, refine
+from .reports import (
+    REJECT_SAMPLE,
+    load_error,
+    not_one_table,
+    nothing_loaded,
+    plain,
+    reject_sample,
+    sentence,
+)
 
 log = logging.getLogger("myapp.backend.ingest")
 
@@ -67,10 +66,6 @@ JSON_ONE_THREAD = duckdb_version() < (2, 0)
 # DuckDB 1.4 does not bound JSON nesting and crashes the process on very deep files
 # (jsondepth.py); they are checked first there (about 13 MB/s, measured on a busy 2-core host).
 JSON_DEPTH_CHECK = duckdb_version() < (2, 0)
-
-# How many rejected rows are returned as a sample (the count is always exact).
-REJECT_SAMPLE = 20
-MAX_REASON_CHARS = 300
 
 
 # -- loading into a staging table ---------------------------------------------------------
@@ -119,39 +114,6 @@ def name_lock(name: str) -> threading.Lock:
         return _name_locks.setdefault(name, threading.Lock())
 
 
-# An absolute path of two or more parts, quoted or bare.
-_PATH = re.compile(r"""(?<![\w.])/(?:[^\s/'"]+/)+[^\s/'"]*""")
-
-
-def plain(message: str) -> str:
-    """DuckDB's error text in plain words: no type prefix, no echoed data or SQL excerpt."""
-    lines = []
-    for line in message.splitlines():
-        stripped = line.strip()
-        if not stripped:
-            if lines:
-                break
-            continue
-        if stripped.startswith(("Original Line:", "LINE ", "Possible Solution")):
-            continue
-        lines.append(stripped)
-    text = " ".join(lines)
-    text = re.sub(r"^[A-Za-z ]*Error: ", "", text)
-    # Paths of the server's own files say nothing to the user and tell an attacker where the
-    # data lives.
-    text = _PATH.sub("the uploaded file", text)
-    text = re.sub(r"\s+", " ", text).strip()
-    if len(text) > MAX_REASON_CHARS:
-        text = text[: MAX_REASON_CHARS - 1] + "…"
-    return text
-
-
-def sentence(text: str) -> str:
-    """Error messages are sentences ending with a period, whatever DuckDB's text ends with."""
-    text = text.rstrip(" !")
-    return text if text.endswith((".", "?")) else text + "."
-
-
 def _json_sql(path: Path, fmt: str) -> tuple[str, dict]:
     json_format = "newline_delimited" if fmt == "ndjson" else "auto"
     return (
@@ -159,46 +121,6 @@ def _json_sql(path: Path, fmt: str) -> tuple[str, dict]:
         f"maximum_object_size = {MAX_JSON_OBJECT_BYTES})",
         {"path": str(path.resolve())},
     )
-
-
-def _reject_sample(cur: duckdb.DuckDBPyConnection) -> tuple[int, list[dict[str, Any]]]:
-    scan = cur.execute("SELECT max(scan_id) FROM temp.main.myapp_reject_scans").fetchone()
-    if not scan or scan[0] is None:
-        return 0, []
-    count = cur.execute(
-        "SELECT count(DISTINCT line) FROM temp.main.myapp_rejects WHERE scan_id = $scan",
-        {"scan": scan[0]},
-    ).fetchone()[0]
-    rows = cur.execute(
-        # A row can fail on several columns; the first problem of each row is reported.
-        "SELECT DISTINCT ON (line) line, column_name, CAST(error_type AS VARCHAR), "
-        "error_message FROM temp.main.myapp_rejects WHERE scan_id = $scan "
-        f"ORDER BY line, column_idx LIMIT {REJECT_SAMPLE}",
-        {"scan": scan[0]},
-    ).fetchall()
-    return count, [
-        {
-            "line": int(line) if line is not None else None,
-            "column": column,
-            "reason": _reason(kind, msg),
-        }
-        for line, column, kind, msg in rows
-    ]
-
-
-def _reason(kind: str | None, message: str | None) -> str:
-    text = plain(message or "")
-    labels = {
-        "CAST": "value does not fit the column's type",
-        "MISSING COLUMNS": "too few columns",
-        "TOO MANY COLUMNS": "too many columns",
-        "UNQUOTED VALUE": "quote in an unquoted value",
-        "LINE SIZE OVER MAXIMUM": "line too long",
-        "INVALID ENCODING": "not valid text in the file's encoding",
-        "INVALID STATE": "malformed quoting",
-    }
-    label = labels.get(kind or "", (kind or "").lower())
-    return f"{label}: {text}" if label and text else (label or text or "unreadable row")
 
 
 def _clean_ndjson(prepared: PreparedFile, staging: StagingFiles) -> tuple[Path, int, list]:
@@ -281,7 +203,7 @@ def _read_csv(
 ) -> tuple[int, list[dict[str, Any]]]:
     source, params = csvread.read_sql(prepared, options, dialect)
     cur.execute(f"CREATE TABLE {target} AS SELECT * FROM {source}", params)
-    return _reject_sample(cur)
+    return reject_sample(cur)
 
 
 def _read_csv_override(
@@ -338,7 +260,7 @@ def _load(
             auto = dialect.auto and dialect.plain is None
             misfit = csvread.auto_fit(cur, prepared, options, dialect) if auto else None
             if misfit is not None:
-                raise _no_table(*misfit)
+                raise not_one_table(*misfit)
             if dialect.plain is None:
                 rejected, rejects = _read_csv(cur, target, prepared, options, dialect)
             else:
@@ -376,7 +298,7 @@ def _load(
                 source, params = _json_sql(clean, "ndjson")
                 cur.execute(f"CREATE TABLE {target} AS SELECT * FROM {source}", params)
     except duckdb.Error as exc:
-        raise _load_error(exc, prepared) from None
+        raise load_error(exc, prepared) from None
     loaded = cur.execute(f"SELECT count(*) FROM {target}").fetchone()[0]
     if options.types:
         # read_csv ignores types of unknown columns when it detects the dialect itself.
@@ -415,7 +337,7 @@ def append_staged(
     file_id = storage.new_file_id()
     target = storage.path_of(settings, file_id)
     if not storage.PINS.pin(base.file_id):
-        raise _changed(base.name)
+        raise dataset_changed(base.name)
     try:
         with storage.side_instance(settings, target) as cur:
             cur.execute(f"ATTACH {storage.sql_literal(staged_path)} AS myapp_staged (READ_ONLY)")
@@ -474,66 +396,6 @@ def _append_onto(
     cur.execute(f"DROP TABLE {qualified('main', incoming)}")
     return cur.execute(f"SELECT count(*) FROM {data}").fetchone()[0]
 
-
-def _no_table(fit: int, lines: int) -> IngestError:
-    return IngestError(
-        f"The file is not one table: no delimiter and quoting fit it throughout, and only "
-        f"{fit:,} of its {lines:,} lines have the columns of its first line. If it holds "
-        "several tables or a long preamble, save the one table you need as its own file, or "
-        "set the delimiter, quote and skip (lines before the header) options.",
-        code="unreadable_file",
-        detail={"rows_fitting": fit, "lines": lines},
-    )
-
-
-def nothing_loaded(rejected: int, rejects: list[dict[str, Any]]) -> IngestError:
-    first = rejects[0]["reason"] if rejects else "unreadable rows"
-    return IngestError(
-        f"None of the {rejected} rows could be read (first problem: {first}). "
-        "Check the file's delimiter, encoding and column types.",
-        code="nothing_loaded",
-        detail={"rows_rejected": rejected, "rejects": rejects},
-    )
-
-
-_FORMAT_NAMES = {
-    "csv": "CSV",
-    "tsv": "TSV",
-    "parquet": "Parquet",
-    "json": "JSON",
-    "ndjson": "newline-delimited JSON",
-}
-
-
-def _load_error(exc: duckdb.Error, prepared: PreparedFile) -> AppError:
-    message = plain(str(exc))
-    what = _FORMAT_NAMES[prepared.format]
-    if isinstance(exc, duckdb.CatalogException) and "type" in message.lower():
-        found = re.search(r"Type with name (\S+) does not exist", message)
-        named = f"{found.group(1)!r} " if found else ""
-        return BadRequest(
-            f"'types' names a type {named}that DuckDB does not know; use for example VARCHAR, "
-            "BIGINT, DOUBLE, DECIMAL(18,2), DATE, TIMESTAMP or BOOLEAN.",
-            code="invalid_option",
-            detail={"option": "types", "reason": message},
-        )
-    if isinstance(exc, duckdb.BinderException) and "COLUMN_TYPES" in str(exc):
-        return BadRequest(
-            f"'types' names a column the file does not have: {sentence(message)}",
-            code="invalid_option",
-            detail={"option": "types"},
-        )
-    hint = ""
-    if "sniff" in message.lower() or "dialect" in message.lower():
-        hint = " Is it really a delimited text file? You can set the delimiter and quote."
-        message = "could not detect its delimiter and quoting"
-    return IngestError(
-        f"The file could not be read as {what}: {sentence(message)}{hint}",
-        detail={"format": prepared.format, "reason": message},
-    )
-
-
-# -- the swap -----------------------------------------------------------------------------
 
 # Type names made only of keywords and numbers can be written into SQL as they are; anything
 # else (nested types carry field names from the data) is checked by the insert itself.
@@ -607,159 +469,9 @@ def _check_append(cur: duckdb.DuckDBPyConnection, staged: str, record: DatasetRe
         )
 
 
-# Writes a load's audit line inside the swap's transaction: (cursor, action, dataset, detail).
-# The caller (services/datasets.py) owns what the line says and who made the change.
-LoadAudit = Callable[[duckdb.DuckDBPyConnection, str, str, dict[str, Any]], None]
-
-
-def swap_in(
-    database: Database,
-    staged: StagedFile,
-    name: str,
-    mode: str,
-    source: dict[str, Any],
-    actor: str | None,
-    audit_load: LoadAudit,
-) -> tuple[str, DatasetRecord]:
-    """Make the staged file the dataset `name` in one transaction with its audit line; return
-    (action, record).
-
-    On failure the staged file is detached and removed; on success the replaced file is let go.
-    """
-    settings = database.settings
-    replaced: str | None = None
-    try:
-        with database.cursor() as cur:
-            storage.attach(cur, settings, staged.file_id)
-        with database.transaction() as cur:
-            existing = find_dataset(cur, name)
-            fields = dict(
-                name=name,
-                row_count=staged.row_count,
-                source=source,
-                actor=actor,
-                file_id=staged.file_id,
-            )
-            if mode == "create" or existing is None:
-                if staged.based_on is not None:
-                    raise _changed(name)
-                check_name_free(cur, name)
-                insert_record(cur, **fields)
-                action = "created"
-            else:
-                if mode == "append" and existing.file_id != staged.based_on:
-                    raise _changed(name)
-                update_record(cur, **fields)
-                drop_profiles(cur, name)
-                replaced = existing.file_id
-                action = "replaced" if mode == "replace" else "appended"
-            audit_load(
-                cur,
-                action,
-                name,
-                {
-                    "rows_loaded": staged.rows_loaded,
-                    "rows_rejected": staged.rows_rejected,
-                    **source,
-                },
-            )
-            record = find_dataset(cur, name)
-            assert record is not None
-            history.record(
-                cur,
-                name=name,
-                version=record.version,
-                file_id=record.file_id,
-                action=action,
-                actor=actor,
-                row_count=record.row_count,
-            )
-    except BaseException:
-        with database.cursor() as cur:
-            release_file(cur, settings, staged.file_id)
-        raise
-    if replaced is not None:
-        with database.cursor() as cur:
-            release_file(cur, settings, replaced)
-    assert record is not None
-    return action, record
-
-
-def _changed(name: str) -> Conflict:
+def dataset_changed(name: str) -> Conflict:
     return Conflict(
         f"The dataset {name!r} was changed or deleted by someone else while this file was being "
         "loaded; nothing was appended. Upload it again.",
         code="dataset_changed",
     )
-
-
-def check_mode_allows(database: Database, name: str, mode: str) -> None:
-    """Answer 409 before any byte is read when a create would fail anyway."""
-    if mode != "create":
-        return
-    with database.cursor() as cur:
-        check_name_free(cur, name)
-
-
-def ingest_file(
-    database: Database,
-    settings: Settings,
-    staging: StagingFiles,
-    upload: Path,
-    *,
-    name: str,
-    options: IngestOptions,
-    filename: str | None,
-    actor: str | None,
-    audit_load: LoadAudit,
-    longest_line: int | None = None,
-) -> dict[str, Any]:
-    """The whole load of one received upload; the caller cleans up `staging` afterwards."""
-    started = time.perf_counter()
-    prepared = prepare_file(staging, upload, options, settings, filename, longest_line)
-    prepared_at = time.perf_counter()
-    with name_lock(name):
-        base = None
-        if options.mode == "append":
-            with database.cursor() as cur:
-                base = find_dataset(cur, name)
-        staged = build_file(settings, prepared, options, staging, base)
-        staged_at = time.perf_counter()
-        source = source_of(prepared, filename)
-        action, record = swap_in(database, staged, name, options.mode, source, actor, audit_load)
-    log.info(
-        "dataset %s %s: %d rows loaded, %d rejected, from %d bytes (%s); prepared in %.2f s, "
-        "loaded in %.2f s, swapped in %.2f s",
-        name,
-        action,
-        staged.rows_loaded,
-        staged.rows_rejected,
-        prepared.upload_bytes,
-        prepared.format,
-        prepared_at - started,
-        staged_at - prepared_at,
-        time.perf_counter() - staged_at,
-    )
-    return result_body(record, action, staged)
-
-
-def source_of(prepared: PreparedFile, filename: str | None) -> dict[str, Any]:
-    return {
-        "filename": filename,
-        "format": prepared.source_format or prepared.format,
-        "compression": prepared.compression,
-        "bytes": prepared.upload_bytes,
-        "encoding": prepared.encoding,
-        "sheet": prepared.sheet,
-    }
-
-
-def result_body(record: DatasetRecord, action: str, staged: StagedFile) -> dict[str, Any]:
-    return {
-        "dataset": record.public(),
-        "action": action,
-        "rows_loaded": staged.rows_loaded,
-        "rows_rejected": staged.rows_rejected,
-        "rejects": staged.rejects,
-        **staged.report(),
-    }

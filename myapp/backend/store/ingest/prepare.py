@@ -181,7 +181,7 @@ def _read_head(path: Path, size: int = SNIFF_BYTES) -> bytes:
 
 def plain_reason(exc: BaseException) -> str:
     """An exception's text without any path of ours in it."""
-    from .load import plain
+    from .reports import plain
 
     return plain(str(exc)) or type(exc).__name__
 
