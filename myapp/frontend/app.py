@@ -23,11 +23,22 @@ from myapp.settings import Settings
 
 from .api_client import ApiClient, BackendError, BackendUnavailable
 from .security import install_security
-from .views import account, dashboards, datasets, home, saved_queries, sharing, sql, uploads
+from .views import (
+    account,
+    dashboards,
+    datasets,
+    formatting,
+    home,
+    saved_queries,
+    sharing,
+    sql,
+    uploads,
+)
 
 log = logging.getLogger("myapp.frontend")
 
 BLUEPRINTS = (
+    formatting.bp,
     home.bp,
     account.bp,
     datasets.bp,

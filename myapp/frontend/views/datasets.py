@@ -8,7 +8,6 @@ arrive (views/streaming.py); nothing here holds a file in memory.
 from __future__ import annotations
 
 import json
-import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -24,12 +23,10 @@ from flask import (
     session,
     url_for,
 )
-from markupsafe import Markup
 from werkzeug.wrappers import Response
 
 from myapp.contract import filters as filter_ops
 from myapp.contract.names import suggested_name
-from myapp.contract.types import type_class
 
 from .. import cells
 from ..api_client import BackendError, BackendUnavailable
@@ -37,18 +34,23 @@ from ..security import settle_visitor
 from . import api
 from .sql import EXPORT_FORMATS, export_choice
 from .streaming import proxy_download, request_body_chunks
+from .table_links import (
+    OPERATOR_WORDS,
+    OPERATORS,
+    STATE_KEYS,
+    VALUELESS,
+    builder_state,
+    chosen_facet_columns,
+    filters_of,
+    page_links,
+    table_url,
+)
 from .table_state import rows_in_good_state
 
 bp = Blueprint("datasets", __name__, url_prefix="/datasets")
 
-# What the filter builder offers, in the words people use.
-OPERATORS = tuple((op.key, op.label) for op in filter_ops.OPERATORS)
-OPERATOR_WORDS = dict(OPERATORS)
-VALUELESS = {op.key for op in filter_ops.OPERATORS if not op.takes_value}
-
 PAGE_SIZES = (25, 50, 100, 250, 500)
 DEFAULT_PAGE_SIZE = 50
-DEFAULT_FACETS = 3
 FACET_SIZE = 8
 # Parsing options the upload form passes on to the backend as they are.
 UPLOAD_OPTIONS = (
@@ -75,10 +77,6 @@ PAGE_CALL_THREADS = 32
 # dataset's own answer is in (it is checked against that answer).
 KNOWN_COLUMNS_MAX = 512
 
-# Parameters of the table page that are not filters.
-_STATE_KEYS = {"sort", "q", "limit", "cursor", "offset", "facet"}
-_FILTER_KEY = re.compile(r"^(?P<column>.+)__(?P<op>[a-z]+)$")
-
 
 def _path(name: str, *rest: str) -> str:
     return "/api/datasets/" + "/".join([quote(name, safe=""), *rest])
@@ -86,73 +84,6 @@ def _path(name: str, *rest: str) -> str:
 
 def _name_from_filename(filename: str) -> str:
     return suggested_name(filename)
-
-
-# -- formatting helpers used by the templates ---------------------------------------------
-
-
-@bp.app_template_filter("cell")
-def format_cell(value: Any, dtype: str | None = None) -> str:
-    """A JSON value as text for a table cell (Jinja escapes it); one rule for every page."""
-    return cells.format_value(value, dtype)
-
-
-@bp.app_template_filter("cell_html")
-def cell_html(value: Any, dtype: str | None = None, full_href: str | None = None) -> Markup:
-    """A cell's content as HTML, cut and marked when too long (cells.render)."""
-    return cells.render(value, dtype, full_href=full_href)
-
-
-@bp.app_template_filter("cell_short")
-def cell_short(value: Any, dtype: str | None = None) -> str:
-    """A value as text for a label (a facet's value): cut and marked when too long."""
-    text = cells.format_value(value, dtype)
-    parts = cells.cut(text)
-    return text if parts is None else f"{parts[0]}… {cells.marker(parts[1])}"
-
-
-@bp.app_template_filter("cell_kind")
-def cell_kind(dtype: str | None, value: Any = 0) -> str:
-    """The cell's class (num, date, bool, text, null): alignment and where it may break."""
-    return cells.kind(dtype, value)
-
-
-@bp.app_template_filter("type_class")
-def type_class_filter(dtype: str | None) -> str:
-    """The column-type class (contract/types.py): integer, number, temporal, boolean, text,
-    other."""
-    return type_class(dtype)
-
-
-@bp.app_template_filter("stat")
-def format_stat(value: Any) -> str:
-    return cells.format_value(value)
-
-
-@bp.app_template_filter("filesize")
-def format_size(value: Any) -> str:
-    try:
-        size = float(value)
-    except (TypeError, ValueError):
-        return "—"
-    for unit in ("bytes", "KB", "MB", "GB", "TB"):
-        if size < 1000 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{size:.1f} TB"
-
-
-@bp.app_template_filter("thousands")
-def format_thousands(value: Any) -> str:
-    if isinstance(value, int):
-        return f"{value:,}"
-    return "—" if value is None else str(value)
-
-
-@bp.app_template_filter("when")
-def format_when(value: Any) -> str:
-    text = str(value or "")
-    return text[:16].replace("T", " ") if text else "—"
 
 
 # -- list and upload ----------------------------------------------------------------------
@@ -309,32 +240,6 @@ def upload_done():
 # -- the table page -----------------------------------------------------------------------
 
 
-def _is_filter(key: str) -> bool:
-    match = _FILTER_KEY.match(key)
-    return key not in _STATE_KEYS and match is not None and match["op"] in OPERATOR_WORDS
-
-
-def _filters(args) -> list[dict[str, str]]:
-    """The filters in the query string, in order, as (column, op, value)."""
-    out = []
-    for key, value in args.items(multi=True):
-        if _is_filter(key):
-            match = _FILTER_KEY.match(key)
-            assert match is not None
-            out.append({"column": match["column"], "op": match["op"], "value": value})
-    return out
-
-
-def _query_items(args, *, drop: set[str] = frozenset(), add: list | None = None) -> list:
-    items = [(k, v) for k, v in args.items(multi=True) if k not in drop]
-    return items + (add or [])
-
-
-def _url(name: str, items: list[tuple[str, str]], endpoint: str = "datasets.table") -> str:
-    base = url_for(endpoint, name=name)
-    return f"{base}?{urlencode(items)}" if items else base
-
-
 @bp.get("/<name>")
 def table(name: str):
     args = request.args
@@ -345,7 +250,7 @@ def table(name: str):
     except ValueError:
         limit = DEFAULT_PAGE_SIZE
     limit = max(1, min(limit, max(PAGE_SIZES)))
-    filters = _filters(args)
+    filters = filters_of(args)
     passthrough = [(k, v) for k, v in args.items(multi=True) if k not in ("facet", "limit")]
     rows_params = [*passthrough, ("limit", str(limit))]
     client = api()
@@ -356,7 +261,7 @@ def table(name: str):
         return client.get(_path(name, "rows"), params=items, headers=headers)
 
     def facet_params(items, columns) -> list[tuple[str, str]]:
-        kept = [(k, v) for k, v in items if k not in _STATE_KEYS or k == "q"]
+        kept = [(k, v) for k, v in items if k not in STATE_KEYS or k == "q"]
         return kept + [("column", c) for c in columns] + [("size", str(FACET_SIZE))]
 
     def read_facets(columns: list[str]) -> Any:
@@ -372,14 +277,14 @@ def table(name: str):
     if g.get("visitor") is None:
         me_call = calls.submit(client.get, "/api/auth/me", headers=headers)
     known = _known_columns().get(name)
-    guessed = _facet_columns({"columns": known}, args) if known is not None else []
+    guessed = chosen_facet_columns({"columns": known}, args) if known is not None else []
     facets_call = calls.submit(read_facets, guessed) if guessed else None
     dataset = client.get(_path(name))
     canonical = dataset["name"]
     _remember_columns(canonical, dataset["columns"])
     if canonical != name:
-        return redirect(_url(canonical, list(args.items(multi=True))))
-    facet_columns = _facet_columns(dataset, args)
+        return redirect(table_url(canonical, list(args.items(multi=True))))
+    facet_columns = chosen_facet_columns(dataset, args)
     answer: dict[str, Any] | None = None
     if facet_columns:
         try:
@@ -400,10 +305,10 @@ def table(name: str):
     facet_timeouts: list[str] = answer.get("timed_out", []) if answer else []
 
     state = list(args.items(multi=True))
-    links = _links(canonical, args, page, limit, filters, facet_columns)
+    links = page_links(canonical, args, page, limit, filters, facet_columns)
     if problems:
         # Downloads take what the page shows: the refused parts are left out of them too.
-        kept = [(k, v) for k, v in good if k not in _STATE_KEYS or k in ("sort", "q")]
+        kept = [(k, v) for k, v in good if k not in STATE_KEYS or k in ("sort", "q")]
         links["export"] = {
             fmt: url_for("datasets.export", name=canonical)
             + "?"
@@ -414,7 +319,7 @@ def table(name: str):
         "datasets/table.html",
         problems=problems,
         bad_filters={(p.key, p.value) for p in problems},
-        builder=_builder_state(args, problems),
+        builder=builder_state(args, problems),
         column_operators={
             c["name"]: [op.key for op in filter_ops.operators_for(c["type"])]
             for c in dataset["columns"]
@@ -436,15 +341,6 @@ def table(name: str):
         links=links,
         export_formats=EXPORT_FORMATS,
     ), (400 if problems else 200)
-
-
-def _builder_state(args, problems) -> dict[str, str]:
-    """The filter builder's fields: a refused filter comes back into them to be corrected."""
-    for problem in problems:
-        match = _FILTER_KEY.match(problem.key)
-        if match and match["op"] in OPERATOR_WORDS:
-            return {"column": match["column"], "op": match["op"], "value": problem.value}
-    return {"column": args.get("add_column", ""), "op": "", "value": ""}
 
 
 def _page_calls() -> ThreadPoolExecutor:
@@ -470,96 +366,6 @@ def _remember_columns(name: str, columns: list[dict[str, str]]) -> None:
         known[name] = columns
 
 
-def _facet_columns(dataset: dict[str, Any], args) -> list[str]:
-    if "facet" in args:
-        chosen = [c for c in args.getlist("facet") if c]
-        known = {c["name"] for c in dataset["columns"]}
-        return [c for c in dict.fromkeys(chosen) if c in known]
-    text = [c["name"] for c in dataset["columns"] if type_class(c["type"]) in ("text", "boolean")]
-    return text[:DEFAULT_FACETS]
-
-
-def _links(name, args, page, limit, filters, facet_columns) -> dict[str, Any]:
-    """Every link of the table page, each a full state in its query string."""
-    no_paging = {"cursor", "offset"}
-    base = _query_items(args, drop=no_paging)
-    links: dict[str, Any] = {}
-    sort = args.get("sort", "")
-
-    def sort_link(column: str) -> tuple[str, str]:
-        # Cycle: ascending → descending → unsorted.
-        if sort == column:
-            target, state = f"-{column}", "ascending"
-        elif sort == f"-{column}":
-            target, state = "", "descending"
-        else:
-            target, state = column, "none"
-        items = _query_items(args, drop=no_paging | {"sort"})
-        if target:
-            items.append(("sort", target))
-        return _url(name, items), state
-
-    links["sort"] = sort_link
-    start = page.get("offset") or 0
-    if page.get("next"):
-        links["next"] = _url(name, [*base, ("cursor", page["next"])])
-    if start > 0:
-        previous = max(0, start - limit)
-        links["previous"] = _url(name, [*base, *([("offset", str(previous))] if previous else [])])
-        links["first"] = _url(name, base)
-    items = [(k, v) for k, v in args.items(multi=True) if k not in no_paging]
-    positions = [i for i, (k, _) in enumerate(items) if _is_filter(k)]
-    links["remove_filter"] = [
-        _url(name, [item for i, item in enumerate(items) if i != position])
-        for position in positions
-    ]
-    links["remove_search"] = _url(name, [(k, v) for k, v in items if k != "q"])
-    links["clear_filters"] = _url(name, [(k, v) for k, v in base if k in _STATE_KEYS and k != "q"])
-    facet_state = [("facet", c) for c in facet_columns] or [("facet", "")]
-    without_facets = [(k, v) for k, v in base if k != "facet"]
-
-    def facet_value_link(column: str, value: Any) -> str:
-        if value is None:
-            condition = (f"{column}__isnull", "1")
-        else:
-            condition = (f"{column}__eq", _facet_text(value))
-        return _url(name, [*without_facets, *facet_state, condition])
-
-    links["facet_value"] = facet_value_link
-    links["remove_facet"] = {
-        column: _url(
-            name,
-            [
-                *without_facets,
-                *([("facet", c) for c in facet_columns if c != column] or [("facet", "")]),
-            ],
-        )
-        for column in facet_columns
-    }
-    links["export"] = {
-        fmt: url_for("datasets.export", name=name)
-        + "?"
-        + urlencode(
-            list(export_choice(fmt).items())
-            + [
-                (k, v)
-                for k, v in args.items(multi=True)
-                if k not in _STATE_KEYS or k in ("sort", "q")
-            ]
-        )
-        for fmt, _ in EXPORT_FORMATS
-    }
-    links["profile"] = url_for("datasets.profile", name=name)
-    # The row at a position of this very state (sort, filters, search): its own page shows
-    # the values a cell had to cut.
-    row_state = [(k, v) for k, v in base if k not in ("limit", "facet")]
-    links["row"] = lambda index: _url(
-        name, [*row_state, ("offset", str(start + index))], endpoint="datasets.row"
-    )
-    links["state_without"] = lambda *keys: [(k, v) for k, v in base if k not in keys]
-    return links
-
-
 @bp.get("/<name>/row")
 def row(name: str):
     """One row of the table page's state, every value whole (what a cut cell links to)."""
@@ -578,16 +384,8 @@ def row(name: str):
         columns=page["columns"],
         values=page["rows"][0] if page["rows"] else None,
         position=offset + 1,
-        back=_url(dataset["name"], back),
+        back=table_url(dataset["name"], back),
     ), (200 if page["rows"] else 404)
-
-
-def _facet_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (dict, list)):
-        return json.dumps(value)
-    return str(value)
 
 
 def _add_filter(name: str) -> Response:
@@ -603,7 +401,7 @@ def _add_filter(name: str) -> Response:
     ]
     if column and op in OPERATOR_WORDS:
         keep.append((f"{column}__{op}", "1" if op in VALUELESS else value))
-    return redirect(_url(name, keep))
+    return redirect(table_url(name, keep))
 
 
 @bp.get("/<name>/export")

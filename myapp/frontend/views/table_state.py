@@ -8,14 +8,13 @@ part is shown beside its filter with the backend's message.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ..api_client import BackendError, BackendUnavailable
+from .table_links import FILTER_KEY
 
-_FILTER_KEY = re.compile(r"^(?P<column>.+)__(?P<op>[a-z]+)$")
 _PAGING = ("cursor", "offset")
 # Each retry drops at least one part, and a page has few; this only bounds a backend that keeps
 # refusing for reasons the request does not show.
@@ -52,7 +51,7 @@ def _implicated(items: list[tuple[str, str]], exc: BackendError) -> list[int]:
             continue
         if key == "q":
             continue
-        match = _FILTER_KEY.match(key)
+        match = FILTER_KEY.match(key)
         if match is None:
             if parameter == key:
                 found.append(i)
