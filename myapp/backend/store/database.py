@@ -70,6 +70,9 @@ class Database:
         # by the browsing routes, by name, with the write generation they were read at.
         self.file_columns = FileColumns(settings.datasets_dir)
         self._records: dict[str, tuple[int, DatasetRecord]] = {}
+        # Loads of one dataset name run one after another (name_lock).
+        self._name_locks: dict[str, threading.Lock] = {}
+        self._name_locks_guard = threading.Lock()
 
     # -- lifecycle --------------------------------------------------------------------------
     def open(self) -> None:
@@ -216,6 +219,12 @@ class Database:
             self._records.clear()
         self._records[name] = (generation, record)
         return record
+
+    def name_lock(self, name: str) -> threading.Lock:
+        """The lock of one dataset name: an append builds on the dataset's current file, and
+        two loads of one name at once would each miss the other's rows."""
+        with self._name_locks_guard:
+            return self._name_locks.setdefault(name, threading.Lock())
 
     @property
     def is_open(self) -> bool:

@@ -38,7 +38,6 @@ from .ingest import (
     append_staged,
     build_file,
     check_mode_allows,
-    name_lock,
     nothing_loaded,
     prepare_file,
     result_body,
@@ -267,7 +266,7 @@ class StagedUploads:
         """Make the staged reading the dataset `name`; the staged upload is gone afterwards."""
         settings = self.settings
         check_mode_allows(database, name, mode)
-        with staged_upload.lock, name_lock(name):
+        with staged_upload.lock, database.name_lock(name):
             staged = staged_upload.staged
             assert staged is not None
             if staged.rows_loaded == 0 and staged.rows_rejected > 0:

@@ -29,7 +29,6 @@ _HOMES = {
     "build_file": "load",
     "check_mode_allows": "swap",
     "ingest_file": "swap",
-    "name_lock": "load",
     "nothing_loaded": "reports",
     "plain": "reports",
     "result_body": "swap",

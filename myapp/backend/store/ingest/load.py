@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,17 +100,6 @@ class StagedFile:
             "conversions": self.refinement.conversions,
             "text_columns": self.refinement.text_columns,
         }
-
-
-# Loads of one dataset name run one after another: an append builds on the dataset's current
-# file, and two appends at once would each miss the other's rows.
-_name_locks: dict[str, threading.Lock] = {}
-_name_locks_guard = threading.Lock()
-
-
-def name_lock(name: str) -> threading.Lock:
-    with _name_locks_guard:
-        return _name_locks.setdefault(name, threading.Lock())
 
 
 def _json_sql(path: Path, fmt: str) -> tuple[str, dict]:

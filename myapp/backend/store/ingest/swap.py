@@ -25,7 +25,7 @@ from ..datasets import (
     release_file,
     update_record,
 )
-from .load import StagedFile, build_file, dataset_changed, name_lock
+from .load import StagedFile, build_file, dataset_changed
 from .options import IngestOptions
 from .prepare import PreparedFile, StagingFiles, prepare_file
 
@@ -134,7 +134,7 @@ def ingest_file(
     started = time.perf_counter()
     prepared = prepare_file(staging, upload, options, settings, filename, longest_line)
     prepared_at = time.perf_counter()
-    with name_lock(name):
+    with database.name_lock(name):
         base = None
         if options.mode == "append":
             with database.cursor() as cur:
