@@ -6,6 +6,7 @@ Where the loaded table differs from what plain `read_csv` finds, the test says s
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import gzip
 import io
@@ -369,6 +370,19 @@ def test_a_small_file_with_a_few_control_bytes_loads_as_duckdb_reads_it(
     result = response.json()
     assert result["rows_loaded"] + result["rows_rejected"] == len(plain)
     assert len(result["dataset"]["columns"]) == len(names)
+
+
+def test_a_tiny_image_is_still_refused_by_what_it_is(api, prefix):
+    # A 1x1 PNG (70 bytes, 29 control bytes: fewer than make a file binary by their count):
+    # its magic number and the bytes no text has give it away.
+    png = base64.b64decode(
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+    )
+    error = assert_error_shape(put(api, prefix, png, filename="chart.csv"), 422, "binary_file")
+    assert "PNG" in error["message"]
+    # Text that merely starts like one is text.
+    response = put(api, prefix, b"MZN,amount\n1,2\n", filename="codes.csv")
+    assert response.status_code == 201, response.text
 
 
 def test_nul_padding_after_the_text_is_not_binary(api, prefix):

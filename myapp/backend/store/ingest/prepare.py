@@ -307,6 +307,8 @@ def _looks_binary(head: bytes) -> bool:
     if not sample:
         return False
     controls = len(sample) - len(sample.translate(None, _CONTROL))
+    if controls and sample.startswith(tuple(_BINARY_MAGIC)):
+        return True  # a small image or document: its magic number, and bytes no text has
     return controls >= BINARY_MIN_CONTROLS and controls > BINARY_CONTROL_SHARE * len(sample)
 
 
