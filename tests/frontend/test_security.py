@@ -187,7 +187,9 @@ def test_a_tampered_or_foreign_cookie_is_dropped(web, accounts):
     payload, _, signature = good.rpartition(".")
     forged = [
         payload + "." + ("A" if signature[0] != "A" else "B") + signature[1:],
-        good[:-2],
+        # Cut short by two characters of data: cryptography 51+ reads a Fernet token without
+        # its base64 padding, so cutting a trailing "==" would leave the same token.
+        good.rstrip("=")[:-2],
         "eyJ0IjoibXlhcHBfZ3Vlc3NlZCJ9.Zz1x.forged",
         # Garbage, in characters a cookie may hold (Werkzeug 3.1.9+ ignores a value with
         # spaces altogether, so there would be nothing to clear).
