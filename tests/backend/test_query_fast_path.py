@@ -110,6 +110,37 @@ def test_errors_of_duckdb_are_the_same_again(server):
     assert "Oslo" in error["message"] or "Conversion" in error["message"]
 
 
+def test_answers_do_not_depend_on_what_the_worker_ran_before(server):
+    """A worker keeps its read-only transaction from one query to the next (worker.py): after
+    an error (an aborted transaction), a truncated result or a catalog change, the next answer
+    is the one it would be on a fresh worker."""
+    steps = [
+        "SELECT count(*) AS n, sum(amount) AS total FROM sales",
+        "SELECT CAST(city AS INTEGER) AS n FROM sales",
+        "SELECT id FROM sales ORDER BY id",
+        "SELECT city, count(*) AS n FROM sales GROUP BY city ORDER BY city",
+        "SELECT 1 / 0 AS n",
+        "SELECT error('stop here') AS n",
+    ]
+    expected = {sql: answer(run(server, sql)) for sql in steps}
+    assert expected[steps[0]][0] == 200 and expected[steps[1]][0] == 400
+    assert expected[steps[2]][1]["truncated"] is True
+    name = f"held_{uuid.uuid4().hex[:8]}"
+    url = f"{server.url}/api/datasets/{name}"
+    for turn in range(3):
+        for sql in steps[turn:] + steps[:turn]:
+            assert answer(run(server, sql)) == expected[sql], (turn, sql)
+        # A catalog change between runs: a dataset made and replaced is read at once.
+        put = CLIENT.put(
+            url,
+            params={"format": "csv", "mode": "replace" if turn else "create"},
+            content=f"a\n{turn}\n".encode(),
+        )
+        assert put.status_code in (200, 201), put.text
+        assert answer(run(server, f"SELECT sum(a) AS total FROM {name}"))[1]["rows"] == [[turn]]
+    assert CLIENT.delete(url).status_code == 204
+
+
 def test_time_limit_stops_a_query_run_again(server):
     for _ in range(2):
         started = time.monotonic()
