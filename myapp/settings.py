@@ -6,6 +6,7 @@ environment. Both roles import this module, so it must stay free of duckdb, Fast
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 from pathlib import Path
@@ -424,6 +425,9 @@ def _libpq_value(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+# Asked of every anonymous request's Host header in open mode; a caller sending endless
+# names only cycles the cache.
+@functools.lru_cache(maxsize=256)
 def is_loopback(host: str) -> bool:
     if host in ("localhost", "localhost.localdomain"):
         return True

@@ -17,8 +17,6 @@ from __future__ import annotations
 import hmac
 import logging
 import platform
-import re
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,12 +27,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
-from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from myapp import __version__
 
 from .errors import AppError
+from .operations import operations_of
 from .store import engine
 
 log = logging.getLogger("myapp.backend.metrics")
@@ -337,9 +335,8 @@ class MetricsMiddleware:
         self.pages = pages
         self.metrics = metrics
         self.api = api
+        self.operations = operations_of(api) if api is not None else None
         self.token = token.encode("utf-8") if token else None
-        self._table: list[tuple[re.Pattern[str], set[str], str]] | None = None
-        self._lock = threading.Lock()
 
     def _template(self, method: str, path: str) -> str:
         """The route template a path belongs to, from the app's own routes.
@@ -349,22 +346,13 @@ class MetricsMiddleware:
         """
         if not path.startswith("/api/"):
             return PAGES if self.pages and path != "/api" else UNMATCHED
-        if self._table is None:
-            from .auth.dependencies import declared_operations
-
-            with self._lock:
-                if self._table is None:
-                    self._table = [
-                        (compile_path(full)[0], methods, template)
-                        for full, template, methods, _ in declared_operations(self.api)
-                    ]
-        fallback = UNMATCHED
-        for pattern, methods, template in self._table:
-            if pattern.match(path):
-                if method in methods or (method == "HEAD" and "GET" in methods):
-                    return template
-                fallback = template
-        return fallback
+        if self.operations is None:
+            return UNMATCHED
+        exact, path_only = self.operations.find(method, path)
+        if exact is None and method == "HEAD":
+            exact = self.operations.find("GET", path).exact
+        operation = exact or path_only
+        return operation.template if operation is not None else UNMATCHED
 
     def _scraper(self, scope: Scope) -> bool:
         if self.token is None:

@@ -70,6 +70,9 @@ class Authenticator:
         )
         admin = settings.admin_token.get_secret_value() if settings.admin_token else ""
         self._admin_token = admin.encode("utf-8") if admin else None
+        # Read on every anonymous request; parsing the bind address each time showed in
+        # profiles of a point lookup.
+        self._loopback_only = settings.loopback_only
         self._has_accounts: bool | None = None
         self._touched: dict[str, datetime] = {}
         # Token hash -> (the database's write generation before it was read, the record).
@@ -93,7 +96,7 @@ class Authenticator:
 
     @property
     def open_mode(self) -> bool:
-        return self.settings.loopback_only and self._admin_token is None and not self.has_accounts
+        return self._loopback_only and self._admin_token is None and not self.has_accounts
 
     @property
     def has_admin_token(self) -> bool:

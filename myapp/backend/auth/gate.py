@@ -5,19 +5,17 @@ credential-less state changes from other sites.
 from __future__ import annotations
 
 import ipaddress
-import re
-import threading
 from typing import Any
 
 from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
-from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import AppError, Forbidden, error_response
+from ..operations import operations_of
 from ..store.usersql.callers import CALLER
 from .actor import Actor
-from .dependencies import check_access, client_address, current_actor, declared_operations, get_auth
+from .dependencies import check_access, client_address, current_actor, get_auth
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
@@ -50,21 +48,11 @@ class AccessGate:
     def __init__(self, app: ASGIApp, api: FastAPI) -> None:
         self.app = app
         self.api = api
-        self._table: list[tuple[re.Pattern[str], set[str], str | None]] | None = None
-        self._lock = threading.Lock()
+        self.operations = operations_of(api)
 
     def _requirement(self, method: str, path: str) -> str | None:
-        if self._table is None:
-            with self._lock:
-                if self._table is None:
-                    self._table = [
-                        (compile_path(full_path)[0], methods, role)
-                        for full_path, _, methods, role in declared_operations(self.api)
-                    ]
-        for pattern, methods, role in self._table:
-            if method in methods and pattern.match(path):
-                return role
-        return None
+        operation = self.operations.find(method, path).exact
+        return operation.role if operation is not None else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith("/api/"):
