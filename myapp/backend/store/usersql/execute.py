@@ -273,17 +273,22 @@ async def run_select_async(
     run_id: str,
     owner: str | None,
 ) -> bytes:
-    """`run_select` for an async route: the same answers and errors, on the event loop when no
-    step needs DuckDB in this process (the gate passed the same text before, the worker has the
-    current catalog) and a worker is idle; otherwise `run_select` on a thread. A point lookup
-    then costs no thread hops, the thread pool stays free for what must block, and the request
-    waits for its worker's answer without holding a thread."""
+    """`run_select` for an async route: the same answers and errors. The run waits for its
+    worker on the event loop when one is idle (the gate's check of a new text, which reads
+    DuckDB in this process, is the one step on a thread); otherwise `run_select` on a thread.
+    A point lookup then costs no thread hops when its text was seen before, the thread pool
+    stays free for what must block, and the request waits without holding a thread."""
     cap = settings.max_rows if limit is None else min(limit, settings.max_rows)
-    prepared = (
-        prepare_cached(sql, workers.gate, tail=f" LIMIT {cap + 1}")
-        if len(sql) <= LOOP_SQL_CHARS
-        else None
-    )
+    prepared = None
+    if len(sql) <= LOOP_SQL_CHARS:
+        prepared = prepare_cached(sql, workers.gate, tail=f" LIMIT {cap + 1}")
+        if prepared is None:
+            # A text the gate has not seen: only the gate (DuckDB's parser, in this process)
+            # goes to a thread; the run then waits for its worker here like any other. Under
+            # load every extra hand-over between the loop and a thread costs milliseconds.
+            prepared = await run_in_threadpool(
+                vet, database, workers, sql, tail=f" LIMIT {cap + 1}"
+            )
     worker = workers.interactive.try_acquire() if prepared is not None else None
     admitted: Callable[[], None] | None = None
     held: Callable[[], None] | None = None
