@@ -2,7 +2,7 @@
 per format, and the backend's memory while it streams them.
 
     python bench/export.py [--rows 5000000] [--runs 2] [--frontend] [--export-threads N]
-                           [--compare-threads N] [--json PATH]
+                           [--compare-threads N] [--compare-tree DIR] [--json PATH]
 
 The data (5M rows of ids, text, numbers, timestamps and booleans) is generated with DuckDB into
 bench/.work/export/ (git-ignored, reused on later runs) as a Parquet file, uploaded through the
@@ -21,7 +21,8 @@ kept-alive connection, median of FIXED_RUNS) minus DuckDB's COPY of the same row
 default so exports leave the other core to pages and queries; DuckDB alone uses every core).
 --compare-threads N starts a second backend whose export workers have N DuckDB threads and
 downloads from it in the same turns (DuckDB alone, the first backend, the second), so both
-thread counts see the same load.
+thread counts see the same load. --compare-tree DIR runs that second backend from another
+checkout (its PYTHONPATH), e.g. main before a change, in the same turns.
 
 Targets: the API reaches at least 0.7x DuckDB's rows/s in every format; the backend worker's
 resident memory (VmRSS from /proc/<pid>/status, sampled every 20 ms) stays flat while it
@@ -224,6 +225,11 @@ def main() -> None:
         help="also a backend with this MYAPP_EXPORT_WORKER_THREADS, measured in the same turns",
     )
     parser.add_argument(
+        "--compare-tree",
+        type=Path,
+        help="also a backend run from this checkout (PYTHONPATH), measured in the same turns",
+    )
+    parser.add_argument(
         "--formats", default=",".join(FORMATS), help="comma-separated (default: all five)"
     )
     args = parser.parse_args()
@@ -250,10 +256,14 @@ def main() -> None:
     other_api = None
     try:
         upload(api, parquet)
-        if args.compare_threads:
+        if args.compare_threads or args.compare_tree:
             other_dir = WORK / "data-compare"
             shutil.rmtree(other_dir, ignore_errors=True)
-            other_env = {**backend_env, "MYAPP_EXPORT_WORKER_THREADS": str(args.compare_threads)}
+            other_env = dict(backend_env)
+            if args.compare_threads:
+                other_env["MYAPP_EXPORT_WORKER_THREADS"] = str(args.compare_threads)
+            if args.compare_tree:
+                other_env["PYTHONPATH"] = str(args.compare_tree.resolve())
             other, other_api = start("backend", other_dir, WORK / "backend-compare.log", other_env)
             upload(other_api, parquet)
         worker = worker_pid(backend.pid)
@@ -269,6 +279,7 @@ def main() -> None:
             )
         fixed: dict[str, float] = {}
         compared: dict[str, list[float]] = {}
+        every_run: dict[str, dict[str, list[float]]] = {}
 
         def other_download(base: str, fmt: str) -> float:
             return download(
@@ -303,6 +314,11 @@ def main() -> None:
                 peak = max(peak, sampler.peak)
                 if other_api is not None and not run % 2:
                     compared.setdefault(fmt, []).append(other_download(other_api, fmt))
+            every_run[fmt] = {
+                "duckdb_s": local_times,
+                "api_s": api_times,
+                "compared_api_s": compared.get(fmt, []),
+            }
             web_seconds = None
             if web:
                 web_seconds = min(
@@ -349,7 +365,8 @@ def main() -> None:
     if args.frontend:
         header += f" {'via frontend':>13}"
     if compared:
-        header += f" {f'{args.compare_threads} threads':>12} {'/DuckDB':>8}"
+        label = "compared" if args.compare_tree else f"{args.compare_threads} threads"
+        header += f" {label:>12} {'/DuckDB':>8}"
     print(header)
     print("-" * len(header))
     worst_ratio, worst_memory = 1e9, 0.0
@@ -407,7 +424,9 @@ def main() -> None:
             "target_memory_mb": MEMORY_TARGET_MB,
             "files_left": len(exports_left),
             "compare_threads": args.compare_threads,
+            "compare_tree": str(args.compare_tree) if args.compare_tree else None,
             "compared_api_s": {fmt: min(times) for fmt, times in compared.items()},
+            "every_run": every_run,
             "load": list(os.getloadavg()),
         }
         args.json.write_text(json.dumps(figures, indent=1))

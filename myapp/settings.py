@@ -112,8 +112,20 @@ class Settings(BaseSettings):
     export_workers: int = Field(
         2, ge=1, le=64, description="Worker processes that write exports (others queue)."
     )
-    export_worker_threads: int = Field(
-        1, ge=1, le=256, description="DuckDB threads of each export worker."
+    export_worker_threads: int | None = Field(
+        None,
+        ge=1,
+        le=256,
+        description="DuckDB threads of each export worker (default: one per core; they run at "
+        "MYAPP_EXPORT_WORKER_NICE, so pages and queries still come first).",
+    )
+    export_worker_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="How much lower the CPU priority of export workers is than the backend's "
+        "(nice): an export uses every core nothing else wants, and gives way to pages and "
+        "queries the moment they want one.",
     )
     max_exports_per_user: int = Field(
         16,

@@ -3,6 +3,7 @@ the gate in front), exports paced to their client, and the per-account export li
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import uuid
@@ -259,3 +260,64 @@ def test_the_pool_hands_out_the_worker_that_answered_last(tmp_path):
         assert second.pid not in pool.pids()
     finally:
         pool.close()
+
+
+def _workers_of(server: ServerProcess) -> dict[int, dict]:
+    """The worker processes under a backend, by pid, with the configuration each was given."""
+    assert server.proc is not None
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int(
+                    (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
+                )
+            except OSError:
+                continue
+
+    def under_server(pid: int) -> bool:
+        while pid in parents:
+            pid = parents[pid]
+            if pid == server.proc.pid:
+                return True
+        return False
+
+    found = {}
+    for pid in parents:
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"myapp.backend.store.usersql.worker" in argv and under_server(pid):
+            found[pid] = json.loads(argv[argv.index(b"myapp.backend.store.usersql.worker") + 1])
+    return found
+
+
+def _nice_of_threads(pid: int) -> set[int]:
+    return {
+        int((task / "stat").read_text().rsplit(")", 1)[1].split()[16])
+        for task in Path(f"/proc/{pid}/task").iterdir()
+    }
+
+
+def test_export_workers_use_every_core_at_a_lower_priority(server):
+    """An export's DuckDB has a thread per core (an export alone on the machine runs as fast as
+    DuckDB's own COPY), and every thread of an export worker, DuckDB's included, runs at nice
+    MYAPP_EXPORT_WORKER_NICE, so that pages and queries get a core the moment they want one;
+    query workers keep the backend's priority."""
+    answer = CLIENT.get(
+        server.url + "/api/query/export", params={"sql": "SELECT 1 AS one", "format": "csv"}
+    )
+    assert answer.status_code == 200 and answer.text.splitlines() == ["one", "1"]
+    workers = _workers_of(server)
+    exporting = {pid: c for pid, c in workers.items() if len(c["allowed_dirs"]) > 1}
+    querying = {pid: c for pid, c in workers.items() if pid not in exporting}
+    assert exporting and querying, workers
+    backend_nice = os.getpriority(os.PRIO_PROCESS, server.proc.pid)
+    for pid, config in exporting.items():
+        assert config["threads"] == os.cpu_count()
+        # DuckDB's own threads are among them: a worker with more than one has them running.
+        assert len(list(Path(f"/proc/{pid}/task").iterdir())) >= config["threads"]
+        assert _nice_of_threads(pid) == {min(19, backend_nice + 10)}, pid
+    for pid in querying:
+        assert _nice_of_threads(pid) == {backend_nice}, pid

@@ -360,6 +360,10 @@ def literal(text: str) -> str:
 def main() -> None:
     config = json.loads(sys.argv[1])
     conn = Connection(config["fd"])
+    if config.get("nice"):
+        # Before DuckDB starts its threads: each thread inherits the nice value of the one
+        # that creates it.
+        os.nice(config["nice"])
     try:
         worker = Worker(conn, config)
     except Exception as exc:

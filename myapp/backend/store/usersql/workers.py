@@ -103,6 +103,10 @@ class PoolConfig:
     # Bulk workers write exports into a folder of their own, the only place besides the
     # datasets they can reach.
     exports: bool
+    # Added to the worker's nice value: export workers take every core with DuckDB threads
+    # and rely on the scheduler to give way to pages and queries (DuckDB's thread count
+    # cannot change once the sandbox locks its configuration).
+    nice: int = 0
 
 
 class Worker:
@@ -125,6 +129,7 @@ class Worker:
             "fd": theirs.fileno(),
             "memory_limit": config.memory_limit,
             "threads": config.threads,
+            "nice": config.nice,
             "temp_dir": str(self.spill_dir.resolve()),
             "temp_dir_limit": settings.temp_dir_limit,
             "allowed_dirs": allowed,
@@ -433,9 +438,10 @@ class Workers:
             PoolConfig(
                 name="export",
                 size=settings.export_workers,
-                threads=settings.export_worker_threads,
+                threads=settings.export_worker_threads or os.cpu_count() or 1,
                 memory_limit=settings.bulk_memory_limit,
                 exports=True,
+                nice=settings.export_worker_nice,
             ),
         )
 
