@@ -337,6 +337,9 @@ def table(name: str):
         },
         dataset=dataset,
         page=page,
+        body_rows=cells.render_rows(
+            page["rows"], [c["type"] for c in page["columns"]], links["row"]
+        ),
         filters=filters,
         operators=OPERATORS,
         operator_words=OPERATOR_WORDS,
