@@ -187,6 +187,10 @@ def test_facets_of_a_big_table_arrive_after_the_page(page, browser, all_server, 
     page.wait_for_url(re.compile(r"k__eq=3.*city__eq=Oslo"))
     assert f"of {in_k3['Oslo']:,} matching" in page.get_by_test_id("row-count").inner_text()
     assert set(page.locator("tbody tr td:nth-child(2)").all_inner_texts()) == {"Oslo"}
+    # The counts' own page (what the no-script link opens) passes the same checks.
+    page.goto(f"{all_server.url}/datasets/{name}/facets?k__eq=3")
+    assert "Tromsø" in page.get_by_test_id("facet-city").inner_text()
+    assert_accessible(page)
 
     # Without JavaScript: the rows are there, and the note links to the counts.
     context = browser.new_context(java_script_enabled=False)
