@@ -2,6 +2,7 @@
 against DuckDB's own `ORDER BY … LIMIT` in-process on the same rows, at 1M and 5M rows.
 
     python bench/browse.py [--rows 1000000,5000000] [--repeat 15] [--datasette] [--json PATH]
+                           [--base TREE]
 
 The table (`big`: id, v DOUBLE with NULLs, category, name, score, at, flag) is generated with
 DuckDB into bench/.work/browse/ (git-ignored) and uploaded as Parquet through the API into a
@@ -15,19 +16,28 @@ the row that tells whether there is a next one), also for cursor pages, which it
 with the same top-N. "cold" rows change the filter value on every run, so nothing computed for
 an earlier run (the count of the filtered rows) can be reused; the other rows repeat one
 request, as a person reloading or paging does. The HTML page is /datasets/big with the same
-state; it shows the default facets (category, name, flag) too.
+state; it shows the default facets (category, name, flag) too. When the page leaves facets to
+be fetched after it (`data-facets-src`, big tables under a new filter), that block is fetched
+as the page's script does, and "facets in" is page + block: when the facets are on screen.
 
 DuckDB and the API take turns run by run, so both see the same load; figures are medians with
 the range (min-max) of --repeat runs after one warm-up. Target: API <= 1.5x DuckDB; page <= API
-+ 15 ms. --datasette also times Datasette (installed from PyPI as bench/query.py does) serving
-the rows copied into SQLite, on its JSON table view with the same sort.
++ 15 ms. The servers run the tree this script is in; --base TREE (another checkout, e.g. a
+`git worktree` of main) also starts that tree's backend and frontend on a workspace of its own
+with the same rows, and the two take turns request by request (who goes first alternates run
+by run), so a change is compared with the code before under the same load.
+
+--datasette also times Datasette (installed from PyPI as bench/query.py does) serving the rows
+copied into SQLite, on its JSON table view with the same sort.
 """
 
 from __future__ import annotations
 
 import argparse
+import html
 import json
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -153,73 +163,128 @@ def cursor_for(api: httpx.Client, params: dict, depth: int) -> str:
     return token
 
 
-def measure(rows: int, repeat: int) -> dict:
-    db = make_data(rows)
-    data_dir = WORK / f"data-{rows}"
-    shutil.rmtree(data_dir, ignore_errors=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MYAPP_")}
-    env.update({"MYAPP_DATA_DIR": str(data_dir), "MYAPP_LOG_LEVEL": "warning"})
-    api_port, web_port = free_port(), free_port()
-    backend = start("backend", api_port, env, WORK / "backend.log")
-    web_env = {**env, "MYAPP_BACKEND_URL": f"http://127.0.0.1:{api_port}"}
-    frontend = start("frontend", web_port, web_env, WORK / "frontend.log")
-    figures: dict = {}
-    try:
-        api_url, web_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{web_port}"
-        wait_ready(api_url + "/api/health", backend, WORK / "backend.log")
-        wait_ready(web_url + "/healthz", frontend, WORK / "frontend.log")
+class Side:
+    """One tree's backend and frontend on a workspace of their own, with a client each."""
+
+    def __init__(self, label: str, tree: Path, rows: int) -> None:
+        self.label = label
+        data_dir = WORK / f"data-{rows}-{label}"
+        shutil.rmtree(data_dir, ignore_errors=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MYAPP_")}
+        env.update(
+            {
+                "MYAPP_DATA_DIR": str(data_dir),
+                "MYAPP_LOG_LEVEL": "warning",
+                "PYTHONPATH": str(tree),
+            }
+        )
+        api_port, web_port = free_port(), free_port()
+        self.logs = (WORK / f"backend-{label}.log", WORK / f"frontend-{label}.log")
+        self.backend = start("backend", api_port, env, self.logs[0])
+        web_env = {**env, "MYAPP_BACKEND_URL": f"http://127.0.0.1:{api_port}"}
+        self.frontend = start("frontend", web_port, web_env, self.logs[1])
+        self.api_url = f"http://127.0.0.1:{api_port}"
+        self.web_url = f"http://127.0.0.1:{web_port}"
+        self.api = httpx.Client(base_url=self.api_url, timeout=120)
+        self.web = httpx.Client(base_url=self.web_url, timeout=120)
+
+    def load(self, rows: int) -> None:
+        wait_ready(self.api_url + "/api/health", self.backend, self.logs[0])
+        wait_ready(self.web_url + "/healthz", self.frontend, self.logs[1])
         with (WORK / f"big-{rows}.parquet").open("rb") as body:
-            httpx.put(
-                api_url + "/api/datasets/big",
+            self.api.put(
+                "/api/datasets/big",
                 params={"format": "parquet", "mode": "replace"},
                 content=body,
                 timeout=600,
             ).raise_for_status()
-        with (
-            httpx.Client(base_url=api_url, timeout=120) as api,
-            httpx.Client(base_url=web_url, timeout=120) as web,
-            duckdb.connect(str(db), read_only=True) as conn,
-        ):
+
+    def stop(self) -> None:
+        self.api.close()
+        self.web.close()
+        for proc in (self.frontend, self.backend):
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(60)
+
+
+FACETS_SRC = re.compile(r'data-facets-src="([^"]*)"')
+
+
+def time_side(side: Side, case: dict, run: int, labels: list[str]) -> dict[str, float]:
+    """One run of one case on one side: the API, the HTML page, and the page with its facets."""
+    params = {**case["params"], "limit": LIMIT}
+    if case.get("depth"):
+        params["cursor"] = cursor_for(side.api, case["params"], case["depth"])
+
+    def call() -> None:
+        side.api.get("/api/datasets/big/rows", params=params).raise_for_status()
+
+    ms = {"api": timed(call)}
+    page_params = params
+    if case["label"].endswith("cold"):
+        # A fresh value again, for the page: the API's run just counted it.
+        fresh = cases(run + 1000)[labels.index(case["label"])]
+        page_params = {**fresh["params"], "limit": LIMIT}
+    started = time.perf_counter()
+    page = side.web.get("/datasets/big", params=page_params).raise_for_status()
+    ms["page"] = (time.perf_counter() - started) * 1000
+    src = FACETS_SRC.search(page.text)
+    if src:
+        # What the page's script does next: the facets left out of the page.
+        block = side.web.get(
+            html.unescape(src.group(1)), headers={"X-Myapp-Fragment": "facets"}
+        ).raise_for_status()
+        assert block.headers.get("X-Myapp-Fragment") == "facets", block.text[:200]
+    ms["facets"] = (time.perf_counter() - started) * 1000
+    return ms
+
+
+def measure(rows: int, repeat: int, base: Path | None = None) -> dict:
+    """{side: {case: {measure: summary}}} for this tree ("myapp") and, with `base`, that
+    tree ("base"), taking turns."""
+    db = make_data(rows)
+    sides: list[Side] = []
+    figures: dict = {}
+    try:
+        sides.append(Side("myapp", ROOT.parent, rows))
+        if base is not None:
+            sides.append(Side("base", base.resolve(), rows))
+        for side in sides:
+            side.load(rows)
+        with duckdb.connect(str(db), read_only=True) as conn:
             labels = [c["label"] for c in cases(0)]
-            times: dict[str, dict[str, list[float]]] = {
-                label: {"duckdb": [], "api": [], "page": []} for label in labels
+            times: dict[str, dict[str, dict[str, list[float]]]] = {
+                side.label: {
+                    label: {"duckdb": [], "api": [], "page": [], "facets": []} for label in labels
+                }
+                for side in sides
             }
             for run in range(repeat + 1):
+                order = sides if run % 2 == 0 else sides[::-1]
                 for case in cases(run):
                     where = f" WHERE {case['where']}" if case["where"] else ""
-                    order = f" ORDER BY {case['order']}" if case["order"] else ""
-                    sql = f"SELECT * FROM big{where}{order} LIMIT {LIMIT + 1}"
-                    params = {**case["params"], "limit": LIMIT}
-                    if case.get("depth"):
-                        params["cursor"] = cursor_for(api, case["params"], case["depth"])
+                    by = f" ORDER BY {case['order']}" if case["order"] else ""
+                    sql = f"SELECT * FROM big{where}{by} LIMIT {LIMIT + 1}"
 
                     def local(sql=sql):
                         conn.execute(sql).fetchall()
 
-                    def call(params=params):
-                        api.get("/api/datasets/big/rows", params=params).raise_for_status()
-
-                    def page(params=params):
-                        web.get("/datasets/big", params=params).raise_for_status()
-
-                    ms = {"duckdb": timed(local), "api": timed(call)}
-                    if case["label"].endswith("cold"):
-                        # A fresh value again, for the page: the API's run just counted it.
-                        fresh = cases(run + 1000)[labels.index(case["label"])]
-                        ms["page"] = timed(lambda f=fresh: page({**f["params"], "limit": LIMIT}))
-                    else:
-                        ms["page"] = timed(page)
-                    if run:  # the first run warms caches and connections
-                        for key, value in ms.items():
-                            times[case["label"]][key].append(value)
+                    duck = timed(local)
+                    for side in order:
+                        ms = {"duckdb": duck, **time_side(side, case, run, labels)}
+                        if run:  # the first run warms caches and connections
+                            for key, value in ms.items():
+                                times[side.label][case["label"]][key].append(value)
             figures = {
-                label: {key: summary(values) for key, values in by.items()}
-                for label, by in times.items()
+                side: {
+                    label: {key: summary(values) for key, values in by_case.items()}
+                    for label, by_case in cases_.items()
+                }
+                for side, cases_ in times.items()
             }
     finally:
-        for proc in (frontend, backend):
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(60)
+        for side in sides:
+            side.stop()
     return figures
 
 
@@ -304,37 +369,72 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--datasette", action="store_true")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--base", type=Path, help="another tree to compare with, turn by turn")
     args = parser.parse_args()
     results = {}
     for rows in [int(r) for r in args.rows.split(",")]:
-        figures = measure(rows, args.repeat)
+        figures = measure(rows, args.repeat, args.base)
         lite = datasette_figures(rows, args.repeat) if args.datasette else {}
-        results[rows] = {"myapp": figures, "datasette": lite}
-        print()
-        print(
-            f"{rows:,} rows, {LIMIT} per page, ms: median (min-max) of {args.repeat}; load "
-            f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores"
-        )
-        header = (
-            f"{'case':<22} {'DuckDB alone':>18} {'myapp API':>18} {'API/DuckDB':>10} "
-            f"{'HTML page':>18} {'page-API':>9} {'Datasette':>18}"
-        )
-        print(header)
-        print("-" * len(header))
-        for label, by in figures.items():
-            ratio = by["api"]["median"] / by["duckdb"]["median"]
-            extra = by["page"]["median"] - by["api"]["median"]
-            ok = "ok" if ratio <= TARGET_RATIO else "MISS"
-            page_ok = "ok" if extra <= PAGE_MARGIN_MS else "MISS"
+        results[rows] = {"myapp": figures["myapp"], "datasette": lite}
+        if "base" in figures:
+            results[rows]["base"] = figures["base"]
+        load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+        for side in figures:
+            print()
             print(
-                f"{label:<22} {fmt(by['duckdb']):>18} {fmt(by['api']):>18} "
-                f"{ratio:>5.2f} {ok:<4} {fmt(by['page']):>18} {extra:>5.1f} {page_ok:<4}"
-                f"{fmt(lite.get(label)):>18}"
+                f"{side} ({ROOT.parent if side == 'myapp' else args.base}), {rows:,} rows, "
+                f"{LIMIT} per page, ms: median (min-max) of {args.repeat}; load {load} on "
+                f"{os.cpu_count()} cores"
             )
+            print_table(figures[side], lite if side == "myapp" else {})
+        if "base" in figures:
+            print_comparison(rows, figures["base"], figures["myapp"])
     if len(results) > 1:
         print_side_by_side(results)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
+
+
+def print_table(figures: dict, lite: dict) -> None:
+    header = (
+        f"{'case':<22} {'DuckDB alone':>18} {'myapp API':>18} {'API/DuckDB':>10} "
+        f"{'HTML page':>18} {'page-API':>9} {'facets in':>18} {'Datasette':>18}"
+    )
+    print(header)
+    print("-" * len(header))
+    for label, by in figures.items():
+        ratio = by["api"]["median"] / by["duckdb"]["median"]
+        extra = by["page"]["median"] - by["api"]["median"]
+        ok = "ok" if ratio <= TARGET_RATIO else "MISS"
+        page_ok = "ok" if extra <= PAGE_MARGIN_MS else "MISS"
+        print(
+            f"{label:<22} {fmt(by['duckdb']):>18} {fmt(by['api']):>18} "
+            f"{ratio:>5.2f} {ok:<4} {fmt(by['page']):>18} {extra:>5.1f} {page_ok:<4}"
+            f"{fmt(by['facets']):>18}{fmt(lite.get(label)):>18}"
+        )
+
+
+def print_comparison(rows: int, base: dict, new: dict) -> None:
+    """The two trees' medians, case by case: API/DuckDB, page - API, and when facets are in."""
+    print()
+    print(f"{rows:,} rows, base -> this tree (medians of runs taken in turns)")
+    header = f"{'case':<22} {'API/DuckDB':>14} {'page-API ms':>16} {'facets in ms':>18}"
+    print(header)
+    print("-" * len(header))
+    for label in new:
+        b, n = base[label], new[label]
+
+        def ratio(by: dict) -> float:
+            return by["api"]["median"] / by["duckdb"]["median"]
+
+        def extra(by: dict) -> float:
+            return by["page"]["median"] - by["api"]["median"]
+
+        print(
+            f"{label:<22} {ratio(b):>5.2f} -> {ratio(n):<5.2f} "
+            f"{extra(b):>+6.1f} -> {extra(n):<+6.1f} "
+            f"{b['facets']['median']:>7.1f} -> {n['facets']['median']:<7.1f}"
+        )
 
 
 def print_side_by_side(results: dict) -> None:

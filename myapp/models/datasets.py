@@ -191,6 +191,11 @@ class FacetsResult(BaseModel):
     timed_out: list[str] = Field(
         default_factory=list, description="Columns whose counts did not finish in time"
     )
+    pending: list[str] = Field(
+        default_factory=list,
+        description="Columns not counted yet, left out because the request carried "
+        "`Cache-Control: only-if-cached` (ask again without it to count them)",
+    )
 
 
 class HistogramBin(BaseModel):

@@ -384,3 +384,25 @@ def test_deep_keyset_pages_do_not_slow_down(api, prefix, tmp_path):
     assert page["offset"] == 5000
     expected = sorted(range(200000), key=lambda i: (i % 97, i))[5000]
     assert page["rows"][0] == [expected, expected % 97]
+
+
+def test_facets_stored_only_give_what_was_counted(api, people):
+    """`Cache-Control: only-if-cached` counts nothing: columns not counted yet for these
+    filters are listed as pending; once counted, the stored answer is the counted one."""
+    url = f"/api/datasets/{people}/facets"
+    params = {"column": ["grp", "day"], "size": 3, "score__gte": "7.5"}
+    stored = {"Cache-Control": "only-if-cached"}
+    first = api.get(url, params=params, headers=stored)
+    assert first.status_code == 200, first.text
+    assert first.json() == {"facets": {}, "timed_out": [], "pending": ["grp", "day"]}
+    counted = api.get(url, params={**params, "column": "grp"})
+    assert counted.json()["pending"] == []
+    second = api.get(url, params=params, headers=stored).json()
+    assert second["facets"] == {"grp": counted.json()["facets"]["grp"]}
+    assert second["pending"] == ["day"]
+    whole = api.get(url, params=params).json()
+    assert api.get(url, params=params, headers=stored).json() == whole
+    assert whole["pending"] == []
+    # Filters are checked all the same.
+    refused = api.get(url, params={**params, "grp__gt": "x"}, headers=stored)
+    assert refused.status_code == 400

@@ -148,3 +148,67 @@ def test_rename_and_delete_pages(page, all_server, name):
     page.wait_for_url(re.compile(r"/datasets$"))
     assert f"Deleted the dataset {name}_renamed" in page.content()
     assert httpx.get(f"{all_server.url}/api/datasets/{name}_renamed").status_code == 404
+
+
+def _big_csv(rows: int) -> bytes:
+    cities = ["Oslo", "Bergen", "Tromsø"]
+    lines = ["id,city,k"] + [f"{i},{cities[i % 3]},{i % 7}" for i in range(rows)]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def test_facets_of_a_big_table_arrive_after_the_page(page, browser, all_server, name):
+    """A big table's page shows a new filter's rows without waiting for its facets; the
+    script fetches them into the page and their values still filter. Without scripts the
+    page is whole too, and a link opens the counts."""
+    from myapp.frontend.views.datasets import FACETS_IN_PAGE_MAX_ROWS
+
+    rows = FACETS_IN_PAGE_MAX_ROWS + 2
+    response = httpx.put(
+        f"{all_server.url}/api/datasets/{name}",
+        params={"format": "csv"},
+        content=_big_csv(rows),
+        timeout=60,
+    )
+    assert response.status_code == 201, response.text
+    in_k3 = {c: 0 for c in ("Oslo", "Bergen", "Tromsø")}
+    for i in range(rows):
+        if i % 7 == 3:
+            in_k3[["Oslo", "Bergen", "Tromsø"][i % 3]] += 1
+
+    page.goto(f"{all_server.url}/datasets/{name}?k__eq=3")
+    facet = page.get_by_test_id("facet-city")
+    oslo = facet.get_by_role("link", name="Oslo")
+    oslo.wait_for()
+    assert page.get_by_test_id("facet-pending").count() == 0
+    assert page.locator("#facet-lists").get_attribute("aria-busy") is None
+    assert f"{in_k3['Oslo']:,}" in facet.inner_text()
+    assert_accessible(page)
+    oslo.click()
+    page.wait_for_url(re.compile(r"k__eq=3.*city__eq=Oslo"))
+    assert f"of {in_k3['Oslo']:,} matching" in page.get_by_test_id("row-count").inner_text()
+    assert set(page.locator("tbody tr td:nth-child(2)").all_inner_texts()) == {"Oslo"}
+    # The counts' own page (what the no-script link opens) passes the same checks.
+    page.goto(f"{all_server.url}/datasets/{name}/facets?k__eq=3")
+    assert "Tromsø" in page.get_by_test_id("facet-city").inner_text()
+    assert_accessible(page)
+
+    # Without JavaScript: the rows are there, and the note links to the counts.
+    context = browser.new_context(java_script_enabled=False)
+    try:
+        plain = context.new_page()
+        plain.goto(f"{all_server.url}/datasets/{name}?k__eq=5&sort=-id")
+        assert "matching" in plain.get_by_test_id("row-count").inner_text()
+        assert plain.locator("tbody tr").count() == 50
+        plain.get_by_test_id("facet-city").get_by_role("link", name="Show the counts").click()
+        plain.wait_for_url(re.compile(rf"/datasets/{name}/facets\?k__eq=5&sort=-id$"))
+        plain.get_by_test_id("facet-city").get_by_role("link", name="Bergen").click()
+        plain.wait_for_url(re.compile(r"k__eq=5&sort=-id.*city__eq=Bergen"))
+        cities = plain.locator("tbody tr td:nth-child(2)").all_inner_texts()
+        assert set(cities) == {"Bergen"}
+        ids = [
+            int(t.replace(",", ""))
+            for t in plain.locator("tbody tr td:nth-child(1)").all_inner_texts()
+        ]
+        assert ids == sorted(ids, reverse=True) and all(i % 7 == 5 for i in ids)
+    finally:
+        context.close()

@@ -257,3 +257,64 @@ def test_facets_follow_the_datasets_columns_and_rows(web, api, name):
     fourth = web.get(f"/datasets/{name}", params=[("facet", "a"), ("facet", "d")])
     assert 'data-testid="facet-a"' not in fourth.text
     assert _facet_counts(fourth.text, "d") == {"1": 1}
+
+
+def _big_csv(rows: int) -> bytes:
+    lines = ["id,city,k"] + [
+        f"{i},{['Oslo', 'Bergen', 'Tromsø'][i % 3]},{i % 7}" for i in range(rows)
+    ]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def test_big_tables_show_new_facets_after_the_page(web, api, name):
+    """Above FACETS_IN_PAGE_MAX_ROWS the page does not wait for a new filter's facets: it
+    shows them as pending with their own address, which gives the counts as a block for the
+    page's script or as a page of their own; once counted, the table page shows them itself."""
+    from myapp.frontend.views.datasets import FACETS_IN_PAGE_MAX_ROWS
+
+    rows = FACETS_IN_PAGE_MAX_ROWS + 10
+    _seed(api, name, _big_csv(rows), filename="big.csv")
+    state = [("k__eq", "3"), ("sort", "-id"), ("limit", "25")]
+    page = web.get(f"/datasets/{name}", params=state)
+    assert page.status_code == 200
+    assert page.text.count('data-testid="facet-pending"') == 1  # city; k is a number
+    src = re.search(r'data-facets-src="([^"]*)"', page.text)
+    assert src, "no address for the pending facets"
+    address = html.unescape(src.group(1))
+    assert address == f"/datasets/{name}/facets?k__eq=3&sort=-id&limit=25"
+    # The rows did not wait: they are there in full.
+    assert page.text.count("<tr>") == 26  # a header row and 25 rows
+
+    expected = {"Oslo": 0, "Bergen": 0, "Tromsø": 0}
+    for i in range(rows):
+        if i % 7 == 3:
+            expected[["Oslo", "Bergen", "Tromsø"][i % 3]] += 1
+    block = web.get(address, headers={"X-Myapp-Fragment": "facets"})
+    assert block.status_code == 200 and block.headers["X-Myapp-Fragment"] == "facets"
+    assert "<html" not in block.text and "facet-pending" not in block.text
+    assert _facet_counts(block.text, "city") == expected
+    # The values lead to the table under the same state plus the value.
+    assert (
+        f'href="/datasets/{name}?k__eq=3&amp;sort=-id&amp;limit=25&amp;facet=city&amp;city__eq=Oslo"'
+        in block.text
+    )
+
+    # Without scripts the same address is a page with a way back to the table.
+    alone = web.get(address)
+    assert alone.status_code == 200 and "<html" in alone.text
+    assert _facet_counts(alone.text, "city") == expected
+    assert (
+        f'href="/datasets/{name}?k__eq=3&amp;sort=-id&amp;limit=25" data-testid="facets-back"'
+        in alone.text
+    )
+
+    # Counted once, they are stored: the table page now shows them itself.
+    again = web.get(f"/datasets/{name}", params=state)
+    assert "facet-pending" not in again.text and "data-facets-src" not in again.text
+    assert _facet_counts(again.text, "city") == expected
+
+    # A refused filter is left out of the counts, as it is of the rows.
+    bad = web.get(address + "&k__gt=abc", headers={"X-Myapp-Fragment": "facets"})
+    assert bad.status_code == 200
+    assert _facet_counts(bad.text, "city") == expected
+    assert web.get(f"/datasets/{name}_none/facets").status_code == 404

@@ -67,3 +67,39 @@ def test_a_cut_value_links_to_its_row_when_given_one():
 def test_a_short_value_is_just_its_escaped_text():
     assert str(cells.render('<b>"x"</b>')) == "&lt;b&gt;&#34;x&#34;&lt;/b&gt;"
     assert str(cells.render(1234.5, "DOUBLE")) == "1,234.5"
+
+
+def test_table_rows_are_each_cell_as_rendered_alone():
+    """render_rows (the table page's body) holds every cell as `render` makes it, with its
+    kind's class, NULL as null, markup escaped, and asks for a row's link only when one of
+    its cells is cut."""
+    import re
+
+    long_text = "word " * (cells.CUT_CHARS // 2)
+    rows = [
+        [1, "<b>x</b>", None, True, 2.5, "2024-01-02T03:04:05"],
+        [None, long_text, "short", False, -0.0, None],
+        [3, "plain", "a & b", None, float("nan"), "2024-01-02T00:00:00"],
+    ]
+    dtypes = ["BIGINT", "VARCHAR", "VARCHAR", "BOOLEAN", "DOUBLE", "TIMESTAMP"]
+    asked: list[int] = []
+
+    def href(index: int) -> str:
+        asked.append(index)
+        return f"/datasets/t/row?offset={index}&x=<y>"
+
+    html = str(cells.render_rows(rows, dtypes, href))
+    found = re.findall(r"<tr>(.*?)</tr>", html, re.S)
+    assert len(found) == len(rows)
+    for index, (row, markup) in enumerate(zip(rows, found, strict=True)):
+        expected = "".join(
+            '<td class="cell-null">null</td>'
+            if value is None
+            else f'<td class="cell-{cells.kind(dtype, value)}">'
+            f"{cells.render(value, dtype, full_href=href(index) if index == 1 else None)}</td>"
+            for value, dtype in zip(row, dtypes, strict=True)
+        )
+        assert markup == expected
+    assert asked.count(1) >= 2 and set(asked) == {1}  # the cut row only (and the check's own)
+    assert "&lt;b&gt;x&lt;/b&gt;" in html and "a &amp; b" in html
+    assert 'data-testid="cell-cut"' in found[1] and "x=&lt;y&gt;" in found[1]

@@ -350,6 +350,9 @@ def read_facets(
         Query(ge=1, le=2**62, description="an older version to read (see /versions)"),
     ] = None,
 ) -> dict[str, Any]:
+    """With `Cache-Control: only-if-cached` only counts already made are given; the other
+    columns are listed in `pending`."""
+    stored_only = "only-if-cached" in request.headers.get("cache-control", "").lower()
     with callers.admitted(workers.callers, settings), database.cursor() as cur:
         record = history.at_version(cur, database.dataset(cur, name), version)
         return browse.read_facets(
@@ -360,6 +363,7 @@ def read_facets(
             q=q,
             size=size,
             cache=_browse_cache(request),
+            stored_only=stored_only,
         )
 
 

@@ -1,9 +1,11 @@
 // The table page: the filter builder's value box is not needed for operators that take no
 // value, and the download menu closes after a choice, on a click elsewhere, or with Escape.
 // Operators and column-type classes come from the contract (base.html's JSON block and the
-// options' data-ops/data-class).
+// options' data-ops/data-class). Facets not counted when the page was made are fetched after
+// it, as the same block of HTML the server renders (without scripts, a link opens them).
 (function () {
   "use strict";
+  loadPendingFacets();
   var contract = JSON.parse(document.getElementById("myapp-contract").textContent);
   var valueless = contract.operators.filter(function (o) { return !o.takes_value; }).map(function (o) { return o.key; });
   var op = document.getElementById("add-op");
@@ -73,4 +75,40 @@
       }
     });
   });
+
+  function loadPendingFacets() {
+    var box = document.getElementById("facet-lists");
+    var src = box && box.getAttribute("data-facets-src");
+    if (!src) { return; }
+    var failed = function () {
+      box.removeAttribute("aria-busy");
+      box.querySelectorAll("[data-testid=facet-pending]").forEach(function (note) {
+        note.textContent = "";
+        var small = document.createElement("small");
+        small.textContent = "The counts could not be loaded. ";
+        var link = document.createElement("a");
+        link.href = src;
+        link.textContent = "Open them";
+        small.appendChild(link);
+        note.appendChild(small);
+      });
+    };
+    fetch(src, { credentials: "same-origin", headers: { "X-Myapp-Fragment": "facets" } })
+      .then(function (response) {
+        // Anything but the block itself (a sign-in page after a redirect, an error page)
+        // is not put into this page.
+        if (!response.ok || response.headers.get("X-Myapp-Fragment") !== "facets") {
+          failed();
+          return;
+        }
+        return response.text().then(function (html) {
+          var holder = document.createElement("template");
+          holder.innerHTML = html;
+          var fresh = holder.content.getElementById("facet-lists");
+          if (!fresh) { failed(); return; }
+          box.replaceWith(fresh);
+        });
+      })
+      .catch(failed);
+  }
 })();
