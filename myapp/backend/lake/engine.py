@@ -383,9 +383,16 @@ def catalog_unreachable(exc: BaseException) -> bool:
     return unreachable_text(str(exc))
 
 
+# DuckLake's own words for a catalog transaction that PostgreSQL ended under it (its
+# connection died mid-transaction): seen on the first read after PostgreSQL went away.
+_ABORTED_UNDER_DUCKLAKE = ("ducklake", "current transaction is aborted")
+
+
 def unreachable_text(message: str) -> bool:
     """The same, from a message only (a worker's error crosses as text)."""
     text = message.lower()
+    if all(part in text for part in _ABORTED_UNDER_DUCKLAKE):
+        return True
     return any(marker in text for marker in _UNREACHABLE)
 
 
