@@ -155,6 +155,10 @@ def test_table_page_errors_are_friendly(web, api, name):
     moved = web.get(f"/datasets/{name.upper()}", params={"sort": "a"})
     assert moved.status_code == 302
     assert moved.headers["location"] == f"/datasets/{name}?sort=a"
+    # So does the address of its facets (paging left out: it does not change them).
+    moved = web.get(f"/datasets/{name.upper()}/facets", params={"a__gt": "0", "offset": "50"})
+    assert moved.status_code == 302
+    assert moved.headers["location"] == f"/datasets/{name}/facets?a__gt=0"
 
 
 def test_export_streams_through_the_frontend(web, api, name):

@@ -8,6 +8,7 @@ arrive (views/streaming.py); nothing here holds a file in memory.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -285,11 +286,9 @@ def table(name: str):
         guessed = chosen_facet_columns(known, args)
         guessed_stored = _facets_after_page(known)
     facets_call = calls.submit(read_facets, guessed, guessed_stored) if guessed else None
-    dataset = client.get(_path(name))
-    canonical = dataset["name"]
-    _remember_columns(canonical, dataset)
-    if canonical != name:
-        return redirect(table_url(canonical, list(args.items(multi=True))))
+    dataset, moved = _dataset_named(client, name, args, table_url)
+    if moved is not None:
+        return moved
     facet_columns = chosen_facet_columns(dataset, args)
     stored_only = _facets_after_page(dataset)
     answer: dict[str, Any] | None = None
@@ -310,18 +309,18 @@ def table(name: str):
         settle_visitor(me_call.result)
     if facet_columns and (problems or answer is None):
         # Some of the state was refused: the facets count what the page shows.
-        answer = _read_facets(client, canonical, good, facet_columns, headers, stored_only)
+        answer = _read_facets(client, name, good, facet_columns, headers, stored_only)
     facets: dict[str, list] = answer["facets"] if answer else {}
     facet_timeouts: list[str] = answer.get("timed_out", []) if answer else []
     pending: list[str] = answer.get("pending", []) if answer else []
 
     state = list(args.items(multi=True))
-    links = page_links(canonical, args, page, limit, filters, facet_columns)
+    links = page_links(name, args, page, limit, filters, facet_columns)
     if problems:
         # Downloads take what the page shows: the refused parts are left out of them too.
         kept = [(k, v) for k, v in good if k not in STATE_KEYS or k in ("sort", "q")]
         links["export"] = {
-            fmt: url_for("datasets.export", name=canonical)
+            fmt: url_for("datasets.export", name=name)
             + "?"
             + urlencode([*export_choice(fmt).items(), *kept])
             for fmt, _ in EXPORT_FORMATS
@@ -348,7 +347,7 @@ def table(name: str):
         facet_columns=facet_columns,
         facet_timeouts=facet_timeouts,
         pending=pending,
-        facets_url=_facets_url(canonical, state),
+        facets_url=_facets_url(name, state),
         page_sizes=PAGE_SIZES,
         limit=limit,
         sort=args.get("sort", ""),
@@ -404,11 +403,9 @@ def facets_fragment(name: str):
         return rows_in_good_state(read, list(args.items(multi=True)))[0]
 
     guess = _page_calls().submit(count, guessed) if guessed else None
-    dataset = client.get(_path(name))
-    canonical = dataset["name"]
-    _remember_columns(canonical, dataset)
-    if canonical != name:
-        return redirect(_facets_url(canonical, list(args.items(multi=True))))
+    dataset, moved = _dataset_named(client, name, args, _facets_url)
+    if moved is not None:
+        return moved
     facet_columns = chosen_facet_columns(dataset, args)
     answer: dict[str, Any] = {"facets": {}}
     if facet_columns:
@@ -422,13 +419,13 @@ def facets_fragment(name: str):
         "facet_columns": facet_columns,
         "facet_timeouts": answer.get("timed_out", []),
         "pending": [],
-        "facets_url": _facets_url(canonical, state),
-        "links": page_links(canonical, args, {}, DEFAULT_PAGE_SIZE, [], facet_columns),
+        "facets_url": _facets_url(name, state),
+        "links": page_links(name, args, {}, DEFAULT_PAGE_SIZE, [], facet_columns),
     }
     if request.headers.get("X-Myapp-Fragment") == "facets":
         body = render_template("datasets/_facets.html", **context)
         return body, 200, {"X-Myapp-Fragment": "facets", "Vary": "X-Myapp-Fragment"}
-    back = table_url(canonical, state)
+    back = table_url(name, state)
     return (
         render_template("datasets/facets.html", back=back, **context),
         200,
@@ -449,6 +446,16 @@ def _page_calls() -> ThreadPoolExecutor:
 def _known_columns() -> dict[str, dict[str, Any]]:
     """Each dataset's columns and row count as the backend last gave them to this app."""
     return current_app.extensions.setdefault("myapp.dataset_columns", {})
+
+
+def _dataset_named(client: Any, name: str, args: Any, url: Callable[..., str]) -> tuple:
+    """The dataset the address names, and a redirect to its stored name's page if they differ."""
+    dataset = client.get(_path(name))
+    canonical = dataset["name"]
+    _remember_columns(canonical, dataset)
+    if canonical != name:
+        return dataset, redirect(url(canonical, list(args.items(multi=True))))
+    return dataset, None
 
 
 def _remember_columns(name: str, dataset: dict[str, Any]) -> None:
