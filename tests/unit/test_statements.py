@@ -6,7 +6,7 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from myapp.backend.store.usersql.gate import split_statement, statement_body, wrap
+from myapp.backend.store.usersql.statements import split_statement, statement_body, wrap
 
 ONE_STATEMENT = [
     ("SELECT 1", "SELECT 1"),

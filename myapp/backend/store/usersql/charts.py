@@ -20,8 +20,9 @@ from ...errors import BadRequest
 from ..database import Database
 from ..sql import quote_ident
 from .execute import call, running, vet
-from .gate import bind_parameters, vet_wrapped, wrap
+from .gate import bind_parameters, vet_wrapped
 from .runs import Run
+from .statements import wrap
 from .workers import Worker, Workers
 
 # Chart queries limit themselves to the points asked for; fetching stops here regardless.
