@@ -7,7 +7,9 @@ One table of --rows rows (id, g, v, s: bench/workers.py's) uploaded as a Parquet
 fresh workspace served by a real `myapp serve --role backend`; DuckDB in-process reads that
 dataset's own file (attached read-only, as the query workers do); Datasette (bench/query.py
 installs it into its own virtualenv) serves the same rows copied into SQLite with id as its
-INTEGER PRIMARY KEY. All three answer every case in turn, run by run, so they share the load.
+INTEGER PRIMARY KEY. All three answer every case in turn, run by run, so they share the load;
+each server's runners go together, after one unmeasured request to that server, so every
+figure is of a server that just answered (one that sat idle answers up to a millisecond later).
 
 Cases: a point lookup (the same text each time, as a client with parameters sends it; and a new
 id in the text each time, which the gate has not seen), a 1,000-row and a 10,000-row result.
@@ -253,6 +255,13 @@ def main() -> None:
             runners["Datasette (httpx)"] = lite_httpx
             runners["Datasette (http.client)"] = lite_lean_call
             runners["Datasette (bytes)"] = lite_bytes
+        # Runners by the server they ask, with a call that warms that server up.
+        groups: dict = {None: ["DuckDB in-process"]}
+        groups[myapp_bytes] = [n for n in runners if n.startswith("myapp")]
+        if "-before" in backends:
+            groups[before_bytes] = [n for n in runners if n.startswith("before")]
+        if lite_client is not None:
+            groups[lite_bytes] = [n for n in runners if n.startswith("Datasette")]
         times = {(case, name): [] for case in CASES for name in runners}
         round_medians = {(case, name): [] for case in CASES for name in runners}
         loads = [os.getloadavg()[0]]
@@ -267,17 +276,22 @@ def main() -> None:
         for _ in range(args.rounds):
             this_round = {key: [] for key in times}
             for repeat in range(args.repeat):
-                # Every other turn in reverse: a runner's place in the turn (what ran just
-                # before it, how long its server sat idle) moves its times by tenths of a ms.
-                turn = list(runners.items())
+                # A server that sat idle while the others answered is slower to answer next
+                # (its processes and caches go cold: up to a millisecond for myapp's two
+                # processes). So each server's runners go in a group, after one unmeasured
+                # request to it; the groups take turns in either order.
+                turn = list(groups.items())
                 if repeat % 2:
                     turn.reverse()
                 for case in CASES:
-                    for name, fn in turn:
-                        sql = text(case)
-                        started = time.perf_counter()
-                        fn(sql)
-                        this_round[case, name].append((time.perf_counter() - started) * 1000)
+                    for warm, names in turn:
+                        if warm is not None:
+                            warm(text(case))
+                        for name in names:
+                            sql = text(case)
+                            started = time.perf_counter()
+                            runners[name](sql)
+                            this_round[case, name].append((time.perf_counter() - started) * 1000)
             for key, values in this_round.items():
                 times[key].extend(values)
                 round_medians[key].append(statistics.median(values))
