@@ -1,21 +1,26 @@
 """What a page of rows costs a request, without changing its answer: the route's bytes are the
-response model's, an unsorted page's rowid range is put in order in Python, and a time budget
-wakes its watcher only when the watcher would sleep past it."""
+response model's, an unsorted page's rowid range is put in order in Python, a cursor page
+sorted by text runs no statement to check its value, and a time budget wakes its watcher only
+when the watcher would sleep past it."""
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 
 import duckdb
 import pytest
 from pydantic import TypeAdapter
 
+from myapp.backend.errors import BadRequest
 from myapp.backend.store import browse
 from myapp.backend.store import datasets as catalog
 from myapp.backend.store.browse import budgets
+from myapp.backend.store.browse import rows as browse_rows
 from myapp.models.datasets import RowsPage
 from tests.backend import test_datasets_ingest as ingest
-from tests.backend.test_browse_fast_paths import big, db  # noqa: F401
+from tests.backend.test_browse_fast_paths import _reference, big, db  # noqa: F401
 from tests.backend.test_datasets_ingest import parquet_bytes, put
 from tests.backend.test_errors import assert_error_shape
 
@@ -147,6 +152,54 @@ def test_unsorted_ranges_are_put_in_rowid_order(big):  # noqa: F811
             page = browse.read_rows(shuffled, record, offset=offset, cache=cache, **args)
             assert page == browse.read_rows(cur, record, offset=offset, **args)
         assert shuffled.ranges == 6
+
+
+class _Logged:
+    def __init__(self, cur) -> None:
+        self._cur = cur
+        self.statements: list[str] = []
+
+    def execute(self, sql, params=None):
+        self.statements.append(sql)
+        return self._cur.execute(sql, params)
+
+    def __getattr__(self, name):
+        return getattr(self._cur, name)
+
+
+def _with_value(token: str, value) -> str:
+    state = browse.decode_cursor(token)
+    state["v"] = value
+    raw = json.dumps(state, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def test_a_text_cursor_page_runs_one_statement_and_refuses_alike(big, monkeypatch):  # noqa: F811
+    """Sorted by a VARCHAR past the OFFSET rows: the page is one statement (no check of the
+    cursor's value) and the rows are DuckDB's; a value no VARCHAR holds fails as before, and
+    a value that does not fit another type is still a 400."""
+    monkeypatch.setattr(browse_rows, "OFFSET_PAGES_ROWS", 0)
+    with big.cursor() as cur:
+        record = catalog.get_dataset(cur, "groups")
+        expected, _ = _reference(cur, record, "t", [], None)
+        args = dict(items=[], limit=500, offset=None, sort="t", q=None, timeout_s=60)
+        first = browse.read_rows(cur, record, cursor=None, **args)
+        logged = _Logged(cur)
+        second = browse.read_rows(logged, record, cursor=first["next"], **args)
+        assert len(logged.statements) == 1
+        assert [r[0] for r in first["rows"] + second["rows"]] == expected[:1000]
+
+        forged = _with_value(first["next"], "\ud800")
+        for near_top in (0, 1024):  # read by the range, and with OFFSET (the value unused)
+            monkeypatch.setattr(browse_rows, "OFFSET_PAGES_ROWS", near_top)
+            with pytest.raises(duckdb.InvalidInputException):
+                browse.read_rows(cur, record, cursor=forged, **args)
+
+        by_number = {**args, "sort": "x"}
+        token = browse.read_rows(cur, record, cursor=None, **by_number)["next"]
+        with pytest.raises(BadRequest) as refused:
+            browse.read_rows(cur, record, cursor=_with_value(token, "many"), **by_number)
+        assert refused.value.code == "invalid_cursor"
 
 
 def test_a_budget_past_the_watchers_wake_up_waits_for_it(db, monkeypatch):  # noqa: F811
