@@ -1,12 +1,13 @@
 """What a page of rows costs a request, without changing its answer: the route's bytes are the
 response model's, an unsorted page's rowid range is put in order in Python, a cursor page
-sorted by text runs no statement to check its value, and a time budget wakes its watcher only
-when the watcher would sleep past it."""
+sorted by text runs no statement to check its value, a time budget wakes its watcher only
+when the watcher would sleep past it, and a search matches ASCII text with ILIKE."""
 
 from __future__ import annotations
 
 import base64
 import json
+import random
 import time
 
 import duckdb
@@ -17,6 +18,7 @@ from myapp.backend.errors import BadRequest
 from myapp.backend.store import browse
 from myapp.backend.store import datasets as catalog
 from myapp.backend.store.browse import budgets
+from myapp.backend.store.browse import filters as browse_filters
 from myapp.backend.store.browse import rows as browse_rows
 from myapp.models.datasets import RowsPage
 from tests.backend import test_datasets_ingest as ingest
@@ -223,3 +225,40 @@ def test_a_budget_past_the_watchers_wake_up_waits_for_it(db, monkeypatch):  # no
             cur.execute(slow).fetchall()
         assert 0.3 <= time.monotonic() - started < 5
         assert cur.execute("SELECT 42").fetchone() == (42,)
+
+
+# ASCII with LIKE's own characters; accents, a combining mark, the Kelvin sign, dotted and
+# dotless i, a ligature, a fullwidth percent sign, NUL.
+_LETTERS = [*"abcXYZ %_\\'.-0", "é", "É", "ü", "ß", "\u212a", "İ", "\u0131", "\u0301"]
+_LETTERS += ["😀", "Æ", "ø", "Ω", "ﬁ", "Å", "\uff05", "\x00", "\n"]
+
+
+def test_a_search_finds_what_folding_every_value_finds():
+    """Row by row, the search's test (ILIKE for ASCII text, else folded) is the plain
+    `contains(strip_accents(lower(text)), strip_accents(lower(needle)))`, for needles cut from
+    the values and made up, with LIKE's % and _ in them too, ASCII or not, and NULL."""
+    rng = random.Random(15)
+
+    def text(n: int) -> str:
+        return "".join(rng.choice(_LETTERS) for _ in range(n))
+
+    values = [text(rng.randint(0, 8)) for _ in range(2000)]
+    values += [None, "", "MÜLLER", "Muller", "100%_sure\\", "a_b", "a%b", "ABC"]
+    needles = {"muller", "MÜL", "a_b", "100%", "%", "_", "\\", "k", "ss", "é", "e", "Abc"}
+    for _ in range(150):
+        value = rng.choice(values) or "x"
+        i = rng.randint(0, len(value))
+        needles.add(value[i : rng.randint(i, len(value))] if rng.random() < 0.7 else text(2))
+    conn = duckdb.connect()
+    conn.execute("CREATE TABLE t (s VARCHAR)")
+    conn.executemany("INSERT INTO t VALUES (?)", [[v] for v in values])
+    plain = "contains(strip_accents(lower(s)), strip_accents(lower($n)))"
+    ascii_paths = 0
+    for needle in sorted(n for n in needles if n.strip()):
+        test = browse_filters._contains_folded("s", "$n", needle)
+        ascii_paths += "ILIKE" in test
+        mismatched = conn.execute(
+            f"SELECT s FROM t WHERE ({plain}) IS DISTINCT FROM ({test})", {"n": needle}
+        ).fetchall()
+        assert mismatched == [], (needle, mismatched[:5])
+    assert ascii_paths > 50
