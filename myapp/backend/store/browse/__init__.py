@@ -29,7 +29,7 @@ from .filters import (
     parse_sort,
     resolve_column,
 )
-from .rows import BrowseCache, count_rows, page_sql, read_rows
+from .rows import BrowseCache, count_rows, page_json, page_sql, read_rows
 
 __all__ = [
     "DEFAULT_FACET_SIZE",
@@ -50,6 +50,7 @@ __all__ = [
     "decode_cursor",
     "encode_cursor",
     "export_select",
+    "page_json",
     "page_sql",
     "parse_cursor",
     "parse_filters",

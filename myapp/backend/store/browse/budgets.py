@@ -12,6 +12,10 @@ import duckdb
 from ...errors import AppError
 
 INTERRUPT_REPEAT_S = 0.05
+# The longest the watcher sleeps: a block whose time is up later than its next wake-up adds
+# itself without waking it (a wake-up per page was a thread switch per request; idle, the
+# watcher wakes this often and finds nothing to do).
+MAX_SLEEP_S = 0.5
 
 
 class QueryTimeout(AppError):
@@ -33,15 +37,19 @@ class _Budgets:
         self._entries: dict[int, tuple[float, duckdb.DuckDBPyConnection]] = {}
         self._next_id = 0
         self._thread: threading.Thread | None = None
+        # When the watcher wakes next, at the latest (monotonic seconds).
+        self._wake_at = 0.0
 
     def add(self, cur: duckdb.DuckDBPyConnection, seconds: float) -> int:
         with self._lock:
             self._next_id += 1
-            self._entries[self._next_id] = (time.monotonic() + seconds, cur)
+            deadline = time.monotonic() + seconds
+            self._entries[self._next_id] = (deadline, cur)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="query-budget", daemon=True)
                 self._thread.start()
-            self._wake.notify()
+            if deadline < self._wake_at:
+                self._wake.notify()
             return self._next_id
 
     def remove(self, entry: int) -> None:
@@ -52,16 +60,17 @@ class _Budgets:
         with self._lock:
             while True:
                 now = time.monotonic()
-                wait = None
+                wait = MAX_SLEEP_S
                 for deadline, cur in self._entries.values():
                     if deadline <= now:
                         # Repeated until the block ends: an interrupt that arrives before
                         # DuckDB has started the query is lost.
                         with suppress(Exception):  # a closed cursor
                             cur.interrupt()
-                        wait = INTERRUPT_REPEAT_S if wait is None else min(wait, INTERRUPT_REPEAT_S)
+                        wait = min(wait, INTERRUPT_REPEAT_S)
                     else:
-                        wait = deadline - now if wait is None else min(wait, deadline - now)
+                        wait = min(wait, deadline - now)
+                self._wake_at = now + wait
                 self._wake.wait(wait)
 
 

@@ -149,6 +149,14 @@ def parse_cursor(token: str, fingerprint: str, sort: Sort, keyset: bool) -> Curs
     )
 
 
+def _encodable(text: str | None) -> bool:
+    try:
+        (text or "").encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def keyset_clause(
     cur: duckdb.DuckDBPyConnection, sort: Sort, cursor: Cursor
 ) -> tuple[str, dict[str, Any], int]:
@@ -161,11 +169,14 @@ def keyset_clause(
     if cursor.value_is_null:
         return f"{ident} IS NULL AND rowid > $k_rowid", params, 0
     dtype = sort.column["type"]
-    fits = cur.execute(
-        f"SELECT TRY_CAST($v AS {dtype}) IS NOT NULL", {"v": cursor.value}
-    ).fetchone()
-    if not fits or not fits[0]:
-        raise _invalid_cursor("v does not fit the sort column")
+    # Every text DuckDB can take is a VARCHAR: a statement less for a page sorted by text
+    # (0.2-0.3 ms). A text it cannot take (a lone surrogate) is checked as before.
+    if dtype != "VARCHAR" or not _encodable(cursor.value):
+        fits = cur.execute(
+            f"SELECT TRY_CAST($v AS {dtype}) IS NOT NULL", {"v": cursor.value}
+        ).fetchone()
+        if not fits or not fits[0]:
+            raise _invalid_cursor("v does not fit the sort column")
     value = f"CAST($k_value AS {dtype})"
     beyond = "<" if sort.descending else ">"
     if cursor.ties is not None:

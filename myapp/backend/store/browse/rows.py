@@ -6,9 +6,13 @@ import json
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import Any
 
 import duckdb
+import pydantic_core
+
+from myapp.models.datasets import RowsPage
 
 from ...errors import BadRequest
 from ...lake import engine as lake
@@ -298,23 +302,29 @@ def read_rows(
             known = (int(fetched[0][0]) if fetched else 0, True)
     if fetched is None:
         sql, n_hidden = page_sql(record, order, where, limit=limit, skip=skip, keyset=keyset)
+        in_rowid_order = False
         if order.column is None and not filters.active and _dense(cur, record, cache):
             # Row positions are the rowids: the page is a range of them, which DuckDB reads
             # from the row group that holds it (1M rows, 51 rows from row 500,000: 1.7 ms;
             # the top-N of rowids with OFFSET 49 ms; DuckDB's own LIMIT 51 1.6 ms).
             low = state.rowid + 1 if state is not None and state.keyset else skip
-            # No filters: the range's bounds are the only parameters.
+            # No filters: the range's bounds are the only parameters. The rows are put in
+            # rowid order here: an ORDER BY cost more than the range's read (1M rows, 51 rows:
+            # 0.80 ms without it, 1.09 ms with it), and the range holds each rowid once.
             params = {"lo": low, "hi": low + int(limit) + 1}
             sql = (
                 f"SELECT *, rowid AS {_ROWID} FROM {record.table} "
-                "WHERE rowid >= $lo AND rowid < $hi ORDER BY rowid"
+                "WHERE rowid >= $lo AND rowid < $hi"
             )
             n_hidden = 1
+            in_rowid_order = True
         try:
             with time_budget(cur, timeout_s):
                 result = cur.execute(sql, params)
                 description = result.description or []
                 fetched = result.fetchall()
+            if in_rowid_order:
+                fetched.sort(key=itemgetter(-1))
         except duckdb.InterruptException:
             raise QueryTimeout(
                 f"Reading rows took longer than {timeout_s:g} s; narrow the filters or sort by "
@@ -372,6 +382,17 @@ def read_rows(
         "offset": start,
         "limit": limit,
     }
+
+
+# The answer's fields in the order the response model writes them.
+_PAGE_FIELDS = tuple(RowsPage.model_fields)
+
+
+def page_json(page: dict[str, Any]) -> bytes:
+    """A page of `read_rows` as the bytes FastAPI's response model writes for it: pydantic's
+    own encoder, without validating the rows again (they are JSON-safe already, and the
+    model's `Any` cells would pass as they are). A whole page of 50 rows: 10 µs against 21."""
+    return pydantic_core.to_json({field: page[field] for field in _PAGE_FIELDS})
 
 
 def _dense(
