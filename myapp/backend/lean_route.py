@@ -7,13 +7,15 @@ context, whatever the route. For `POST /api/query` that was ~0.18 ms of the back
 0.6-0.7 ms of CPU per point lookup (measured in-process, 4 x 2,000 requests each way).
 
 A route of this class whose shape is simple, checked once when the route is built (`_plan`):
-one JSON body model, perhaps the request, dependencies that are coroutines taking only the
-request and perhaps a security scheme (deps.py, auth/dependencies.py), no query, path, header
-or cookie parameters, and an endpoint declared to return a Response, answers a request sent as
-`Content-Type: application/json` whose body validates by calling those same dependencies
-and the endpoint. Everything else — another content type, a body that does not parse or
-validate, dependency overrides (tests) — goes to FastAPI's own handler, so errors keep
-FastAPI's shapes and wording, and so does a route of this class that is not simple. The
+path and query parameters, at most one JSON body model, perhaps the request, dependencies that
+are coroutines taking only the request and perhaps a security scheme (deps.py,
+auth/dependencies.py), no header or cookie parameters, and an endpoint declared to return a
+Response, answers a request whose parameters validate (by FastAPI's own
+`request_params_to_args`) and whose body, if it has one, is sent as `application/json` and
+validates, by calling those same dependencies and the endpoint. Everything else — a parameter
+or body that does not validate, another content type, dependency overrides (tests) — goes to
+FastAPI's own handler, so errors keep FastAPI's shapes, wording and order (the caller's
+credentials before the parameters); so does every request to a route that is not simple. The
 route is declared, documented and found (operations.py) like any other.
 """
 
@@ -25,7 +27,9 @@ import typing
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from fastapi import APIRouter
 from fastapi.dependencies.models import Dependant
+from fastapi.dependencies.utils import request_params_to_args
 from fastapi.routing import APIRoute
 from fastapi.security.base import SecurityBase
 from pydantic import BaseModel, ValidationError
@@ -46,24 +50,36 @@ class JsonBodyRoute(APIRoute):
         if plan is None:
             return standard
         body_name, model, request_name, resolvers = plan
+        path_params = self.dependant.path_params
+        query_params = self.dependant.query_params
         endpoint = self.endpoint
         is_async = inspect.iscoroutinefunction(endpoint)
 
         async def handler(request: Request) -> Response:
-            if (
-                not ENABLED
-                or request.headers.get("content-type") != "application/json"
-                or request.app.dependency_overrides
+            if not ENABLED or request.app.dependency_overrides:
+                return await standard(request)
+            values: dict[str, Any] = {}
+            # Path and query parameters by FastAPI's own function; any error is FastAPI's to
+            # tell.
+            for fields, received in (
+                (path_params, request.path_params),
+                (query_params, request.query_params),
             ):
-                return await standard(request)
-            try:
-                raw = await request.body()
-                # The same parse and validation as FastAPI's (json.loads, then the model in
-                # Python mode); whatever fails here gets FastAPI's own error from it.
-                body = model.model_validate(json.loads(raw))
-            except (ValueError, ValidationError):
-                return await standard(request)
-            values: dict[str, Any] = {body_name: body}
+                if fields:
+                    given, errors = request_params_to_args(fields, received)
+                    if errors:
+                        return await standard(request)
+                    values.update(given)
+            if model is not None:
+                if request.headers.get("content-type") != "application/json":
+                    return await standard(request)
+                try:
+                    raw = await request.body()
+                    # The same parse and validation as FastAPI's (json.loads, then the model
+                    # in Python mode); whatever fails here gets FastAPI's own error from it.
+                    values[body_name] = model.model_validate(json.loads(raw))
+                except (ValueError, ValidationError):
+                    return await standard(request)
             if request_name is not None:
                 values[request_name] = request
             for name, resolve in resolvers:
@@ -77,36 +93,50 @@ class JsonBodyRoute(APIRoute):
         return handler
 
 
+def lean_get(router: APIRouter, path: str, **options: Any) -> Callable[[Any], Any]:
+    """`router.get` for one route of this class (FastAPI's decorators take no route class; a
+    router of the class makes all its routes so, as routes/query.py does)."""
+
+    def decorator(endpoint: Any) -> Any:
+        router.add_api_route(
+            path, endpoint, methods=["GET"], route_class_override=JsonBodyRoute, **options
+        )
+        return endpoint
+
+    return decorator
+
+
 def _plan(
     route: APIRoute,
-) -> tuple[str, type[BaseModel], str | None, list[tuple[str | None, Resolver]]] | None:
+) -> tuple[str, type[BaseModel] | None, str | None, list[tuple[str | None, Resolver]]] | None:
     """(body parameter, its model, request parameter, dependencies) where the route is simple
-    enough for the lean path, else None."""
+    enough for the lean path, else None. A route without a body has neither (`"", None`)."""
     dependant = route.dependant
     if (
-        _has_params(dependant)
-        or len(dependant.body_params) != 1
+        _has_params(dependant, path_and_query=False)
+        or len(dependant.body_params) > 1
         or route._embed_body_fields
         or not _returns_response(route)
     ):
         return None
-    (body,) = dependant.body_params
-    model = body.field_info.annotation
-    if not (inspect.isclass(model) and issubclass(model, BaseModel)):
-        return None
+    body_name, model = "", None
+    if dependant.body_params:
+        (body,) = dependant.body_params
+        body_name, model = body.name, body.field_info.annotation
+        if not (inspect.isclass(model) and issubclass(model, BaseModel)):
+            return None
     resolvers: list[tuple[str | None, Resolver]] = []
     for dependency in dependant.dependencies:
         resolve = _resolver(dependency)
         if resolve is None:
             return None
         resolvers.append((dependency.name, resolve))
-    return body.name, model, dependant.request_param_name, resolvers
+    return body_name, model, dependant.request_param_name, resolvers
 
 
-def _has_params(dependant: Dependant) -> bool:
+def _has_params(dependant: Dependant, *, path_and_query: bool = True) -> bool:
     return bool(
-        dependant.path_params
-        or dependant.query_params
+        (path_and_query and (dependant.path_params or dependant.query_params))
         or dependant.header_params
         or dependant.cookie_params
         or dependant.websocket_param_name

@@ -1,6 +1,7 @@
-"""The query routes answer a plain JSON request without FastAPI's generic per-request work
-(backend/lean_route.py). Every answer must be the one FastAPI's own handler gives: the same
-request is sent with the lean path on and off, on one real app served on a loopback port."""
+"""The query routes and the rows route answer a plain request without FastAPI's generic
+per-request work (backend/lean_route.py). Every answer must be the one FastAPI's own handler
+gives: the same request is sent with the lean path on and off, on one real app served on a
+loopback port."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 from myapp.backend import lean_route
 from myapp.backend.app import create_api
 from myapp.backend.lean_route import _plan
+from myapp.backend.routes import datasets as dataset_routes
 from myapp.backend.routes import query as query_routes
 from myapp.settings import load_settings
 from tests.support.accounts import ADMIN_HEADERS, ADMIN_TOKEN, Accounts, bearer
@@ -69,11 +71,13 @@ def comparable(response: httpx.Response) -> tuple[int, str, Any]:
     return response.status_code, kind, body
 
 
-def both_ways(client: httpx.Client, monkeypatch, path: str, **request: Any):
+def both_ways(client: httpx.Client, monkeypatch, path: str, method: str = "POST", **request: Any):
+    # Once first, so that what an answer caches (a dataset's exact count) is there for both.
+    client.request(method, path, **request)
     monkeypatch.setattr(lean_route, "ENABLED", True)
-    lean = comparable(client.post(path, **request))
+    lean = comparable(client.request(method, path, **request))
     monkeypatch.setattr(lean_route, "ENABLED", False)
-    standard = comparable(client.post(path, **request))
+    standard = comparable(client.request(method, path, **request))
     monkeypatch.setattr(lean_route, "ENABLED", True)
     return lean, standard
 
@@ -138,6 +142,68 @@ def test_every_answer_is_fastapis(served, monkeypatch, path, request_):
     assert lean == standard
 
 
+ROWS_REQUESTS = [
+    "",
+    "?limit=2",
+    "?limit=2&sort=-amount",
+    "?sort=city&limit=1&offset=1",
+    "?city__eq=Oslo&sort=id",
+    "?amount__gt=8&amount__isnull=false",
+    "?city__in=Oslo,Lima&q=osl",
+    "?q=LIM",
+    "?version=1",
+    "?limit=2&limit=3",
+    "?limit=0",
+    "?limit=abc",
+    "?limit=100000",
+    "?offset=-1",
+    "?version=0",
+    "?sort=nowhere",
+    "?cursor=not-a-cursor",
+    "?nowhere__eq=1",
+    "?amount__gt=abc",
+    "?city__bogus=1",
+]
+
+
+OTHER_REQUESTS = [
+    ("GET", "/api/query/export?sql=SELECT%20*%20FROM%20sales%20ORDER%20BY%20id&format=tsv"),
+    ("GET", "/api/query/export?sql=SELECT%20%24n%3A%3AINT%20AS%20n&params=%7B%22n%22%3A%203%7D"),
+    ("GET", "/api/query/export?sql=SELECT%201&params=not-json"),
+    ("GET", "/api/query/export?sql=SELECT%201&format=xml"),
+    ("GET", "/api/query/export?sql="),
+    ("GET", "/api/query/export"),
+    ("DELETE", "/api/query/7d4a1a52-3b7e-4a4e-9a51-1d2f3c4b5a69"),
+    ("DELETE", "/api/query/not-a-run-id"),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), OTHER_REQUESTS)
+def test_exports_and_cancels_are_fastapis(served, monkeypatch, method, path):
+    client, tokens = served
+    lean, standard = both_ways(client, monkeypatch, path, method, headers=bearer(tokens["viewer"]))
+    assert lean == standard
+
+
+@pytest.mark.parametrize("query", ROWS_REQUESTS)
+@pytest.mark.parametrize("name", ["sales", "SALES", "nothing"])
+def test_every_page_of_rows_is_fastapis(served, monkeypatch, name, query):
+    client, tokens = served
+    path = f"/api/datasets/{name}/rows{query}"
+    headers = bearer(tokens["viewer"])
+    lean, standard = both_ways(client, monkeypatch, path, "GET", headers=headers)
+    assert lean == standard
+
+
+def test_a_cursor_page_is_fastapis(served, monkeypatch):
+    client, tokens = served
+    headers = bearer(tokens["viewer"])
+    first = client.get("/api/datasets/sales/rows?limit=1&sort=-amount", headers=headers).json()
+    path = f"/api/datasets/sales/rows?limit=1&sort=-amount&cursor={first['next']}"
+    lean, standard = both_ways(client, monkeypatch, path, "GET", headers=headers)
+    assert lean == standard and lean[0] == 200 and len(lean[2]["rows"]) == 1
+
+
 @pytest.mark.parametrize(
     "credentials",
     [{}, bearer("not-a-token"), {"Authorization": "Basic abc"}, "editor", "viewer"],
@@ -159,6 +225,8 @@ def test_a_plain_request_skips_fastapis_dependency_solving(served, count_solves)
         "/api/query", json={"sql": "SELECT 42 AS answer"}, headers=bearer(tokens["viewer"])
     )
     assert answer.status_code == 200 and answer.json()["rows"] == [[42]]
+    page = client.get("/api/datasets/sales/rows?sort=id&limit=1", headers=bearer(tokens["viewer"]))
+    assert page.status_code == 200 and page.json()["rows"] == [[1, "Oslo", 10.5]]
     assert count_solves == []
     # A body FastAPI must judge goes its way (and gets its error).
     refused = client.post("/api/query", json={"sql": ""}, headers=bearer(tokens["viewer"]))
@@ -172,6 +240,17 @@ def test_which_routes_take_the_lean_path():
         for route in query_routes.router.routes
         if _plan(route) is not None
     )
-    # The POSTs with one JSON body; the GET export (query parameters) and a run's status and
-    # cancel (a path parameter) keep FastAPI's handler.
-    assert lean == [("/query", "POST"), ("/query/chart", "POST"), ("/query/export", "POST")]
+    # A run's status is answered as a model (FastAPI's handler validates and writes it).
+    assert lean == [
+        ("/query", "POST"),
+        ("/query/chart", "POST"),
+        ("/query/export", "GET"),
+        ("/query/export", "POST"),
+        ("/query/{query_id:uuid}", "DELETE"),
+    ]
+    rows = [
+        (route.path, *sorted(route.methods))
+        for route in dataset_routes.router.routes
+        if isinstance(route, lean_route.JsonBodyRoute) and _plan(route) is not None
+    ]
+    assert rows == [("/datasets/{name}/rows", "GET")]

@@ -31,6 +31,7 @@ from ..admission import preferred_wait
 from ..auth.dependencies import client_address
 from ..deps import DatabaseDep, EditorDep, SettingsDep, ViewerDep, WorkersDep
 from ..lake import history
+from ..lean_route import lean_get
 from ..metrics import observe_upload
 from ..responses import export_response
 from ..services import datasets
@@ -309,7 +310,9 @@ def _rows_json(
     return browse.page_json(page)
 
 
-@router.get(
+# The busiest read of the API, without FastAPI's generic per-request work (lean_route.py).
+@lean_get(
+    router,
     "/datasets/{name}/rows",
     response_model=RowsPage,
     summary="A page of rows, filtered and sorted",
