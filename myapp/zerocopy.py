@@ -7,6 +7,8 @@ export (54 MB): the backend's CPU was 70 ms, of which pread, the user-space copy
 write were about 40%; DuckDB's COPY wants both cores meanwhile. With this extension the server
 hands the file's pages to the socket with sendfile(2) instead, and the app sends
 `{"type": "http.response.zerocopysend", "file": fd, "offset": o, "count": n, "more_body": b}`.
+`file` may also be a pipe holding at least `count` bytes (no offset): its pages are spliced
+into the socket.
 
 uvicorn does not offer the extension, so it is added here around each request (see
 `BoundedHttpToolsProtocol._start_asgi_task`), for plain-TCP connections only (TLS must go through
@@ -21,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import os
 import select
+import stat
 import time
 from typing import Any
 
@@ -84,9 +87,12 @@ async def _send_file(cycle: Any, fd: int, message: Any, stall_s: float) -> None:
         return
     file = message["file"]
     file_fd = file if isinstance(file, int) else file.fileno()
-    offset = int(message.get("offset") or 0)
+    is_pipe = stat.S_ISFIFO(os.fstat(file_fd).st_mode)
+    offset = None if is_pipe else int(message.get("offset") or 0)
     count = message.get("count")
     if count is None:
+        if offset is None:
+            raise RuntimeError(f"{EXTENSION} from a pipe needs a count")
         count = os.fstat(file_fd).st_size - offset
     count = int(count)
     if count <= 0:
@@ -124,20 +130,24 @@ def _write_all(
     sock: int,
     head: bytes,
     file_fd: int,
-    offset: int,
+    offset: int | None,
     count: int,
     tail: bytes,
     transport: asyncio.Transport,
     stall_s: float,
 ) -> None:
-    """`head`, `count` bytes of the file from `offset`, then `tail`, into the non-blocking
-    socket `sock`."""
+    """`head`, `count` bytes of the file from `offset` (of a pipe: the next ones), then
+    `tail`, into the non-blocking socket `sock`."""
     waiter = _Waiter(sock, transport, stall_s)
     _write_bytes(sock, head, waiter)
-    end = offset + count
-    while offset < end:
+    left = count
+    while left:
         try:
-            sent = os.sendfile(sock, file_fd, offset, end - offset)
+            if offset is None:
+                # A pipe (holding at least `count` bytes): its pages go to the socket as they are.
+                sent = os.splice(file_fd, sock, left, flags=os.SPLICE_F_NONBLOCK)
+            else:
+                sent = os.sendfile(sock, file_fd, offset, left)
         except BlockingIOError:
             waiter.wait()
             continue
@@ -145,7 +155,9 @@ def _write_all(
             raise ClientGone(str(exc)) from exc
         if sent == 0:
             raise ClientGone("the file ended before its count")
-        offset += sent
+        left -= sent
+        if offset is not None:
+            offset += sent
         waiter.progressed()
     _write_bytes(sock, tail, waiter)
 
