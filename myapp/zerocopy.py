@@ -7,8 +7,6 @@ export (54 MB): the backend's CPU was 70 ms, of which pread, the user-space copy
 write were about 40%; DuckDB's COPY wants both cores meanwhile. With this extension the server
 hands the file's pages to the socket with sendfile(2) instead, and the app sends
 `{"type": "http.response.zerocopysend", "file": fd, "offset": o, "count": n, "more_body": b}`.
-`file` may also be a pipe holding at least `count` bytes (no offset): its pages are spliced
-into the socket.
 
 uvicorn does not offer the extension, so it is added here around each request (see
 `BoundedHttpToolsProtocol._start_asgi_task`), for plain-TCP connections only (TLS must go through
@@ -23,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import os
 import select
-import stat
 import time
 from typing import Any
 
@@ -87,12 +84,9 @@ async def _send_file(cycle: Any, fd: int, message: Any, stall_s: float) -> None:
         return
     file = message["file"]
     file_fd = file if isinstance(file, int) else file.fileno()
-    is_pipe = stat.S_ISFIFO(os.fstat(file_fd).st_mode)
-    offset = None if is_pipe else int(message.get("offset") or 0)
+    offset = int(message.get("offset") or 0)
     count = message.get("count")
     if count is None:
-        if offset is None:
-            raise RuntimeError(f"{EXTENSION} from a pipe needs a count")
         count = os.fstat(file_fd).st_size - offset
     count = int(count)
     if count <= 0:
@@ -130,24 +124,20 @@ def _write_all(
     sock: int,
     head: bytes,
     file_fd: int,
-    offset: int | None,
+    offset: int,
     count: int,
     tail: bytes,
     transport: asyncio.Transport,
     stall_s: float,
 ) -> None:
-    """`head`, `count` bytes of the file from `offset` (of a pipe: the next ones), then
-    `tail`, into the non-blocking socket `sock`."""
+    """`head`, `count` bytes of the file from `offset`, then `tail`, into the non-blocking
+    socket `sock`."""
     waiter = _Waiter(sock, transport, stall_s)
     _write_bytes(sock, head, waiter)
-    left = count
-    while left:
+    end = offset + count
+    while offset < end:
         try:
-            if offset is None:
-                # A pipe (holding at least `count` bytes): its pages go to the socket as they are.
-                sent = os.splice(file_fd, sock, left, flags=os.SPLICE_F_NONBLOCK)
-            else:
-                sent = os.sendfile(sock, file_fd, offset, left)
+            sent = os.sendfile(sock, file_fd, offset, end - offset)
         except BlockingIOError:
             waiter.wait()
             continue
@@ -155,9 +145,7 @@ def _write_all(
             raise ClientGone(str(exc)) from exc
         if sent == 0:
             raise ClientGone("the file ended before its count")
-        left -= sent
-        if offset is not None:
-            offset += sent
+        offset += sent
         waiter.progressed()
     _write_bytes(sock, tail, waiter)
 

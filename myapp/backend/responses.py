@@ -73,9 +73,15 @@ class ExportResponse(StreamingResponse):
             region = await anyio.to_thread.run_sync(next, regions, None)
             if region is None:
                 break
-            fd, offset, length = region
+            offset, length = region
             await send(
-                {"type": ZEROCOPY, "file": fd, "offset": offset, "count": length, "more_body": True}
+                {
+                    "type": ZEROCOPY,
+                    "file": export.fd,
+                    "offset": offset,
+                    "count": length,
+                    "more_body": True,
+                }
             )
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 

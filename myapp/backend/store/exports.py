@@ -13,11 +13,9 @@ import contextvars
 import fcntl
 import os
 import re
-import select
 import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass, replace
@@ -52,15 +50,8 @@ STREAM_AFTER_BYTES = 8 * 1024 * 1024
 # hold an export worker for as long as it likes.
 CLIENT_STALL_S = 300.0
 
-# The most one splice(2) moves from the pipe into the spool file; also the size of each pipe.
+# The most one splice(2) moves from the pipe into the spool file.
 PIPE_BYTES = 1024 * 1024
-
-# Where a region of an export is: the spool file or the stage pipe (see _Spool).
-SPOOL = "spool"
-STAGE = "stage"
-# How long the pump waits for room in the stage, while a reader drains it, before it writes
-# to the spool file instead (the client has fallen behind).
-STAGE_WAIT_S = 0.02
 
 
 @dataclass(frozen=True)
@@ -145,18 +136,9 @@ class _Spool:
 
     DuckDB's COPY can write a file out of order (NDJSON seen here: blocks further on written
     first, the gap between filled later), so a file still being written cannot be streamed.
-    Instead COPY writes into a named pipe, which makes it write in order, and a thread (the
-    pump) moves the bytes with splice(2) into an unlinked spool file. Readers follow the spool
-    up to what has been moved. The download can so start while DuckDB is still writing.
-
-    While the client keeps up, the pump moves the bytes into a second, private pipe (the stage)
-    instead: pipe to pipe, splice moves pages without copying them, and the server sends them
-    on from the stage into the socket the same way (zero-copy send, myapp/zerocopy.py). Writing
-    the spool file and reading it back cost about 40% of the backend's CPU per export byte
-    (measured: 1M-row CSV export). The bytes go in order through a queue of regions, each in
-    the spool file (at its offset in the export, the file has holes where stage bytes were)
-    or in the stage. The stage holds at most PIPE_BYTES: when the client falls behind, the pump
-    goes back to the spool file until the client has caught up.
+    Instead COPY writes into a named pipe, which makes it write in order, and a thread moves
+    the bytes with splice(2) into an unlinked spool file. Readers follow the spool up to what
+    has been moved. The download can so start while DuckDB is still writing.
 
     The spool runs at most MYAPP_EXPORT_SPOOL_BYTES ahead of the client: then the pump waits,
     the pipe fills and DuckDB's COPY blocks on it, so a slow client holds that much disk (and
@@ -181,16 +163,7 @@ class _Spool:
         self.ahead_limit = max(settings.export_spool_bytes, STREAM_AFTER_BYTES + 2 * PIPE_BYTES)
         self.taken = 0
         self._on_stall = on_stall
-        # Bytes moved out of the pipe (into the spool file or the stage), in export order.
         self.written = 0
-        # What the reader has not been handed yet: [where, offset, length] in order.
-        self._queue: deque[list] = deque()
-        self._handed = 0
-        self._stage_queued = 0
-        # Whether a reader is following (it then drains the stage, so the pump may wait for it).
-        self._streaming = False
-        # The stage was full: the pump writes the spool file until the reader has caught up.
-        self._behind = False
         self.done = False
         self.error: BaseException | None = None
         self._cancelled = False
@@ -219,12 +192,6 @@ class _Spool:
             # The reader's own descriptor: the pump closes `_file` when it is done, possibly
             # before a reader has started.
             self.read_fd = os.dup(self._file)
-            fds.append(self.read_fd)
-            # The stage: the pump writes `_stage_in`, the reader owns `stage_fd`.
-            self.stage_fd, self._stage_in = os.pipe()
-            fds.extend([self.stage_fd, self._stage_in])
-            with suppress(OSError):
-                fcntl.fcntl(self._stage_in, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
         except BaseException:
             for fd in fds:
                 os.close(fd)
@@ -291,20 +258,15 @@ class _Spool:
         try:
             while not self._cancelled:
                 self._pace()
-                moved = None if self._behind else self._move_to_stage()
-                if moved is None:
-                    moved = os.splice(
-                        self._pipe_out, self._file, PIPE_BYTES, offset_dst=self.written
-                    )
-                    where = SPOOL
-                else:
-                    where = STAGE
+                moved = os.splice(self._pipe_out, self._file, PIPE_BYTES)
                 if moved == 0:
                     break
                 if self.written == 0:
                     # DuckDB has it open: the name is no longer needed.
                     self.pipe.unlink(missing_ok=True)
-                self._append(where, moved)
+                with self._cond:
+                    self.written += moved
+                    self._cond.notify_all()
         except (OSError, ClientStalled) as exc:  # the spool's disk is full, or the like
             self._fail(exc)
             self.cancel()
@@ -313,69 +275,9 @@ class _Spool:
             os.close(self._pipe_out)
             copier.join()
             os.close(self._file)
-            os.close(self._stage_in)
             with self._cond:
                 self.done = True
                 self._cond.notify_all()
-
-    def _move_to_stage(self) -> int | None:
-        """Move what the pipe holds into the stage, waiting for the pipe; None if the stage
-        has no room: then the client is behind until the reader has caught up."""
-        _wait_for(self._pipe_out, select.POLLIN, None)
-        for attempt in range(2):
-            try:
-                return os.splice(
-                    self._pipe_out, self._stage_in, PIPE_BYTES, flags=os.SPLICE_F_NONBLOCK
-                )
-            except BlockingIOError:
-                if attempt or not self._streaming:
-                    break
-                # The reader is sending the stage: a client that keeps up takes it at once.
-                _wait_for(self._stage_in, select.POLLOUT, STAGE_WAIT_S)
-        self._behind = True
-        return None
-
-    def _append(self, where: str, moved: int) -> None:
-        with self._cond:
-            last = self._queue[-1] if self._queue else None
-            if last is not None and last[0] == where:
-                last[2] += moved
-            else:
-                self._queue.append([where, self.written, moved])
-            if where == STAGE:
-                self._stage_queued += moved
-            self.written += moved
-            self._cond.notify_all()
-
-    def next_region(self, gather: int, most: int) -> tuple[str, int, int] | None:
-        """Block until there is something to send: at least `gather` bytes, or any in the
-        stage (which must drain for the pump to use it), or the end. Then the next region of
-        at most `most` bytes: (SPOOL or STAGE, its offset in the export, its length); None at
-        the end. Raises ExportFailed if the COPY failed."""
-        with self._cond:
-            self._streaming = True
-            while True:
-                if self.error is not None:
-                    error = self.error
-                    break
-                queued = self.written - self._handed
-                if queued and (queued >= gather or self._stage_queued or self.done):
-                    where, offset, length = self._queue[0]
-                    length = min(length, most)
-                    if length == self._queue[0][2]:
-                        self._queue.popleft()
-                    else:
-                        self._queue[0][1:] = [offset + length, self._queue[0][2] - length]
-                    self._handed += length
-                    if where == STAGE:
-                        self._stage_queued -= length
-                    return where, offset, length
-                if self.done:
-                    return None
-                self._behind = False
-                self._cond.wait()
-        self.settle()
-        raise ExportFailed(error)
 
     def _fail(self, exc: BaseException) -> None:
         with self._cond:
@@ -409,22 +311,11 @@ class _Spool:
                 self._cond.wait()
             return self.written, self.done, self.error
 
-    def close_reader(self) -> None:
-        """Close the reader's descriptors (no reader will come)."""
-        os.close(self.read_fd)
-        os.close(self.stage_fd)
-
     def settle(self) -> None:
         """Block until the COPY's instance and files are gone (after an error: soon)."""
         with self._cond:
             while not self.done:
                 self._cond.wait()
-
-
-def _wait_for(fd: int, event: int, timeout_s: float | None) -> None:
-    poller = select.poll()
-    poller.register(fd, event)
-    poller.poll(None if timeout_s is None else int(timeout_s * 1000))
 
 
 @dataclass
@@ -436,25 +327,30 @@ class ExportFile:
     size: int | None
     _spool: _Spool
     _fd: int
-    _stage: int
     _on_close: Callable[[], None] | None = None
 
-    def regions(self, most: int = REGION_BYTES) -> Iterator[tuple[int, int | None, int]]:
-        """The file in order as (descriptor, offset, length): a region of the spool file
-        (`offset` in it) or of the stage pipe (`offset` None, read it in order). Each is counted
-        as taken by the client when the next is asked for. Raises ExportFailed if the COPY
-        fails after the download began. The prefix is not included."""
+    def regions(self, most: int = REGION_BYTES) -> Iterator[tuple[int, int]]:
+        """The file in order as (offset, length) of the spool (`fd`), waiting for the COPY as
+        needed; each is counted as taken by the client when the next is asked for. Raises
+        ExportFailed if the COPY fails after the download began. The prefix is not included."""
+        offset = 0
         while True:
             # Whole chunks while DuckDB writes: each one is a hand-off to the event loop.
-            region = self._spool.next_region(CHUNK_BYTES, most)
-            if region is None:
+            written, done, error = self._spool.wait(offset + CHUNK_BYTES)
+            if error is not None:
+                self._spool.settle()
+                raise ExportFailed(error)
+            if offset >= written and done:
                 return
-            where, offset, length = region
-            if where == SPOOL:
-                yield self._fd, offset, length
-            else:
-                yield self._stage, None, length
-            self._spool.took(offset + length)
+            length = min(most, written - offset)
+            yield offset, length
+            offset += length
+            self._spool.took(offset)
+
+    @property
+    def fd(self) -> int:
+        """The spool's descriptor, for sending its regions without reading them (sendfile)."""
+        return self._fd
 
     def chunks(self) -> Iterator[bytes]:
         """The bytes in order, read from the spool; as `regions`, and closes the export at
@@ -462,16 +358,11 @@ class ExportFile:
         try:
             if self.format.prefix:
                 yield self.format.prefix
-            for fd, offset, length in self.regions(CHUNK_BYTES):
-                while length:
-                    if offset is None:
-                        chunk = os.read(fd, min(CHUNK_BYTES, length))
-                    else:
-                        chunk = os.pread(fd, min(CHUNK_BYTES, length), offset)
-                        offset += len(chunk)
-                    if not chunk:
-                        raise ExportFailed(OSError("the export's spool ended early"))
-                    length -= len(chunk)
+            for offset, length in self.regions(CHUNK_BYTES):
+                end = offset + length
+                while offset < end:
+                    chunk = os.pread(self._fd, min(CHUNK_BYTES, end - offset), offset)
+                    offset += len(chunk)
                     yield chunk
         finally:
             self.close()
@@ -482,7 +373,6 @@ class ExportFile:
         if self._fd >= 0:
             fd, self._fd = self._fd, -1
             os.close(fd)
-            os.close(self._stage)
         self._spool.cancel()
         if self._on_close is not None:
             self._on_close()
@@ -509,10 +399,10 @@ def stream_export(
         written, done, error = spool.wait(STREAM_AFTER_BYTES)
     except BaseException:
         spool.cancel()
-        spool.close_reader()
+        os.close(spool.read_fd)
         raise
     if error is not None:
-        spool.close_reader()
+        os.close(spool.read_fd)
         spool.settle()
         raise error
     return ExportFile(
@@ -520,7 +410,6 @@ def stream_export(
         size=written + len(fmt.prefix) if done else None,
         _spool=spool,
         _fd=spool.read_fd,
-        _stage=spool.stage_fd,
         _on_close=on_close,
     )
 
