@@ -100,7 +100,11 @@ async def _send_file(cycle: Any, fd: int, message: Any, stall_s: float) -> None:
         head, tail = b"", b""
     # What the transport still holds (the headers, an earlier body) goes first.
     transport = cycle.transport
+    began = time.monotonic()
     while transport.get_write_buffer_size() and not transport.is_closing():
+        if time.monotonic() - began > stall_s:
+            transport.close()
+            raise ClientGone("the client stopped reading")
         if cycle.flow.write_paused:
             await cycle.flow.drain()
         else:
