@@ -25,6 +25,8 @@ from typing import Any, ClassVar
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn_worker import UvicornWorker as _UvicornWorker
 
+from myapp.zerocopy import with_zerocopy
+
 # Far beyond what browsers, the CLI and the pages send (nginx's default buffers hold 8 KiB per
 # line), small enough that refusing costs little memory.
 MAX_URL_BYTES = 64 * 1024
@@ -99,6 +101,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
         super().connection_lost(exc)
+
+    def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+        # Each request is offered ASGI's zero-copy send (exports send their spool file with
+        # sendfile; see zerocopy.py).
+        super()._start_asgi_task(cycle, with_zerocopy(cycle, app))
 
     def on_response_complete(self) -> None:
         super().on_response_complete()

@@ -37,6 +37,9 @@ PIN_ATTEMPTS = 5
 # hand-offs, and the file streams faster (measured on this machine: 4 MB ~1.3x faster than 1 MB).
 CHUNK_BYTES = 4 * 1024 * 1024
 
+# The most one zero-copy send moves (the client is counted as having taken it when it is done).
+REGION_BYTES = 16 * 1024 * 1024
+
 # An export is sent whole, with its length, if DuckDB has written all of it before this much;
 # a bigger one starts downloading at this point, while DuckDB goes on writing it. Errors
 # before then (nearly all of them: SQL, parameters, types, a busy server) are the usual JSON
@@ -326,26 +329,41 @@ class ExportFile:
     _fd: int
     _on_close: Callable[[], None] | None = None
 
-    def chunks(self) -> Iterator[bytes]:
-        """The bytes in order, waiting for the COPY as needed; raises ExportFailed if the COPY
-        fails after the download began."""
+    def regions(self, most: int = REGION_BYTES) -> Iterator[tuple[int, int]]:
+        """The file in order as (offset, length) of the spool (`fd`), waiting for the COPY as
+        needed; each is counted as taken by the client when the next is asked for. Raises
+        ExportFailed if the COPY fails after the download began. The prefix is not included."""
         offset = 0
+        while True:
+            # Whole chunks while DuckDB writes: each one is a hand-off to the event loop.
+            written, done, error = self._spool.wait(offset + CHUNK_BYTES)
+            if error is not None:
+                self._spool.settle()
+                raise ExportFailed(error)
+            if offset >= written and done:
+                return
+            length = min(most, written - offset)
+            yield offset, length
+            offset += length
+            self._spool.took(offset)
+
+    @property
+    def fd(self) -> int:
+        """The spool's descriptor, for sending its regions without reading them (sendfile)."""
+        return self._fd
+
+    def chunks(self) -> Iterator[bytes]:
+        """The bytes in order, read from the spool; as `regions`, and closes the export at
+        the end."""
         try:
             if self.format.prefix:
                 yield self.format.prefix
-            while True:
-                # Whole chunks while DuckDB writes: each one is a hand-off to the event loop.
-                written, done, error = self._spool.wait(offset + CHUNK_BYTES)
-                if error is not None:
-                    self._spool.settle()
-                    raise ExportFailed(error)
-                if offset >= written and done:
-                    return
-                while offset < written:
-                    chunk = os.pread(self._fd, min(CHUNK_BYTES, written - offset), offset)
+            for offset, length in self.regions(CHUNK_BYTES):
+                end = offset + length
+                while offset < end:
+                    chunk = os.pread(self._fd, min(CHUNK_BYTES, end - offset), offset)
                     offset += len(chunk)
                     yield chunk
-                    self._spool.took(offset)
         finally:
             self.close()
 
