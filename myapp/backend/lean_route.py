@@ -1,4 +1,4 @@
-"""A route class for the busiest JSON routes: the common request without FastAPI's generic
+"""A route class for the busiest routes: the common request without FastAPI's generic
 per-request work.
 
 For every request FastAPI parses the content type with `email.message`, solves the route's
@@ -43,7 +43,7 @@ Resolver = Callable[[Request], Awaitable[Any]]
 ENABLED = True
 
 
-class JsonBodyRoute(APIRoute):
+class LeanRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
         standard = super().get_route_handler()
         plan = _plan(self)
@@ -99,7 +99,7 @@ def lean_get(router: APIRouter, path: str, **options: Any) -> Callable[[Any], An
 
     def decorator(endpoint: Any) -> Any:
         router.add_api_route(
-            path, endpoint, methods=["GET"], route_class_override=JsonBodyRoute, **options
+            path, endpoint, methods=["GET"], route_class_override=LeanRoute, **options
         )
         return endpoint
 

@@ -251,6 +251,6 @@ def test_which_routes_take_the_lean_path():
     rows = [
         (route.path, *sorted(route.methods))
         for route in dataset_routes.router.routes
-        if isinstance(route, lean_route.JsonBodyRoute) and _plan(route) is not None
+        if isinstance(route, lean_route.LeanRoute) and _plan(route) is not None
     ]
     assert rows == [("/datasets/{name}/rows", "GET")]

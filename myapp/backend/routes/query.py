@@ -27,16 +27,16 @@ from ..deps import DatabaseDep, SettingsDep, ViewerDep, WorkersDep
 from ..errors import BadRequest, Conflict, NotFound
 from ..lake import engine as lake
 from ..lake import runs as shared_runs
-from ..lean_route import JsonBodyRoute
+from ..lean_route import LeanRoute
 from ..metrics import query_run
 from ..responses import export_response
 from ..store.exports import download_filename
 from ..store.exports import export_format as export_format_named
 from ..store.usersql import charts, execute, runs
 
-# JSON bodies answered without FastAPI's generic per-request work where the route allows it
+# Requests answered without FastAPI's generic per-request work where the route allows it
 # (lean_route.py): a point lookup is mostly fixed costs.
-router = APIRouter(tags=["query"], route_class=JsonBodyRoute)
+router = APIRouter(tags=["query"], route_class=LeanRoute)
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "Refused, invalid SQL, or the time limit passed"},
