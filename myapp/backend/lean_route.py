@@ -32,7 +32,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.dependencies.utils import request_params_to_args
 from fastapi.routing import APIRoute
 from fastapi.security.base import SecurityBase
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -76,9 +76,10 @@ class LeanRoute(APIRoute):
                 try:
                     raw = await request.body()
                     # The same parse and validation as FastAPI's (json.loads, then the model
-                    # in Python mode); whatever fails here gets FastAPI's own error from it.
+                    # in Python mode); whatever fails here (a bad document, one nested past
+                    # the recursion limit, a body cut short) gets FastAPI's own error from it.
                     values[body_name] = model.model_validate(json.loads(raw))
-                except (ValueError, ValidationError):
+                except Exception:
                     return await standard(request)
             if request_name is not None:
                 values[request_name] = request

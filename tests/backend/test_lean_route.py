@@ -110,6 +110,17 @@ VIEWER_REQUESTS = [
     ("/api/query", {"content": b'{"sql": "SELECT 1"', "headers": JSON}),
     ("/api/query", {"content": b'{"sql": "SELECT \xff"}', "headers": JSON}),
     ("/api/query", {"content": b"", "headers": JSON}),
+    ("/api/query", {"content": b"[" * 100_000 + b"]" * 100_000, "headers": JSON}),
+    (
+        "/api/query",
+        {
+            "content": b'{"sql": "SELECT 1", "params": {"x": '
+            + b"[" * 50_000
+            + b"]" * 50_000
+            + b"}}",
+            "headers": JSON,
+        },
+    ),
     ("/api/query", {"content": b'{"sql": "SELECT 1"}', "headers": {"content-type": "text/plain"}}),
     ("/api/query", {"content": b'{"sql": "SELECT 1"}'}),
     (
