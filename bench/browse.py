@@ -296,19 +296,24 @@ def datasette_figures(rows: int, repeat: int) -> dict:
     lite = WORK / f"big-{rows}.sqlite"
     if not lite.exists():
         print(f"copying {rows:,} rows into SQLite for Datasette …", flush=True)
-        target = sqlite3.connect(lite)
+        # Written aside and renamed when whole: a copy cut short is not taken for the table.
+        partial = lite.with_suffix(".partial")
+        partial.unlink(missing_ok=True)
+        target = sqlite3.connect(partial)
         target.execute(
             "CREATE TABLE big (id INTEGER PRIMARY KEY, v REAL, category TEXT, name TEXT, "
             "score INTEGER, at TEXT, flag INTEGER)"
         )
         with duckdb.connect(str(make_data(rows)), read_only=True) as conn:
+            # `at` is a keyword of DuckDB's (time travel): quoted.
             cur = conn.execute(
-                "SELECT id, v, category, name, score, CAST(at AS VARCHAR), flag FROM big"
+                'SELECT id, v, category, name, score, CAST("at" AS VARCHAR), flag FROM big'
             )
             while batch := cur.fetchmany(100_000):
                 target.executemany("INSERT INTO big VALUES (?, ?, ?, ?, ?, ?, ?)", batch)
         target.commit()
         target.close()
+        partial.rename(lite)
     exe = ensure_datasette()
     port = free_port()
     log = WORK / "datasette.log"
