@@ -64,6 +64,8 @@ def test_sign_in_create_a_token_revoke_it_and_sign_out(page, server):
 
     page.get_by_role("link", name="Back to your account").click()
     row = page.get_by_test_id("token-row")
+    # count() does not wait for the account page to load; waiting for its row does.
+    row.first.wait_for()
     assert row.count() == 1 and "browser report" in row.inner_text()
     assert secret not in page.content(), "the secret is never shown again"
     page.get_by_role("button", name="Revoke token browser report").click()
