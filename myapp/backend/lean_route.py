@@ -3,8 +3,9 @@ per-request work.
 
 For every request FastAPI parses the content type with `email.message`, solves the route's
 dependency tree (cache keys, scope checks, one solve per dependency) and builds an error
-context, whatever the route. For `POST /api/query` that was ~0.18 ms of the backend's
-0.6-0.7 ms of CPU per point lookup (measured in-process, 4 x 2,000 requests each way).
+context, whatever the route. cProfile of 3,000 point lookups through the app in-process: 3.99M
+function calls, a quarter of the time in `solve_dependencies`; through this class 2.32M, and
+the backend's CPU per request 0.53-0.56 ms against 0.58-0.83 (alternating builds).
 
 A route of this class whose shape is simple, checked once when the route is built (`_plan`):
 path and query parameters, at most one JSON body model, perhaps the request, dependencies that

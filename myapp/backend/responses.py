@@ -49,11 +49,14 @@ class ExportResponse(StreamingResponse):
     async def stream_response(self, send: Send) -> None:
         try:
             if ZEROCOPY in (self._scope.get("extensions") or {}):
-                await self._send_regions(send)
+                try:
+                    await self._send_regions(send)
+                except OSError:
+                    # The server's zero-copy send found the client gone: the outcome stays
+                    # "aborted".
+                    return
             else:
                 await super().stream_response(send)
-        except OSError:
-            pass  # the client went away during a zero-copy send: the outcome stays "aborted"
         except ExportFailed as exc:
             # Not sending the end of the body is the signal; the server then closes the
             # connection (and logs that the response was not completed).
