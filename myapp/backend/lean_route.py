@@ -117,7 +117,8 @@ def _plan(
     if (
         _has_params(dependant, path_and_query=False)
         or len(dependant.body_params) > 1
-        or route._embed_body_fields
+        # FastAPI's own flag for a body of several fields (private: absent means not lean).
+        or getattr(route, "_embed_body_fields", True)
         or not _returns_response(route)
     ):
         return None
