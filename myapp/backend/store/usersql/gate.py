@@ -166,12 +166,17 @@ class _VettedCache:
     Only passes are kept, and a pass cannot turn dangerous later: it names only datasets (plain
     identifiers, never file-like names), its own CTEs and allowed functions; if a named dataset
     goes away, DuckDB simply reports the missing table.
+
+    A text that differs from a pass only in its small integer literals (`WHERE id = 42` after
+    `WHERE id = 7`: what a client that writes values into the text sends) gets the same
+    verdict without a parse: see `_shape`.
     """
 
     SIZE = 512
 
     def __init__(self) -> None:
         self._items: OrderedDict[str, Vetted] = OrderedDict()
+        self._shapes: OrderedDict[tuple[bytes, ...], Vetted] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, sql: str) -> Vetted | None:
@@ -179,14 +184,76 @@ class _VettedCache:
             vetted = self._items.get(sql)
             if vetted is not None:
                 self._items.move_to_end(sql)
-            return vetted
+                return vetted
+        shape = _shape(sql)
+        if shape is None:
+            return None
+        with self._lock:
+            like = self._shapes.get(shape)
+            if like is None:
+                return None
+            self._shapes.move_to_end(shape)
+        return Vetted(
+            text=sql,
+            body=statement_body(sql),
+            parameters=like.parameters,
+            datasets=like.datasets,
+        )
 
     def put(self, vetted: Vetted) -> None:
+        shape = _shape(vetted.text)
         with self._lock:
             self._items[vetted.text] = vetted
             self._items.move_to_end(vetted.text)
             while len(self._items) > self.SIZE:
                 self._items.popitem(last=False)
+            if shape is not None:
+                self._shapes[shape] = vetted
+                self._shapes.move_to_end(shape)
+                while len(self._shapes) > self.SIZE:
+                    self._shapes.popitem(last=False)
+
+
+# An integer literal that DuckDB's scanner reads as a 32-bit integer constant, whatever its
+# digits: at most nine digits, no sign, point, exponent or underscore. Longer ones may become
+# another kind of constant (too big for 32 bits), which the grammar can treat differently.
+_SMALL_INTEGER = re.compile(rb"[0-9]{1,9}")
+_NUMERIC = duckdb.token_type.numeric_const
+# What DuckDB's scanner skips between tokens.
+_SPACE = b" \t\n\r\f\v"
+
+
+def _shape(sql: str) -> tuple[bytes, ...] | None:
+    """The text cut at its small integer literals: the pieces between them, or None when it has
+    none (or DuckDB's tokenizer does not read it).
+
+    Two texts of the same shape differ only in the digits of such literals. The tokenizer is
+    the parser's own scanner, so both scan to the same tokens, of the same kinds, in the same
+    places; the grammar sees the same statement with other numbers in it, and the gate, which
+    looks at names (tables, functions, CTEs, parameters) and never at a number's value, gives
+    both the same verdict. Identifiers (`t1`), strings, comments, parameters and other numbers
+    (`1.5`, `1e5`, `10000000000`) stay in the pieces as they are.
+    """
+    try:
+        text = sql.encode()  # the tokenizer's positions are of UTF-8 bytes
+        tokens = duckdb.tokenize(sql)
+    except (UnicodeError, duckdb.Error, RuntimeError, ValueError):
+        return None
+    pieces: list[bytes] = []
+    last = 0
+    for i, (start, kind) in enumerate(tokens):
+        if kind != _NUMERIC:
+            continue
+        end = tokens[i + 1][0] if i + 1 < len(tokens) else len(text)
+        literal = text[start:end].rstrip(_SPACE)
+        if not _SMALL_INTEGER.fullmatch(literal):
+            continue
+        pieces.append(text[last:start])
+        last = start + len(literal)
+    if not pieces:
+        return None
+    pieces.append(text[last:])
+    return tuple(pieces)
 
 
 class GateMemory:
