@@ -11,8 +11,9 @@ INTEGER PRIMARY KEY. All three answer every case in turn, run by run, so they sh
 each server's runners go together, after one unmeasured request to that server, so every
 figure is of a server that just answered (one that sat idle answers up to a millisecond later).
 
-Cases: a point lookup (the same text each time, as a client with parameters sends it; and a new
-id in the text each time, which the gate has not seen), a 1,000-row and a 10,000-row result.
+Cases: a statement that reads no table (`SELECT 42`: what each server's stack costs without its
+engine's work), a point lookup (the same text each time, as a client with parameters sends it;
+and a new id in the text each time), a 1,000-row and a 10,000-row result.
 The HTTP clients keep their connection: httpx (what bench/query.py and the tests use) and
 http.client (the least a Python client adds), which also runs without decoding the JSON
 ("bytes": the time to the last byte, what serving costs; DuckDB in-process hands over Python
@@ -49,12 +50,14 @@ from workers import make_parquet
 
 POINT_ID = 123457
 CASES = {
+    "no table (SELECT 42)": "SELECT 42 AS answer",
     "point lookup": f"SELECT * FROM t WHERE id = {POINT_ID}",
     "point lookup, new id": "SELECT * FROM t WHERE id = {id}",
     "1,000 rows": "SELECT * FROM t WHERE id < 1000",
     "10,000 rows": "SELECT * FROM t WHERE id < 10000",
 }
 EXPECTED_ROWS = {
+    "no table (SELECT 42)": 1,
     "point lookup": 1,
     "point lookup, new id": 1,
     "1,000 rows": 1000,
