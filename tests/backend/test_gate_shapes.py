@@ -83,6 +83,15 @@ def test_anything_but_small_integers_is_checked_in_full(conn, other):
         vet(closed(conn), other, memory)
 
 
+def test_a_long_text_is_checked_in_full(conn):
+    # Cutting a text into its shape runs on the event loop: only short texts are cut.
+    memory = GateMemory()
+    comment = " -- " + "x" * 2100
+    vet(conn.cursor(), "SELECT * FROM sales WHERE id = 7" + comment, memory)
+    with pytest.raises(duckdb.ConnectionException):
+        vet(closed(conn), "SELECT * FROM sales WHERE id = 8" + comment, memory)
+
+
 def test_a_refusal_is_never_reused(conn):
     memory = GateMemory()
     first = verdict(conn.cursor(), "SELECT * FROM sales, read_csv('x') LIMIT 5", memory)

@@ -221,6 +221,9 @@ _SMALL_INTEGER = re.compile(rb"[0-9]{1,9}")
 _NUMERIC = duckdb.token_type.numeric_const
 # What DuckDB's scanner skips between tokens.
 _SPACE = b" \t\n\r\f\v"
+# Longer texts are not cut (a parse each time, on a thread): the shape is taken on the event
+# loop, at about 2 us a token.
+_SHAPE_MAX_CHARS = 2048
 
 
 def _shape(sql: str) -> tuple[bytes, ...] | None:
@@ -234,6 +237,8 @@ def _shape(sql: str) -> tuple[bytes, ...] | None:
     both the same verdict. Identifiers (`t1`), strings, comments, parameters and other numbers
     (`1.5`, `1e5`, `10000000000`) stay in the pieces as they are.
     """
+    if len(sql) > _SHAPE_MAX_CHARS:
+        return None
     try:
         text = sql.encode()  # the tokenizer's positions are of UTF-8 bytes
         tokens = duckdb.tokenize(sql)
