@@ -73,15 +73,25 @@ class Lean:
 
     def post_json(self, path: str, body: dict) -> bytes:
         data = json.dumps(body).encode()
-        self.conn.request("POST", path, body=data, headers={"content-type": "application/json"})
-        return self._read()
+        return self._send("POST", path, data, {"content-type": "application/json"})
 
     def get(self, path: str) -> bytes:
-        self.conn.request("GET", path)
-        return self._read()
+        return self._send("GET", path, None, {})
 
-    def _read(self) -> bytes:
-        response = self.conn.getresponse()
+    def _send(self, method: str, path: str, data: bytes | None, headers: dict) -> bytes:
+        try:
+            self.conn.request(method, path, body=data, headers=headers)
+            response = self.conn.getresponse()
+        except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+            # The server closed the kept-alive connection while it sat idle (myapp after
+            # MYAPP_HEADER_TIMEOUT_S, when a loaded machine stretches a turn): once more on a
+            # new one, as httpx does.
+            self.conn.close()
+            self.conn.request(method, path, body=data, headers=headers)
+            response = self.conn.getresponse()
+        return self._read(response)
+
+    def _read(self, response: http.client.HTTPResponse) -> bytes:
         body = response.read()
         if response.status != 200:
             raise RuntimeError(f"HTTP {response.status}: {body[:300]!r}")
