@@ -103,3 +103,90 @@ def test_table_rows_are_each_cell_as_rendered_alone():
     assert asked.count(1) >= 2 and set(asked) == {1}  # the cut row only (and the check's own)
     assert "&lt;b&gt;x&lt;/b&gt;" in html and "a &amp; b" in html
     assert 'data-testid="cell-cut"' in found[1] and "x=&lt;y&gt;" in found[1]
+
+
+def _one_cell_at_a_time(rows, dtypes, href) -> str:
+    """render_rows as the general rule writes it, cell by cell: kind() and render() alone."""
+    out = []
+    for index, row in enumerate(rows):
+        cells_ = []
+        cut_row = any(
+            value is not None and cells.cut(cells.format_value(value, dtype)) is not None
+            for value, dtype in zip(row, dtypes, strict=True)
+        )
+        for value, dtype in zip(row, dtypes, strict=True):
+            if value is None:
+                cells_.append('<td class="cell-null">null</td>')
+                continue
+            link = href(index) if cut_row else None
+            cells_.append(
+                f'<td class="cell-{cells.kind(dtype, value)}">'
+                f"{cells.render(value, dtype, full_href=link)}</td>"
+            )
+        out.append("<tr>" + "".join(cells_) + "</tr>\n")
+    return "".join(out)
+
+
+def test_table_rows_written_column_by_column_are_the_general_rules():
+    """render_rows finds each column's class once and writes integers and texts of text
+    columns directly: the same markup as kind() and render() cell by cell, for every type
+    class, values of other JSON types than the column's, and texts at the cut's edges."""
+    values = [
+        0,
+        -1,
+        7,
+        999,
+        1000,
+        -1234567,
+        2**53 - 1,
+        -(2**63),
+        10**99,
+        -(10**99) + 1,
+        10**100,
+        10**380,
+        -(10**399),
+        True,
+        False,
+        0.5,
+        -0.0,
+        1e21,
+        float("nan"),
+        "",
+        "12345",
+        "-9223372036854775808",
+        "1234.5000",
+        "2024-01-02T00:00:00",
+        "2024-01-02T03:04:05.5",
+        "a & <b> \"c\" 'd'",
+        "x" * cells.CUT_CHARS,
+        "x" * (cells.CUT_CHARS + 1),
+        "l\n" * (cells.CUT_LINES - 1),
+        "l\n" * cells.CUT_LINES + "m",
+        [1, "a", None],
+        {"k": 1, "0": 2},
+    ]
+    dtypes = [
+        "BIGINT",
+        "HUGEINT",
+        "DOUBLE",
+        "DECIMAL(18,4)",
+        "VARCHAR",
+        "TIMESTAMP",
+        "DATE",
+        "BOOLEAN",
+        "INTEGER[]",
+        "STRUCT(k INTEGER)",
+        "UUID",
+        None,
+        "",
+    ]
+    rows = [[v if (i + j) % 7 else None for j, v in enumerate(values)] for i in range(3)]
+    for dtype in dtypes:
+        columns = [dtype] * len(values)
+
+        def href(index: int, dtype: str | None = dtype) -> str:
+            return f"/datasets/t/row?offset={index}&d={dtype}"
+
+        assert str(cells.render_rows(rows, columns, href)) == _one_cell_at_a_time(
+            rows, columns, href
+        ), dtype
