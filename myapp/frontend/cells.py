@@ -56,8 +56,8 @@ def render(value: Any, dtype: str | None = None, *, full_href: str | None = None
     ).format(head, marker(total), text)
 
 
-# Integers of fewer than 100 digits are written directly: never cut (133 characters with their
-# commas, under CUT_CHARS), nothing to escape.
+# Integers of fewer than 100 digits are written directly: never cut (at most 132 characters with
+# sign and commas, under CUT_CHARS), nothing to escape.
 _SHORT_INT = 10**100
 
 
