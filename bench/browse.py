@@ -7,7 +7,9 @@ against DuckDB's own `ORDER BY … LIMIT` in-process on the same rows, at 1M and
 The table (`big`: id, v DOUBLE with NULLs, category, name, score, at, flag) is generated with
 DuckDB into bench/.work/browse/ (git-ignored) and uploaded as Parquet through the API into a
 fresh workspace. A real `myapp serve --role backend` and a `--role frontend` pointed at it run
-as subprocesses on free loopback ports; one kept-alive HTTP client each.
+as subprocesses on free loopback ports; one kept-alive HTTP client each, and the API is timed
+twice per run: with httpx, as a Python program reads it, and with http.client to the last byte,
+the least a client adds (the two take turns going first). Datasette is timed the same two ways.
 
 Cases: unsorted; sorted by a DOUBLE (descending) and by a VARCHAR, first page and a later cursor
 page (the 20th); a filter and a search (`q`) with a sort. DuckDB alone runs
@@ -46,10 +48,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlencode
 
 import duckdb
 import httpx
-from common import free_port, wait_ready
+from common import Lean, free_port, wait_ready
 
 ROOT = Path(__file__).resolve().parent
 WORK = ROOT / ".work" / "browse"
@@ -187,6 +190,7 @@ class Side:
         self.web_url = f"http://127.0.0.1:{web_port}"
         self.api = httpx.Client(base_url=self.api_url, timeout=120)
         self.web = httpx.Client(base_url=self.web_url, timeout=120)
+        self.lean = Lean(api_port)
 
     def load(self, rows: int) -> None:
         wait_ready(self.api_url + "/api/health", self.backend, self.logs[0])
@@ -202,6 +206,7 @@ class Side:
     def stop(self) -> None:
         self.api.close()
         self.web.close()
+        self.lean.conn.close()
         for proc in (self.frontend, self.backend):
             proc.send_signal(signal.SIGTERM)
             proc.wait(60)
@@ -211,7 +216,8 @@ FACETS_SRC = re.compile(r'data-facets-src="([^"]*)"')
 
 
 def time_side(side: Side, case: dict, run: int, labels: list[str]) -> dict[str, float]:
-    """One run of one case on one side: the API, the HTML page, and the page with its facets."""
+    """One run of one case on one side: the API (httpx, and http.client to the last byte), the
+    HTML page, and the page with its facets."""
     params = {**case["params"], "limit": LIMIT}
     if case.get("depth"):
         params["cursor"] = cursor_for(side.api, case["params"], case["depth"])
@@ -219,7 +225,16 @@ def time_side(side: Side, case: dict, run: int, labels: list[str]) -> dict[str, 
     def call() -> None:
         side.api.get("/api/datasets/big/rows", params=params).raise_for_status()
 
-    ms = {"api": timed(call)}
+    path = "/api/datasets/big/rows?" + urlencode(params)
+
+    def lean() -> None:
+        side.lean.get(path)
+
+    # The two clients take turns going first: the second request of a pair finds the server
+    # warm from the first.
+    ms: dict[str, float] = {}
+    for key, fn in [("api", call), ("bytes", lean)][:: 1 if run % 2 == 0 else -1]:
+        ms[key] = timed(fn)
     page_params = params
     if case["label"].endswith("cold"):
         # A fresh value again, for the page: the API's run just counted it.
@@ -255,7 +270,8 @@ def measure(rows: int, repeat: int, base: Path | None = None) -> dict:
             labels = [c["label"] for c in cases(0)]
             times: dict[str, dict[str, dict[str, list[float]]]] = {
                 side.label: {
-                    label: {"duckdb": [], "api": [], "page": [], "facets": []} for label in labels
+                    label: {"duckdb": [], "api": [], "bytes": [], "page": [], "facets": []}
+                    for label in labels
                 }
                 for side in sides
             }
@@ -345,17 +361,23 @@ def datasette_figures(rows: int, repeat: int) -> dict:
             "sort name": {"_sort": "name"},
             "filter + sort": {"_sort_desc": "v", "category__exact": "toys"},
         }
+        lean = Lean(port)
         with httpx.Client(base_url=url, timeout=300) as client:
             for label, params in views.items():
                 query = {**params, "_size": LIMIT, "_nofacet": "1", "_nocount": "1"}
-                runs = []
+                path = f"/{db}/big.json?" + urlencode(query)
+                pair = [
+                    ("api", lambda p=path: client.get(p).raise_for_status()),
+                    ("bytes", lambda p=path: lean.get(p)),
+                ]
+                runs: dict[str, list[float]] = {"api": [], "bytes": []}
                 for run in range(max(3, repeat // 3) + 1):
-                    ms = timed(
-                        lambda q=query: client.get(f"/{db}/big.json", params=q).raise_for_status()
-                    )
-                    if run:
-                        runs.append(ms)
-                out[label] = summary(runs)
+                    for key, fn in pair[:: 1 if run % 2 == 0 else -1]:
+                        ms = timed(fn)
+                        if run:
+                            runs[key].append(ms)
+                out[label] = {key: summary(values) for key, values in runs.items()}
+        lean.conn.close()
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
@@ -401,21 +423,29 @@ def main() -> None:
 
 
 def print_table(figures: dict, lite: dict) -> None:
+    """API: httpx, as a Python program reads it; bytes: http.client to the last byte, the least
+    a client adds (bench/common.py, Lean). Datasette likewise: httpx / http.client."""
     header = (
-        f"{'case':<22} {'DuckDB alone':>18} {'myapp API':>18} {'API/DuckDB':>10} "
-        f"{'HTML page':>18} {'page-API':>9} {'facets in':>18} {'Datasette':>18}"
+        f"{'case':<22} {'DuckDB alone':>18} {'API (httpx)':>18} {'/DuckDB':>10} "
+        f"{'API (bytes)':>18} {'/DuckDB':>10} {'HTML page':>18} {'page-API':>9} "
+        f"{'facets in':>18} {'Datasette httpx / bytes':>30}"
     )
     print(header)
     print("-" * len(header))
     for label, by in figures.items():
-        ratio = by["api"]["median"] / by["duckdb"]["median"]
+        duck = by["duckdb"]["median"]
+        ratio, lean = by["api"]["median"] / duck, by["bytes"]["median"] / duck
         extra = by["page"]["median"] - by["api"]["median"]
         ok = "ok" if ratio <= TARGET_RATIO else "MISS"
+        lean_ok = "ok" if lean <= TARGET_RATIO else "MISS"
         page_ok = "ok" if extra <= PAGE_MARGIN_MS else "MISS"
+        peer = lite.get(label)
+        peer_text = f"{fmt(peer['api'])} / {fmt(peer['bytes'])}" if peer else "-"
         print(
             f"{label:<22} {fmt(by['duckdb']):>18} {fmt(by['api']):>18} "
-            f"{ratio:>5.2f} {ok:<4} {fmt(by['page']):>18} {extra:>5.1f} {page_ok:<4}"
-            f"{fmt(by['facets']):>18}{fmt(lite.get(label)):>18}"
+            f"{ratio:>5.2f} {ok:<4} {fmt(by['bytes']):>18} {lean:>5.2f} {lean_ok:<4}"
+            f"{fmt(by['page']):>18} {extra:>5.1f} {page_ok:<4}"
+            f"{fmt(by['facets']):>18}{peer_text:>30}"
         )
 
 
@@ -423,20 +453,24 @@ def print_comparison(rows: int, base: dict, new: dict) -> None:
     """The two trees' medians, case by case: API/DuckDB, page - API, and when facets are in."""
     print()
     print(f"{rows:,} rows, base -> this tree (medians of runs taken in turns)")
-    header = f"{'case':<22} {'API/DuckDB':>14} {'page-API ms':>16} {'facets in ms':>18}"
+    header = (
+        f"{'case':<22} {'API/DuckDB':>14} {'bytes/DuckDB':>14} {'page-API ms':>16} "
+        f"{'facets in ms':>18}"
+    )
     print(header)
     print("-" * len(header))
     for label in new:
         b, n = base[label], new[label]
 
-        def ratio(by: dict) -> float:
-            return by["api"]["median"] / by["duckdb"]["median"]
+        def ratio(by: dict, key: str = "api") -> float:
+            return by[key]["median"] / by["duckdb"]["median"]
 
         def extra(by: dict) -> float:
             return by["page"]["median"] - by["api"]["median"]
 
         print(
             f"{label:<22} {ratio(b):>5.2f} -> {ratio(n):<5.2f} "
+            f"{ratio(b, 'bytes'):>5.2f} -> {ratio(n, 'bytes'):<5.2f} "
             f"{extra(b):>+6.1f} -> {extra(n):<+6.1f} "
             f"{b['facets']['median']:>7.1f} -> {n['facets']['median']:<7.1f}"
         )
@@ -444,19 +478,25 @@ def print_comparison(rows: int, base: dict, new: dict) -> None:
 
 def print_side_by_side(results: dict) -> None:
     """Every size in one table: medians of myapp's API, the HTML page, DuckDB in-process, and
-    the two targets (API/DuckDB <= 1.5, page - API <= 15 ms)."""
+    the two targets (API/DuckDB <= 1.5, page - API <= 15 ms), API by httpx and by http.client."""
     sizes = list(results)
     print()
-    print("side by side, ms (medians): API | HTML page | DuckDB | API/DuckDB | page-API")
-    header = f"{'case':<22}" + "".join(f" | {f'{rows:,} rows':^38}" for rows in sizes)
+    print(
+        "side by side, ms (medians): API httpx | API bytes | HTML page | DuckDB | "
+        "API/DuckDB httpx, bytes | page-API"
+    )
+    header = f"{'case':<22}" + "".join(f" | {f'{rows:,} rows':^51}" for rows in sizes)
     print(header)
     print("-" * len(header))
     for label in results[sizes[0]]["myapp"]:
         line = f"{label:<22}"
         for rows in sizes:
             by = results[rows]["myapp"][label]
-            api, page, duck = (by[k]["median"] for k in ("api", "page", "duckdb"))
-            line += f" | {api:6.1f} {page:6.1f} {duck:6.1f} {api / duck:5.2f} {page - api:+6.1f}"
+            api, lean, page, duck = (by[k]["median"] for k in ("api", "bytes", "page", "duckdb"))
+            line += (
+                f" | {api:6.1f} {lean:6.1f} {page:6.1f} {duck:6.1f} {api / duck:5.2f} "
+                f"{lean / duck:5.2f} {page - api:+6.1f}"
+            )
         print(line)
 
 

@@ -5,6 +5,8 @@ Benchmarks run as scripts (`python bench/<name>.py`), so this module is imported
 
 from __future__ import annotations
 
+import http.client
+import json
 import socket
 import subprocess
 import time
@@ -57,3 +59,36 @@ def wait_ready(url: str, proc: subprocess.Popen, log: Path, timeout_s: float = 1
             raise RuntimeError(log.read_text())
         time.sleep(0.2)
     raise RuntimeError(f"{url} did not answer")
+
+
+class Lean:
+    """http.client on one kept-alive connection: the least time a Python client adds."""
+
+    def __init__(self, port: int) -> None:
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+
+    def post_json(self, path: str, body: dict) -> bytes:
+        data = json.dumps(body).encode()
+        return self._send("POST", path, data, {"content-type": "application/json"})
+
+    def get(self, path: str) -> bytes:
+        return self._send("GET", path, None, {})
+
+    def _send(self, method: str, path: str, data: bytes | None, headers: dict) -> bytes:
+        try:
+            self.conn.request(method, path, body=data, headers=headers)
+            response = self.conn.getresponse()
+        except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+            # The server closed the kept-alive connection while it sat idle (myapp after
+            # MYAPP_HEADER_TIMEOUT_S, when a loaded machine stretches a turn): once more on a
+            # new one, as httpx does.
+            self.conn.close()
+            self.conn.request(method, path, body=data, headers=headers)
+            response = self.conn.getresponse()
+        return self._read(response)
+
+    def _read(self, response: http.client.HTTPResponse) -> bytes:
+        body = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"HTTP {response.status}: {body[:300]!r}")
+        return body

@@ -27,7 +27,6 @@ copy of the rows, and its rows ("before") are measured in the same turns.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import random
@@ -44,7 +43,7 @@ from urllib.parse import urlencode
 
 import duckdb
 import httpx
-from common import free_port, wait_ready
+from common import Lean, free_port, wait_ready
 from query import ensure_datasette
 from workers import make_parquet
 
@@ -63,39 +62,6 @@ EXPECTED_ROWS = {
     "1,000 rows": 1000,
     "10,000 rows": 10000,
 }
-
-
-class Lean:
-    """http.client on one kept-alive connection: the least time a Python client adds."""
-
-    def __init__(self, port: int) -> None:
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-
-    def post_json(self, path: str, body: dict) -> bytes:
-        data = json.dumps(body).encode()
-        return self._send("POST", path, data, {"content-type": "application/json"})
-
-    def get(self, path: str) -> bytes:
-        return self._send("GET", path, None, {})
-
-    def _send(self, method: str, path: str, data: bytes | None, headers: dict) -> bytes:
-        try:
-            self.conn.request(method, path, body=data, headers=headers)
-            response = self.conn.getresponse()
-        except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
-            # The server closed the kept-alive connection while it sat idle (myapp after
-            # MYAPP_HEADER_TIMEOUT_S, when a loaded machine stretches a turn): once more on a
-            # new one, as httpx does.
-            self.conn.close()
-            self.conn.request(method, path, body=data, headers=headers)
-            response = self.conn.getresponse()
-        return self._read(response)
-
-    def _read(self, response: http.client.HTTPResponse) -> bytes:
-        body = response.read()
-        if response.status != 200:
-            raise RuntimeError(f"HTTP {response.status}: {body[:300]!r}")
-        return body
 
 
 def make_sqlite(parquet: Path, rows: int) -> Path:
