@@ -12,15 +12,16 @@ twice per run: with httpx, as a Python program reads it, and with http.client to
 the least a client adds (the two take turns going first). Datasette is timed the same two ways.
 
 Cases: unsorted; sorted by a DOUBLE (descending) and by a VARCHAR, first page and a later cursor
-page (the 20th); a filter and a search (`q`) with a sort. DuckDB alone runs
-`SELECT * FROM big [WHERE …] ORDER BY col LIMIT 51` on a read-only connection (the page plus
-the row that tells whether there is a next one), also for cursor pages, which it would answer
-with the same top-N. "cold" rows change the filter value on every run, so nothing computed for
-an earlier run (the count of the filtered rows) can be reused; the other rows repeat one
-request, as a person reloading or paging does. The HTML page is /datasets/big with the same
-state; it shows the default facets (category, name, flag) too. When the page leaves facets to
-be fetched after it (`data-facets-src`, big tables under a new filter), that block is fetched
-as the page's script does, and "facets in" is page + block: when the facets are on screen.
+page (the 20th); a filter and a search (`q`) with a sort. DuckDB alone runs `SELECT * FROM big
+[WHERE …] ORDER BY col LIMIT 51` on a read-only connection (the page plus the row that tells
+whether there is a next one); for the 20th page its own way to the same rows, `… LIMIT 51 OFFSET
+950`, and the ratio to its first page is printed too. "cold" rows change the filter value on
+every run, so nothing computed for an earlier run (the count of the filtered rows) can be
+reused; the other rows repeat one request, as a person reloading or paging does. The HTML page
+is /datasets/big with the same state; it shows the default facets (category, name, flag) too.
+When the page leaves facets to be fetched after it (`data-facets-src`, big tables under a new
+filter), that block is fetched as the page's script does, and "facets in" is page + block: when
+the facets are on screen.
 
 DuckDB and the API take turns run by run, so both see the same load; figures are medians with
 the range (min-max) of --repeat runs after one warm-up. Target: API <= 1.5x DuckDB; page <= API
@@ -270,7 +271,14 @@ def measure(rows: int, repeat: int, base: Path | None = None) -> dict:
             labels = [c["label"] for c in cases(0)]
             times: dict[str, dict[str, dict[str, list[float]]]] = {
                 side.label: {
-                    label: {"duckdb": [], "api": [], "bytes": [], "page": [], "facets": []}
+                    label: {
+                        "duckdb": [],
+                        "duckdb_first": [],
+                        "api": [],
+                        "bytes": [],
+                        "page": [],
+                        "facets": [],
+                    }
                     for label in labels
                 }
                 for side in sides
@@ -281,13 +289,25 @@ def measure(rows: int, repeat: int, base: Path | None = None) -> dict:
                     where = f" WHERE {case['where']}" if case["where"] else ""
                     by = f" ORDER BY {case['order']}" if case["order"] else ""
                     sql = f"SELECT * FROM big{where}{by} LIMIT {LIMIT + 1}"
+                    # A later page, DuckDB's own way: the same ORDER BY … LIMIT past the rows
+                    # before it. Its first page is timed too ("duckdb_first").
+                    skip = (case.get("depth", 1) - 1) * LIMIT
+                    page_sql = sql + (f" OFFSET {skip}" if skip else "")
 
-                    def local(sql=sql):
+                    def local(sql=page_sql):
+                        conn.execute(sql).fetchall()
+
+                    def first(sql=sql):
                         conn.execute(sql).fetchall()
 
                     duck = timed(local)
+                    duck_first = timed(first) if skip else duck
                     for side in order:
-                        ms = {"duckdb": duck, **time_side(side, case, run, labels)}
+                        ms = {
+                            "duckdb": duck,
+                            "duckdb_first": duck_first,
+                            **time_side(side, case, run, labels),
+                        }
                         if run:  # the first run warms caches and connections
                             for key, value in ms.items():
                                 times[side.label][case["label"]][key].append(value)
@@ -447,6 +467,14 @@ def print_table(figures: dict, lite: dict) -> None:
             f"{fmt(by['page']):>18} {extra:>5.1f} {page_ok:<4}"
             f"{fmt(by['facets']):>18}{peer_text:>30}"
         )
+    for label, by in figures.items():
+        first = by["duckdb_first"]["median"]
+        if by["duckdb"]["median"] != first:
+            print(
+                f"  {label}: DuckDB's own page (OFFSET) {by['duckdb']['median']:.1f} ms, its "
+                f"first page {first:.1f} ms; API/first page {by['api']['median'] / first:.2f} "
+                f"(httpx), {by['bytes']['median'] / first:.2f} (bytes)"
+            )
 
 
 def print_comparison(rows: int, base: dict, new: dict) -> None:
